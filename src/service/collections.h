@@ -1,0 +1,119 @@
+// Collections: documents in RocksDB, one FAISS index per collection, kept in agreement.
+//
+// Durability contract: upsert()/remove() return OK only after RocksDB has the change in its
+// write-ahead log (fsync'd when StoreOptions::sync). One logical change (a document with its
+// text, metadata and embedding, or a whole upsert call) is one WriteBatch. Embeddings are
+// stored next to the documents, so a restart never re-embeds: index files are saved with the
+// sequence they reflect and on open() are loaded and caught up from RocksDB, or rebuilt from
+// the stored embeddings. After a kill -9 at any moment, every acknowledged write is present
+// and the index agrees with the store.
+//
+// Concurrency: CollectionStore is safe for concurrent use from many threads. Writes to one
+// collection are serialised; searches run concurrently with each other and are excluded only
+// from the short index-mutation step of a write (a shared_mutex per collection).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace qsearch {
+
+enum class Metric { kCosine, kInnerProduct, kL2 };
+const char* metric_name(Metric m);                      // "cosine", "ip", "l2"
+StatusOr<Metric> parse_metric(const std::string& name);
+
+// Index type and parameters, as in the API's "index" object. Defaults documented here.
+struct IndexSpec {
+  std::string type = "flat";      // "flat" (exact), "hnsw", "ivf"
+  int hnsw_m = 32;                // HNSW graph degree
+  int hnsw_ef_construction = 200;
+  int hnsw_ef_search = 128;
+  int ivf_nlist = 0;              // 0: chosen at training time, about 4*sqrt(n)
+  int ivf_nprobe = 16;
+  int ivf_train_min = 0;          // vectors needed before training (0: 39*nlist); flat until then
+  nlohmann::json to_json() const;
+  static StatusOr<IndexSpec> from_json(const nlohmann::json& j);  // kUnprocessable on bad values
+};
+
+struct CollectionSpec {
+  std::string name;               // [A-Za-z0-9_.-]{1,128}
+  int dimension = 0;              // vectors stored; 32..hidden size
+  Metric metric = Metric::kCosine;
+  IndexSpec index;
+  std::string query_instruction = "Given a web search query, retrieve relevant passages that answer the query";
+  int max_tokens = 8192;          // longer texts are truncated (and the response says so)
+  std::string model;              // model identity the embeddings came from
+  nlohmann::json options = nlohmann::json::object();  // later features (chunking, dedup)
+  nlohmann::json to_json() const;
+  static StatusOr<CollectionSpec> from_json(const nlohmann::json& j);
+};
+
+struct CollectionInfo {
+  CollectionSpec spec;
+  int64_t document_count = 0;
+  int64_t index_vectors = 0;      // vectors in the FAISS index (incl. not yet compacted)
+  std::string index_type;         // effective type now (e.g. "flat" while IVF is untrained)
+};
+
+struct Document {
+  std::string id;                 // up to 512 bytes
+  std::string text;
+  nlohmann::json metadata = nlohmann::json::object();
+  std::vector<float> embedding;   // dimension floats, L2-normalised for cosine
+  int32_t tokens = 0;
+  int32_t truncated_tokens = 0;
+};
+
+struct SearchParams {
+  int k = 10;                                           // 1..1000
+  nlohmann::json filter = nlohmann::json::object();     // exact match on metadata fields, all must hold
+  bool include_text = false;
+  bool include_metadata = false;
+  std::optional<std::string> exclude_id;                // search by id: leave the id itself out
+};
+
+struct SearchHit {
+  std::string id;
+  float score = 0;                // cosine/ip: similarity (higher is better); l2: distance
+  std::string text;               // when asked for
+  nlohmann::json metadata;        // when asked for
+};
+
+struct StoreOptions {
+  std::string data_dir;           // RocksDB and index files live here
+  bool sync = false;              // fsync the WAL before acknowledging a write
+  std::string model;              // identity of the embedding model (name + checksum)
+};
+
+class CollectionStore {
+ public:
+  static StatusOr<std::unique_ptr<CollectionStore>> open(const StoreOptions& options);
+  virtual ~CollectionStore() = default;
+
+  virtual Status create_collection(const CollectionSpec& spec) = 0;  // kAlreadyExists
+  virtual Status delete_collection(const std::string& name) = 0;     // kNotFound
+  virtual StatusOr<CollectionInfo> get_collection(const std::string& name) = 0;
+  virtual std::vector<CollectionInfo> list_collections() = 0;
+
+  // Inserts or replaces documents (one WriteBatch), then updates the index.
+  virtual Status upsert(const std::string& collection, const std::vector<Document>& docs) = 0;
+  virtual StatusOr<Document> get(const std::string& collection, const std::string& id,
+                                 bool with_embedding) = 0;
+  virtual Status remove(const std::string& collection, const std::string& id) = 0;  // kNotFound
+  virtual StatusOr<std::vector<SearchHit>> search(const std::string& collection,
+                                                  const std::vector<float>& query,
+                                                  const SearchParams& params) = 0;
+  // Writes index files for all collections (also done periodically and at shutdown).
+  virtual Status save_indexes() = 0;
+  // Total documents per collection, for /metrics.
+  virtual std::vector<std::pair<std::string, int64_t>> document_counts() = 0;
+};
+
+}  // namespace qsearch
