@@ -77,4 +77,8 @@ inline uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
+// IEEE half <-> f32 (round to nearest even; overflow -> inf), for F16 checkpoints.
+float f16_to_float(uint16_t h);
+uint16_t float_to_f16(float f);
+
 }  // namespace qsearch
