@@ -90,6 +90,11 @@ struct StoreOptions {
   std::string data_dir;           // RocksDB and index files live here
   bool sync = false;              // fsync the WAL before acknowledging a write
   std::string model;              // identity of the embedding model (name + checksum)
+  // Index files are saved in the background when a collection has unsaved changes and either
+  // this many seconds passed since its last save or index_save_writes changes accumulated;
+  // also by save_indexes() and at shutdown. 0 disables the background thread.
+  int index_save_interval_s = 60;
+  int64_t index_save_writes = 50000;
 };
 
 class CollectionStore {

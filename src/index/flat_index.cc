@@ -1,0 +1,119 @@
+#include "index/flat_index.h"
+
+#include <cstring>
+
+namespace qsearch {
+
+using index_internal::ByteReader;
+using index_internal::ByteWriter;
+using index_internal::FunctionSelector;
+using index_internal::guard_faiss;
+
+FlatIndex::FlatIndex(int dimension, IndexMetric metric)
+    : dimension_(dimension),
+      metric_(metric),
+      index_(std::make_unique<faiss::IndexFlat>(dimension, index_internal::to_faiss(metric))) {}
+
+Status FlatIndex::add(int64_t n, const int64_t* labels, const float* vectors) {
+  const size_t row_bytes = static_cast<size_t>(dimension_) * sizeof(float);
+  std::vector<float> fresh;
+  std::vector<int64_t> fresh_labels;
+  std::unordered_map<int64_t, size_t> fresh_slot;  // label -> row in `fresh` (dups in one call)
+  for (int64_t i = 0; i < n; ++i) {
+    if (labels[i] < 0) return invalid_argument("index labels must be >= 0");
+    const float* row = vectors + i * dimension_;
+    auto it = positions_.find(labels[i]);
+    if (it != positions_.end()) {  // replace in place
+      std::memcpy(index_->codes.data() + it->second * row_bytes, row, row_bytes);
+      continue;
+    }
+    auto f = fresh_slot.find(labels[i]);
+    if (f != fresh_slot.end()) {
+      std::memcpy(fresh.data() + f->second * dimension_, row, row_bytes);
+      continue;
+    }
+    fresh_slot[labels[i]] = fresh_labels.size();
+    fresh_labels.push_back(labels[i]);
+    fresh.insert(fresh.end(), row, row + dimension_);
+  }
+  if (fresh_labels.empty()) return Status::ok();
+  const int64_t base = index_->ntotal;
+  QS_RETURN_IF_ERROR(guard_faiss("IndexFlat::add", [&] {
+    index_->add(static_cast<faiss::Index::idx_t>(fresh_labels.size()), fresh.data());
+  }));
+  for (size_t i = 0; i < fresh_labels.size(); ++i) {
+    positions_[fresh_labels[i]] = base + static_cast<int64_t>(i);
+    labels_.push_back(fresh_labels[i]);
+  }
+  return Status::ok();
+}
+
+Status FlatIndex::remove(int64_t n, const int64_t* labels) {
+  const size_t row_bytes = static_cast<size_t>(dimension_) * sizeof(float);
+  for (int64_t i = 0; i < n; ++i) {
+    auto it = positions_.find(labels[i]);
+    if (it == positions_.end()) continue;
+    const int64_t pos = it->second;
+    const int64_t last = static_cast<int64_t>(labels_.size()) - 1;
+    positions_.erase(it);
+    if (pos != last) {  // move the last row into the hole
+      std::memcpy(index_->codes.data() + pos * row_bytes, index_->codes.data() + last * row_bytes,
+                  row_bytes);
+      labels_[pos] = labels_[last];
+      positions_[labels_[pos]] = pos;
+    }
+    labels_.pop_back();
+    index_->codes.resize(static_cast<size_t>(last) * row_bytes);
+    index_->ntotal = last;
+  }
+  return Status::ok();
+}
+
+Status FlatIndex::search(int64_t n, const float* queries, int k, const IndexSearchParams& /*params*/,
+                         const LabelFilter* filter, int64_t* out_labels,
+                         float* out_distances) const {
+  if (k < 1) return invalid_argument("k must be >= 1");
+  faiss::SearchParameters sp;
+  FunctionSelector selector([this, filter](int64_t pos) { return (*filter)(labels_[pos]); });
+  if (filter) sp.sel = &selector;
+  QS_RETURN_IF_ERROR(guard_faiss("IndexFlat::search", [&] {
+    index_->search(n, queries, k, out_distances, out_labels, filter ? &sp : nullptr);
+  }));
+  for (int64_t i = 0; i < n * k; ++i) {
+    if (out_labels[i] >= 0) out_labels[i] = labels_[out_labels[i]];
+  }
+  return Status::ok();
+}
+
+Status FlatIndex::write_payload(ByteWriter* w) const {
+  w->put_array(labels_.data(), labels_.size());
+  w->put_array(index_->get_xb(), labels_.size() * static_cast<size_t>(dimension_));
+  return Status::ok();
+}
+
+StatusOr<std::unique_ptr<FlatIndex>> FlatIndex::read_payload(int dimension, IndexMetric metric,
+                                                             ByteReader* r) {
+  auto index = std::make_unique<FlatIndex>(dimension, metric);
+  std::vector<int64_t> labels;
+  std::vector<float> vectors;
+  if (!r->get_array(&labels) || !r->get_array(&vectors)) {
+    return corruption("flat index payload is truncated");
+  }
+  if (vectors.size() != labels.size() * static_cast<size_t>(dimension)) {
+    return corruption("flat index payload: vector count does not match label count");
+  }
+  QS_RETURN_IF_ERROR(index->add(static_cast<int64_t>(labels.size()), labels.data(), vectors.data()));
+  if (index->size() != static_cast<int64_t>(labels.size())) {
+    return corruption("flat index payload has duplicate labels");
+  }
+  return index;
+}
+
+Status FlatIndex::serialize(std::string* out) const {
+  out->clear();
+  ByteWriter w(out);
+  w.put<uint8_t>(static_cast<uint8_t>(index_internal::IndexKind::kFlat));
+  return write_payload(&w);
+}
+
+}  // namespace qsearch

@@ -1,0 +1,161 @@
+#include "index/hnsw_index.h"
+
+#include <faiss/IndexFlat.h>
+
+#include <algorithm>
+
+namespace qsearch {
+
+using index_internal::ByteReader;
+using index_internal::ByteWriter;
+using index_internal::FunctionSelector;
+using index_internal::guard_faiss;
+
+HnswIndex::HnswIndex(const VectorIndexConfig& config) : config_(config), index_(new_graph()) {}
+
+std::unique_ptr<faiss::IndexHNSWFlat> HnswIndex::new_graph() const {
+  auto g = std::make_unique<faiss::IndexHNSWFlat>(config_.dimension, config_.hnsw_m,
+                                                   index_internal::to_faiss(config_.metric));
+  g->hnsw.efConstruction = config_.hnsw_ef_construction;
+  g->hnsw.efSearch = config_.hnsw_ef_search;
+  return g;
+}
+
+const float* HnswIndex::stored_vectors() const {
+  auto* flat = dynamic_cast<const faiss::IndexFlat*>(index_->storage);
+  return flat ? flat->get_xb() : nullptr;
+}
+
+Status HnswIndex::add(int64_t n, const int64_t* labels, const float* vectors) {
+  const int d = config_.dimension;
+  // Last occurrence of a label in this call wins.
+  std::unordered_map<int64_t, int64_t> last;
+  for (int64_t i = 0; i < n; ++i) {
+    if (labels[i] < 0) return invalid_argument("index labels must be >= 0");
+    last[labels[i]] = i;
+  }
+  std::vector<float> rows;
+  std::vector<int64_t> new_labels;
+  rows.reserve(last.size() * d);
+  for (int64_t i = 0; i < n; ++i) {
+    if (last[labels[i]] != i) continue;
+    new_labels.push_back(labels[i]);
+    rows.insert(rows.end(), vectors + i * d, vectors + (i + 1) * d);
+  }
+  if (new_labels.empty()) return Status::ok();
+  QS_RETURN_IF_ERROR(guard_faiss("IndexHNSWFlat::add", [&] {
+    index_->add(static_cast<faiss::Index::idx_t>(new_labels.size()), rows.data());
+  }));
+  for (int64_t label : new_labels) {
+    auto it = positions_.find(label);
+    if (it != positions_.end()) dead_[it->second] = 1;  // replaced: tombstone the old vector
+    positions_[label] = static_cast<int64_t>(labels_.size());
+    labels_.push_back(label);
+    dead_.push_back(0);
+  }
+  return maybe_rebuild();
+}
+
+Status HnswIndex::remove(int64_t n, const int64_t* labels) {
+  for (int64_t i = 0; i < n; ++i) {
+    auto it = positions_.find(labels[i]);
+    if (it == positions_.end()) continue;
+    dead_[it->second] = 1;
+    positions_.erase(it);
+  }
+  return maybe_rebuild();
+}
+
+Status HnswIndex::maybe_rebuild() {
+  const int64_t dead = tombstones();
+  if (dead == 0 || dead <= config_.hnsw_rebuild_fraction * static_cast<double>(stored())) {
+    return Status::ok();
+  }
+  const int d = config_.dimension;
+  const float* xb = stored_vectors();
+  if (!xb) return internal_error("HNSW storage is not a flat index");
+  std::vector<float> rows;
+  std::vector<int64_t> live;
+  rows.reserve(static_cast<size_t>(size()) * d);
+  live.reserve(size());
+  for (size_t pos = 0; pos < labels_.size(); ++pos) {
+    if (dead_[pos]) continue;
+    live.push_back(labels_[pos]);
+    rows.insert(rows.end(), xb + pos * d, xb + (pos + 1) * d);
+  }
+  auto graph = new_graph();
+  QS_RETURN_IF_ERROR(guard_faiss("IndexHNSWFlat::add (rebuild)", [&] {
+    if (!live.empty()) graph->add(static_cast<faiss::Index::idx_t>(live.size()), rows.data());
+  }));
+  index_ = std::move(graph);
+  labels_ = live;
+  dead_.assign(live.size(), 0);
+  positions_.clear();
+  for (size_t pos = 0; pos < live.size(); ++pos) positions_[live[pos]] = static_cast<int64_t>(pos);
+  ++rebuilds_;
+  return Status::ok();
+}
+
+Status HnswIndex::search(int64_t n, const float* queries, int k, const IndexSearchParams& params,
+                         const LabelFilter* filter, int64_t* out_labels,
+                         float* out_distances) const {
+  if (k < 1) return invalid_argument("k must be >= 1");
+  faiss::SearchParametersHNSW sp;
+  sp.efSearch = std::max(params.ef_search > 0 ? params.ef_search : config_.hnsw_ef_search, k);
+  const bool has_dead = tombstones() > 0;
+  FunctionSelector selector([this, filter, has_dead](int64_t pos) {
+    if (has_dead && dead_[pos]) return false;
+    return filter == nullptr || (*filter)(labels_[pos]);
+  });
+  if (has_dead || filter) sp.sel = &selector;
+  QS_RETURN_IF_ERROR(guard_faiss("IndexHNSWFlat::search", [&] {
+    index_->search(n, queries, k, out_distances, out_labels, &sp);
+  }));
+  for (int64_t i = 0; i < n * k; ++i) {
+    if (out_labels[i] >= 0) out_labels[i] = labels_[out_labels[i]];
+  }
+  return Status::ok();
+}
+
+Status HnswIndex::serialize(std::string* out) const {
+  out->clear();
+  ByteWriter w(out);
+  w.put<uint8_t>(static_cast<uint8_t>(index_internal::IndexKind::kHnsw));
+  w.put_array(labels_.data(), labels_.size());
+  w.put_array(dead_.data(), dead_.size());
+  std::string graph;
+  QS_RETURN_IF_ERROR(index_internal::faiss_to_bytes(index_.get(), &graph));
+  w.put_bytes(graph);
+  return Status::ok();
+}
+
+StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::read_payload(const VectorIndexConfig& config,
+                                                             ByteReader* r) {
+  auto index = std::make_unique<HnswIndex>(config);
+  std::string_view graph_bytes;
+  if (!r->get_array(&index->labels_) || !r->get_array(&index->dead_) ||
+      !r->get_bytes(&graph_bytes)) {
+    return corruption("HNSW index payload is truncated");
+  }
+  QS_ASSIGN_OR_RETURN(std::unique_ptr<faiss::Index> raw,
+                      index_internal::faiss_from_bytes(graph_bytes));
+  auto* hnsw = dynamic_cast<faiss::IndexHNSWFlat*>(raw.get());
+  if (!hnsw) return corruption("HNSW index payload holds another FAISS index type");
+  raw.release();
+  index->index_.reset(hnsw);
+  if (index->dead_.size() != index->labels_.size() ||
+      index->index_->ntotal != static_cast<faiss::Index::idx_t>(index->labels_.size()) ||
+      index->index_->d != config.dimension || index->stored_vectors() == nullptr) {
+    return corruption("HNSW index payload: sizes do not agree");
+  }
+  index->index_->hnsw.efSearch = config.hnsw_ef_search;
+  for (size_t pos = 0; pos < index->labels_.size(); ++pos) {
+    if (index->dead_[pos]) continue;
+    if (!index->positions_.emplace(index->labels_[pos], static_cast<int64_t>(pos)).second) {
+      return corruption("HNSW index payload has a live label twice");
+    }
+  }
+  return index;
+}
+
+}  // namespace qsearch

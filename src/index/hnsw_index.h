@@ -1,0 +1,56 @@
+// Approximate search with HNSW: a faiss::IndexHNSWFlat plus position <-> label maps.
+//
+// HNSW graphs cannot delete, so remove() and replacing add() mark the old position dead (a
+// tombstone); searches skip tombstones through an IDSelector over positions. When tombstones
+// exceed VectorIndexConfig::hnsw_rebuild_fraction of the stored vectors, the graph is rebuilt
+// from the live vectors (taken from the index's own flat storage, never re-embedded) inside the
+// mutating call. efSearch is a per-call SearchParametersHNSW, at least k.
+// Thread-safety: see vector_index.h.
+#pragma once
+
+#include <faiss/IndexHNSW.h>
+
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "index/index_util.h"
+#include "index/vector_index.h"
+
+namespace qsearch {
+
+class HnswIndex : public VectorIndex {
+ public:
+  explicit HnswIndex(const VectorIndexConfig& config);
+
+  Status add(int64_t n, const int64_t* labels, const float* vectors) override;
+  Status remove(int64_t n, const int64_t* labels) override;
+  Status search(int64_t n, const float* queries, int k, const IndexSearchParams& params,
+                const LabelFilter* filter, int64_t* out_labels,
+                float* out_distances) const override;
+  int64_t size() const override { return static_cast<int64_t>(positions_.size()); }
+  int64_t stored() const override { return static_cast<int64_t>(labels_.size()); }
+  bool contains(int64_t label) const override { return positions_.count(label) > 0; }
+  std::string type() const override { return "hnsw"; }
+  int dimension() const override { return config_.dimension; }
+  Status serialize(std::string* out) const override;
+
+  static StatusOr<std::unique_ptr<HnswIndex>> read_payload(const VectorIndexConfig& config,
+                                                           index_internal::ByteReader* r);
+  int64_t tombstones() const { return stored() - size(); }
+  int64_t rebuilds() const { return rebuilds_; }
+
+ private:
+  std::unique_ptr<faiss::IndexHNSWFlat> new_graph() const;
+  const float* stored_vectors() const;
+  Status maybe_rebuild();
+
+  VectorIndexConfig config_;
+  std::unique_ptr<faiss::IndexHNSWFlat> index_;
+  std::vector<int64_t> labels_;                     // position -> label (also for dead ones)
+  std::vector<uint8_t> dead_;                       // position -> tombstone flag
+  std::unordered_map<int64_t, int64_t> positions_;  // live label -> position
+  int64_t rebuilds_ = 0;
+};
+
+}  // namespace qsearch

@@ -1,0 +1,55 @@
+// Inverted-file search: exact (a FlatIndex) until enough vectors exist, then a
+// faiss::IndexIVFFlat trained once on the vectors it holds (the stored embeddings) and filled
+// with them. Labels are FAISS ids directly; a hashtable direct map makes remove_ids O(1) per id.
+// nprobe is a per-call SearchParametersIVF. Thread-safety: see vector_index.h.
+//
+// Training threshold: ivf_train_min if set, else 39*ivf_nlist if set, else 24336 (the n at which
+// n = 39 * 4*sqrt(n), FAISS's minimum of 39 training points per list). nlist when not set:
+// 4*sqrt(n), at most n/39, at least 1.
+#pragma once
+
+#include <faiss/IndexIVFFlat.h>
+
+#include <memory>
+#include <unordered_set>
+
+#include "index/flat_index.h"
+#include "index/index_util.h"
+#include "index/vector_index.h"
+
+namespace qsearch {
+
+class IvfIndex : public VectorIndex {
+ public:
+  explicit IvfIndex(const VectorIndexConfig& config);
+
+  Status add(int64_t n, const int64_t* labels, const float* vectors) override;
+  Status remove(int64_t n, const int64_t* labels) override;
+  Status search(int64_t n, const float* queries, int k, const IndexSearchParams& params,
+                const LabelFilter* filter, int64_t* out_labels,
+                float* out_distances) const override;
+  int64_t size() const override;
+  int64_t stored() const override;
+  bool contains(int64_t label) const override;
+  std::string type() const override { return trained() ? "ivf" : "flat"; }
+  int dimension() const override { return config_.dimension; }
+  Status serialize(std::string* out) const override;
+
+  static StatusOr<std::unique_ptr<IvfIndex>> read_payload(const VectorIndexConfig& config,
+                                                          index_internal::IndexKind kind,
+                                                          index_internal::ByteReader* r);
+  bool trained() const { return ivf_ != nullptr; }
+  int64_t nlist() const { return ivf_ ? static_cast<int64_t>(ivf_->nlist) : 0; }
+  int64_t train_threshold() const;
+
+ private:
+  Status train_from_flat();
+  Status finish_load();
+
+  VectorIndexConfig config_;
+  std::unique_ptr<FlatIndex> flat_;           // before training
+  std::unique_ptr<faiss::IndexIVFFlat> ivf_;  // after training (owns its quantizer)
+  std::unordered_set<int64_t> live_;          // labels in ivf_
+};
+
+}  // namespace qsearch

@@ -1,0 +1,73 @@
+#include "index/vector_index.h"
+
+#include "index/flat_index.h"
+#include "index/hnsw_index.h"
+#include "index/index_util.h"
+#include "index/ivf_index.h"
+
+namespace qsearch {
+
+using index_internal::ByteReader;
+using index_internal::IndexKind;
+
+static Status validate(const VectorIndexConfig& c) {
+  if (c.dimension < 1) return invalid_argument("index dimension must be >= 1");
+  if (c.type == "flat") return Status::ok();
+  if (c.type == "hnsw") {
+    if (c.hnsw_m < 2 || c.hnsw_m > 512) return invalid_argument("hnsw m must be in 2..512");
+    if (c.hnsw_ef_construction < 1) return invalid_argument("hnsw ef_construction must be >= 1");
+    if (c.hnsw_ef_search < 1) return invalid_argument("hnsw ef_search must be >= 1");
+    if (!(c.hnsw_rebuild_fraction > 0 && c.hnsw_rebuild_fraction <= 1)) {
+      return invalid_argument("hnsw rebuild fraction must be in (0, 1]");
+    }
+    return Status::ok();
+  }
+  if (c.type == "ivf") {
+    if (c.ivf_nlist < 0) return invalid_argument("ivf nlist must be >= 0");
+    if (c.ivf_nprobe < 1) return invalid_argument("ivf nprobe must be >= 1");
+    if (c.ivf_train_min < 0) return invalid_argument("ivf train_min must be >= 0");
+    return Status::ok();
+  }
+  return invalid_argument("unknown index type '" + c.type + "' (flat, hnsw, ivf)");
+}
+
+StatusOr<std::unique_ptr<VectorIndex>> make_vector_index(const VectorIndexConfig& config) {
+  QS_RETURN_IF_ERROR(validate(config));
+  if (config.type == "hnsw") return std::unique_ptr<VectorIndex>(new HnswIndex(config));
+  if (config.type == "ivf") return std::unique_ptr<VectorIndex>(new IvfIndex(config));
+  return std::unique_ptr<VectorIndex>(new FlatIndex(config.dimension, config.metric));
+}
+
+StatusOr<std::unique_ptr<VectorIndex>> make_vector_index_from(const VectorIndexConfig& config,
+                                                              std::string_view bytes) {
+  QS_RETURN_IF_ERROR(validate(config));
+  ByteReader r(bytes);
+  uint8_t kind = 0;
+  if (!r.get(&kind)) return corruption("empty index bytes");
+  std::unique_ptr<VectorIndex> index;
+  switch (static_cast<IndexKind>(kind)) {
+    case IndexKind::kFlat: {
+      if (config.type != "flat") return corruption("index bytes hold a flat index, expected " + config.type);
+      QS_ASSIGN_OR_RETURN(index, FlatIndex::read_payload(config.dimension, config.metric, &r));
+      break;
+    }
+    case IndexKind::kHnsw: {
+      if (config.type != "hnsw") return corruption("index bytes hold an HNSW index, expected " + config.type);
+      QS_ASSIGN_OR_RETURN(index, HnswIndex::read_payload(config, &r));
+      break;
+    }
+    case IndexKind::kIvfUntrained:
+    case IndexKind::kIvfTrained: {
+      if (config.type != "ivf") return corruption("index bytes hold an IVF index, expected " + config.type);
+      QS_ASSIGN_OR_RETURN(index, IvfIndex::read_payload(config, static_cast<IndexKind>(kind), &r));
+      break;
+    }
+    default:
+      return corruption("unknown index kind " + std::to_string(kind));
+  }
+  if (!r.done()) return corruption("index bytes have trailing data");
+  if (index->dimension() != config.dimension) return corruption("index dimension mismatch");
+  return index;
+}
+
+}  // namespace qsearch

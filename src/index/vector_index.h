@@ -1,0 +1,84 @@
+// Vector indexes over FAISS: one per collection, keyed by int64 labels (>= 0) that the store
+// hands out and never reuses.
+//
+// Data contract (as FAISS Index.h): n vectors of d floats, row-major, component j of vector i at
+// x[i*d + j]; search results are n*k labels and distances, row i for query i, best first, padded
+// with label -1 where fewer than k vectors qualify. Cosine is inner product on L2-normalised
+// vectors: the caller normalises (the index sees only kInnerProduct or kL2). Distances are what
+// FAISS returns: inner product (higher is better) or squared L2 (lower is better).
+//
+// Concurrency contract: search(), size() and serialize() are const and may run concurrently
+// with each other. add(), remove() and anything non-const must not run concurrently with any
+// other call (FAISS CPU indexes allow concurrent searches but not a search during an add; HNSW
+// and IVF rebuild and train inside add/remove). The owner guards each index with a
+// std::shared_mutex: searches and saves take it shared, mutations take it exclusively
+// (CollectionStore does this per collection). Per-call knobs (efSearch, nprobe) travel in
+// IndexSearchParams, never in shared index fields, so concurrent searches cannot race on them.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace qsearch {
+
+enum class IndexMetric { kInnerProduct, kL2 };
+
+struct VectorIndexConfig {
+  std::string type = "flat";       // "flat" (exact), "hnsw", "ivf"
+  int dimension = 0;               // >= 1
+  IndexMetric metric = IndexMetric::kInnerProduct;
+  int hnsw_m = 32;                 // HNSW graph degree
+  int hnsw_ef_construction = 200;  // HNSW build-time beam width
+  int hnsw_ef_search = 128;        // default search beam width (raised to k when k is larger)
+  double hnsw_rebuild_fraction = 0.25;  // rebuild when tombstones exceed this share of vectors
+  int ivf_nlist = 0;               // 0: chosen at training time, about 4*sqrt(n) (>= 1)
+  int ivf_nprobe = 16;             // default lists probed per query
+  int ivf_train_min = 0;           // vectors needed before training (0: 39*nlist); flat until then
+};
+
+// Per-call search knobs; 0 means the index's configured default.
+struct IndexSearchParams {
+  int ef_search = 0;  // HNSW
+  int nprobe = 0;     // IVF
+};
+
+// Optional per-search label predicate: only labels for which it returns true are results.
+// Evaluated inside the FAISS scan (an IDSelector), possibly from several threads at once.
+using LabelFilter = std::function<bool(int64_t label)>;
+
+class VectorIndex {
+ public:
+  virtual ~VectorIndex() = default;
+
+  // Adds n vectors under the given labels. A label already present is replaced.
+  virtual Status add(int64_t n, const int64_t* labels, const float* vectors) = 0;
+  // Removes the labels; labels not present are ignored (so change-log replays are idempotent).
+  virtual Status remove(int64_t n, const int64_t* labels) = 0;
+  // k >= 1; out_labels and out_distances hold n*k entries.
+  virtual Status search(int64_t n, const float* queries, int k, const IndexSearchParams& params,
+                        const LabelFilter* filter, int64_t* out_labels,
+                        float* out_distances) const = 0;
+
+  virtual int64_t size() const = 0;        // live vectors
+  virtual int64_t stored() const = 0;      // vectors held, incl. tombstones not yet compacted
+  virtual bool contains(int64_t label) const = 0;
+  virtual std::string type() const = 0;    // effective type now: "flat", "hnsw", "ivf"
+  virtual int dimension() const = 0;
+
+  // Serialised form (FAISS index bytes plus our label maps); see make_vector_index_from().
+  virtual Status serialize(std::string* out) const = 0;
+};
+
+// A new empty index. kInvalidArgument on an unknown type or bad parameters.
+StatusOr<std::unique_ptr<VectorIndex>> make_vector_index(const VectorIndexConfig& config);
+// Restores an index written by serialize() (config must match the one it was made with; the
+// type may have advanced, e.g. IVF trained). kCorruption when the bytes do not parse.
+StatusOr<std::unique_ptr<VectorIndex>> make_vector_index_from(const VectorIndexConfig& config,
+                                                              std::string_view bytes);
+
+}  // namespace qsearch

@@ -1,0 +1,331 @@
+// Opening collections (load index file, catch up from the change log, or rebuild from the
+// stored embeddings: never re-embed) and saving index files (periodically and on demand).
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <filesystem>
+#include <unordered_map>
+
+#include "index/index_file.h"
+#include "service/collection_store.h"
+#include "store/keys.h"
+#include "store/record.h"
+
+namespace qsearch {
+
+namespace fs = std::filesystem;
+using store::CounterKind;
+using store::KeyPrefix;
+
+static int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+Status RocksCollectionStore::load_collections() {
+  std::vector<std::pair<uint64_t, std::string>> specs;
+  QS_RETURN_IF_ERROR(kv_->scan(store::prefix_begin(KeyPrefix::kSpec),
+                               store::prefix_end(KeyPrefix::kSpec),
+                               [&](std::string_view key, std::string_view value) {
+                                 uint64_t cid = 0;
+                                 if (store::parse_spec_key(key, &cid)) {
+                                   specs.emplace_back(cid, std::string(value));
+                                 }
+                                 return true;
+                               }));
+  for (auto& [cid, json_text] : specs) {
+    auto j = nlohmann::json::parse(json_text, nullptr, false);
+    if (j.is_discarded()) return corruption("collection " + std::to_string(cid) + ": spec is not JSON");
+    auto spec = CollectionSpec::from_json(j);
+    if (!spec.is_ok()) return corruption("collection " + std::to_string(cid) + ": " + spec.status().message());
+    auto c = std::make_shared<CollectionState>();
+    c->id = cid;
+    c->spec = std::move(spec).value();
+    c->index_config = index_config_of(c->spec);
+    std::vector<std::string> keys = {store::counter_key(cid, CounterKind::kNextLabel),
+                                     store::counter_key(cid, CounterKind::kDocuments),
+                                     store::counter_key(cid, CounterKind::kLogSeq)};
+    std::vector<std::optional<std::string>> values;
+    QS_RETURN_IF_ERROR(kv_->multi_get(keys, &values));
+    for (const auto& v : values) {
+      if (!v || v->size() != 8) return corruption("collection '" + c->spec.name + "': counters missing");
+    }
+    c->next_label = store::get_i64_be(*values[0]);
+    c->documents = store::get_i64_be(*values[1]);
+    c->log_seq = static_cast<uint64_t>(store::get_i64_be(*values[2]));
+    if (cid >= next_collection_id_) next_collection_id_ = cid + 1;
+    QS_RETURN_IF_ERROR(load_index(c.get()).with_context("collection '" + c->spec.name + "'"));
+    c->last_save_ms = now_ms();
+    std::unique_lock<std::shared_mutex> lock(collections_mu_);
+    collections_[c->spec.name] = c;
+  }
+  return Status::ok();
+}
+
+Status RocksCollectionStore::load_index(CollectionState* c) {
+  const std::string path = index_path(c->id);
+  IndexFileHeader header;
+  std::string payload;
+  Status s = read_index_file(path, &header, &payload);
+  IndexOrigin origin = IndexOrigin::kRebuilt;
+  if (s.is_ok() && header.collection_id != c->id) {
+    s = corruption(path + " belongs to collection " + std::to_string(header.collection_id));
+  }
+  if (s.is_ok() && header.sequence > c->log_seq) {
+    // The file reflects writes the store does not have (unsynced WAL lost in a power cut).
+    s = corruption(path + " is ahead of the store (sequence " + std::to_string(header.sequence) +
+                   " > " + std::to_string(c->log_seq) + ")");
+  }
+  if (s.is_ok()) {
+    auto index = make_vector_index_from(c->index_config, payload);
+    payload.clear();
+    payload.shrink_to_fit();
+    if (index.is_ok()) {
+      c->index = std::move(index).value();
+      c->applied_seq = header.sequence;
+      bool changed = false;
+      s = catch_up(c, header.sequence, &changed);
+      if (s.is_ok() && c->index->size() != c->documents.load()) {
+        s = corruption("index holds " + std::to_string(c->index->size()) + " vectors, store " +
+                       std::to_string(c->documents.load()) + " documents");
+      }
+      if (s.is_ok()) {
+        origin = changed ? IndexOrigin::kCaughtUp : IndexOrigin::kLoaded;
+        c->saved_seq = header.sequence;
+        c->file_present = true;
+      }
+    } else {
+      s = index.status();
+    }
+  }
+  if (!s.is_ok()) {
+    if (s.code() != StatusCode::kNotFound || c->documents.load() > 0) {
+      spdlog::warn("store: collection '{}': {}; rebuilding its index from stored embeddings",
+                   c->spec.name, s.to_string());
+    }
+    QS_RETURN_IF_ERROR(rebuild_index(c));
+    origin = IndexOrigin::kRebuilt;
+  }
+  std::unique_lock<std::shared_mutex> lock(collections_mu_);
+  origins_[c->spec.name] = origin;
+  return Status::ok();
+}
+
+Status RocksCollectionStore::catch_up(CollectionState* c, uint64_t from_seq, bool* changed) {
+  std::vector<std::pair<uint64_t, store::ChangeRecord>> log;
+  Status decode_status;
+  QS_RETURN_IF_ERROR(kv_->scan(
+      store::changelog_key(c->id, from_seq + 1),
+      store::collection_range_end(KeyPrefix::kChangeLog, c->id),
+      [&](std::string_view key, std::string_view value) {
+        uint64_t cid = 0, seq = 0;
+        store::ChangeRecord change;
+        if (!store::parse_changelog_key(key, &cid, &seq)) return true;
+        decode_status = store::decode_change(value, &change);
+        if (!decode_status.is_ok()) return false;
+        log.emplace_back(seq, change);
+        return true;
+      }));
+  QS_RETURN_IF_ERROR(decode_status);
+  *changed = !log.empty();
+  if (log.empty()) {
+    c->applied_seq = c->log_seq;
+    return Status::ok();
+  }
+  if (log.back().first != c->log_seq) {
+    return corruption("change log ends at " + std::to_string(log.back().first) + ", counter says " +
+                      std::to_string(c->log_seq));
+  }
+  // Embeddings of the added labels that are still current (label -> id -> record.label == label).
+  std::vector<std::string> label_keys;
+  std::vector<int64_t> add_labels;
+  for (const auto& [seq, change] : log) {
+    if (change.op == store::ChangeOp::kAdd) {
+      add_labels.push_back(change.label);
+      label_keys.push_back(store::label_key(c->id, change.label));
+    }
+  }
+  std::vector<std::optional<std::string>> ids;
+  QS_RETURN_IF_ERROR(kv_->multi_get(label_keys, &ids));
+  std::vector<std::string> doc_keys;
+  std::vector<int64_t> doc_labels;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!ids[i]) continue;  // removed or replaced later in the log
+    doc_keys.push_back(store::document_key(c->id, *ids[i]));
+    doc_labels.push_back(add_labels[i]);
+  }
+  std::vector<std::optional<std::string>> docs;
+  QS_RETURN_IF_ERROR(kv_->multi_get(doc_keys, &docs));
+  std::unordered_map<int64_t, std::vector<float>> embeddings;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    if (!docs[i]) continue;
+    store::DocumentRecord rec;
+    QS_RETURN_IF_ERROR(store::decode_document(*docs[i], &rec, store::kPartEmbedding));
+    if (rec.label != doc_labels[i]) continue;
+    if (static_cast<int>(rec.embedding.size()) != c->spec.dimension) {
+      return corruption("stored embedding has the wrong dimension");
+    }
+    embeddings[rec.label] = std::move(rec.embedding);
+  }
+  // Apply in log order, batching runs of the same op.
+  size_t i = 0;
+  while (i < log.size()) {
+    const store::ChangeOp op = log[i].second.op;
+    std::vector<int64_t> labels;
+    std::vector<float> rows;
+    for (; i < log.size() && log[i].second.op == op; ++i) {
+      const int64_t label = log[i].second.label;
+      if (op == store::ChangeOp::kRemove) {
+        labels.push_back(label);
+        continue;
+      }
+      auto it = embeddings.find(label);
+      if (it == embeddings.end() || c->index->contains(label)) continue;
+      labels.push_back(label);
+      rows.insert(rows.end(), it->second.begin(), it->second.end());
+    }
+    if (op == store::ChangeOp::kRemove) {
+      QS_RETURN_IF_ERROR(c->index->remove(static_cast<int64_t>(labels.size()), labels.data()));
+    } else if (!labels.empty()) {
+      QS_RETURN_IF_ERROR(c->index->add(static_cast<int64_t>(labels.size()), labels.data(), rows.data()));
+    }
+  }
+  c->applied_seq = c->log_seq;
+  return Status::ok();
+}
+
+Status RocksCollectionStore::rebuild_index(CollectionState* c) {
+  QS_ASSIGN_OR_RETURN(std::unique_ptr<VectorIndex> index, make_vector_index(c->index_config));
+  const int d = c->spec.dimension;
+  constexpr size_t kBatch = 4096;
+  std::vector<int64_t> labels;
+  std::vector<float> rows;
+  int64_t count = 0;
+  Status inner;
+  auto flush = [&]() {
+    if (labels.empty()) return Status::ok();
+    Status s = index->add(static_cast<int64_t>(labels.size()), labels.data(), rows.data());
+    labels.clear();
+    rows.clear();
+    return s;
+  };
+  QS_RETURN_IF_ERROR(kv_->scan(store::collection_range_begin(KeyPrefix::kDocument, c->id),
+                               store::collection_range_end(KeyPrefix::kDocument, c->id),
+                               [&](std::string_view, std::string_view value) {
+                                 store::DocumentRecord rec;
+                                 inner = store::decode_document(value, &rec, store::kPartEmbedding);
+                                 if (!inner.is_ok()) return false;
+                                 if (static_cast<int>(rec.embedding.size()) != d) {
+                                   inner = corruption("stored embedding has the wrong dimension");
+                                   return false;
+                                 }
+                                 labels.push_back(rec.label);
+                                 rows.insert(rows.end(), rec.embedding.begin(), rec.embedding.end());
+                                 ++count;
+                                 if (labels.size() >= kBatch) inner = flush();
+                                 return inner.is_ok();
+                               }));
+  QS_RETURN_IF_ERROR(inner);
+  QS_RETURN_IF_ERROR(flush());
+  if (count != c->documents.load()) {
+    spdlog::warn("store: collection '{}': document counter said {}, found {}; fixing the counter",
+                 c->spec.name, c->documents.load(), count);
+    store::WriteBatch batch;
+    std::string v;
+    store::put_i64_be(&v, count);
+    batch.put(store::counter_key(c->id, CounterKind::kDocuments), v);
+    QS_RETURN_IF_ERROR(kv_->write(&batch));
+    c->documents = count;
+  }
+  std::unique_lock<std::shared_mutex> lock(c->index_mu);
+  c->index = std::move(index);
+  c->applied_seq = c->log_seq;
+  c->saved_seq = 0;
+  c->file_present = false;
+  return Status::ok();
+}
+
+Status RocksCollectionStore::save_collection(CollectionState* c) {
+  std::lock_guard<std::mutex> save_lock(c->save_mu);
+  if (c->dropped_flag) return Status::ok();
+  std::string payload;
+  uint64_t seq = 0;
+  {
+    std::shared_lock<std::shared_mutex> lock(c->index_mu);
+    seq = c->applied_seq;
+    if (c->file_present && seq == c->saved_seq) return Status::ok();
+    QS_RETURN_IF_ERROR(c->index->serialize(&payload));
+  }
+  const int64_t writes_at_save = c->writes_since_save.load();
+  QS_RETURN_IF_ERROR(write_index_file(index_path(c->id), {c->id, seq}, payload));
+  c->saved_seq = seq;
+  c->file_present = true;
+  c->writes_since_save.fetch_sub(writes_at_save);
+  c->last_save_ms = now_ms();
+  // The file now covers the log up to seq: trim it (unsynced: a lost trim only replays no-ops).
+  store::WriteBatch trim;
+  trim.delete_range(store::collection_range_begin(KeyPrefix::kChangeLog, c->id),
+                    store::changelog_key(c->id, seq + 1));
+  return kv_->write(&trim, false);
+}
+
+Status RocksCollectionStore::save_indexes() {
+  std::vector<std::shared_ptr<CollectionState>> all;
+  {
+    std::shared_lock<std::shared_mutex> lock(collections_mu_);
+    for (const auto& [name, c] : collections_) all.push_back(c);
+  }
+  Status first;
+  for (const auto& c : all) {
+    Status s = save_collection(c.get());
+    if (!s.is_ok()) {
+      spdlog::error("store: saving the index of '{}': {}", c->spec.name, s.to_string());
+      if (first.is_ok()) first = s.with_context("saving the index of '" + c->spec.name + "'");
+    }
+  }
+  return first;
+}
+
+void RocksCollectionStore::remove_stale_index_files() {
+  std::error_code ec;
+  std::vector<uint64_t> live;
+  {
+    std::shared_lock<std::shared_mutex> lock(collections_mu_);
+    for (const auto& [name, c] : collections_) live.push_back(c->id);
+  }
+  for (const auto& entry : fs::directory_iterator(fs::path(options_.data_dir) / "indexes", ec)) {
+    const std::string name = entry.path().filename().string();
+    const std::string stem = name.substr(0, name.find('.'));
+    bool keep = false;
+    for (uint64_t id : live) keep = keep || (stem == std::to_string(id) && name == stem + ".faiss");
+    if (!keep) fs::remove(entry.path(), ec);
+  }
+}
+
+void RocksCollectionStore::saver_loop() {
+  const int64_t interval_ms = static_cast<int64_t>(options_.index_save_interval_s) * 1000;
+  std::unique_lock<std::mutex> lock(saver_mu_);
+  while (!stop_saver_) {
+    saver_cv_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(interval_ms, 1000)));
+    if (stop_saver_) break;
+    lock.unlock();
+    std::vector<std::shared_ptr<CollectionState>> all;
+    {
+      std::shared_lock<std::shared_mutex> clock(collections_mu_);
+      for (const auto& [name, c] : collections_) all.push_back(c);
+    }
+    const int64_t now = now_ms();
+    for (const auto& c : all) {
+      const bool dirty = c->writes_since_save.load() > 0 || !c->file_present.load();
+      const bool due = now - c->last_save_ms.load() >= interval_ms ||
+                       c->writes_since_save.load() >= options_.index_save_writes;
+      if (!dirty || !due) continue;
+      Status s = save_collection(c.get());
+      if (!s.is_ok()) spdlog::error("store: saving the index of '{}': {}", c->spec.name, s.to_string());
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace qsearch

@@ -1,0 +1,411 @@
+#include "service/collection_store.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <unordered_map>
+
+#include "store/keys.h"
+#include "store/record.h"
+
+namespace qsearch {
+
+namespace fs = std::filesystem;
+using store::CounterKind;
+using store::KeyPrefix;
+
+static constexpr const char* kFormatVersion = "1";
+static constexpr size_t kMaxIdBytes = 512;
+
+bool valid_collection_name(const std::string& name) {
+  if (name.empty() || name.size() > 128) return false;
+  return std::all_of(name.begin(), name.end(), [](char ch) {
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           ch == '_' || ch == '.' || ch == '-';
+  });
+}
+
+void normalize_l2(float* v, int d) {
+  double ss = 0;
+  for (int i = 0; i < d; ++i) ss += static_cast<double>(v[i]) * v[i];
+  if (ss <= 0) return;
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss));
+  for (int i = 0; i < d; ++i) v[i] *= inv;
+}
+
+bool metadata_matches(const nlohmann::json& metadata, const nlohmann::json& filter) {
+  if (!filter.is_object() || filter.empty()) return true;
+  if (!metadata.is_object()) return false;
+  for (const auto& [key, value] : filter.items()) {
+    auto it = metadata.find(key);
+    if (it == metadata.end() || *it != value) return false;
+  }
+  return true;
+}
+
+static std::string encode_i64(int64_t v) {
+  std::string s;
+  store::put_i64_be(&s, v);
+  return s;
+}
+
+VectorIndexConfig index_config_of(const CollectionSpec& spec) {
+  VectorIndexConfig c;
+  c.type = spec.index.type;
+  c.dimension = spec.dimension;
+  c.metric = spec.metric == Metric::kL2 ? IndexMetric::kL2 : IndexMetric::kInnerProduct;
+  c.hnsw_m = spec.index.hnsw_m;
+  c.hnsw_ef_construction = spec.index.hnsw_ef_construction;
+  c.hnsw_ef_search = spec.index.hnsw_ef_search;
+  c.ivf_nlist = spec.index.ivf_nlist;
+  c.ivf_nprobe = spec.index.ivf_nprobe;
+  c.ivf_train_min = spec.index.ivf_train_min;
+  return c;
+}
+
+RocksCollectionStore::RocksCollectionStore(StoreOptions options) : options_(std::move(options)) {}
+
+StatusOr<std::unique_ptr<CollectionStore>> RocksCollectionStore::open(const StoreOptions& options) {
+  if (options.data_dir.empty()) return invalid_argument("store: data_dir is empty");
+  std::error_code ec;
+  fs::create_directories(fs::path(options.data_dir) / "indexes", ec);
+  if (ec) return io_error("creating " + options.data_dir + "/indexes: " + ec.message());
+  std::unique_ptr<RocksCollectionStore> s(new RocksCollectionStore(options));
+  store::KvOptions kv_options;
+  kv_options.path = (fs::path(options.data_dir) / "db").string();
+  kv_options.sync = options.sync;
+  QS_ASSIGN_OR_RETURN(s->kv_, store::KvStore::open(kv_options));
+
+  // Format version and model identity.
+  std::string value;
+  Status st = s->kv_->get(store::meta_key("format_version"), &value);
+  store::WriteBatch meta;
+  if (st.code() == StatusCode::kNotFound) {
+    meta.put(store::meta_key("format_version"), kFormatVersion);
+  } else if (!st.is_ok()) {
+    return st.with_context("reading store format version");
+  } else if (value != kFormatVersion) {
+    return corruption("data directory " + options.data_dir + " has store format " + value +
+                      ", this qsearch reads format " + kFormatVersion);
+  }
+  if (!options.model.empty()) {
+    st = s->kv_->get(store::meta_key("model"), &value);
+    if (st.is_ok() && value != options.model) {
+      spdlog::warn("store: data was written with model '{}', now serving '{}'; stored embeddings "
+                   "of existing collections come from the old model",
+                   value, options.model);
+    }
+    meta.put(store::meta_key("model"), options.model);
+  }
+  if (s->kv_->get(store::meta_key("next_collection_id"), &value).is_ok() && value.size() == 8) {
+    s->next_collection_id_ = store::get_u64_be(value);
+  }
+  if (meta.count() > 0) QS_RETURN_IF_ERROR(s->kv_->write(&meta, true));
+
+  QS_RETURN_IF_ERROR(s->load_collections());
+  s->remove_stale_index_files();
+  if (options.index_save_interval_s > 0) {
+    s->saver_ = std::thread([raw = s.get()] { raw->saver_loop(); });
+  }
+  return std::unique_ptr<CollectionStore>(std::move(s));
+}
+
+RocksCollectionStore::~RocksCollectionStore() {
+  {
+    std::lock_guard<std::mutex> lock(saver_mu_);
+    stop_saver_ = true;
+  }
+  saver_cv_.notify_all();
+  if (saver_.joinable()) saver_.join();
+  Status s = save_indexes();
+  if (!s.is_ok()) spdlog::error("store: saving indexes at shutdown: {}", s.to_string());
+}
+
+std::shared_ptr<CollectionState> RocksCollectionStore::find(const std::string& name) const {
+  std::shared_lock<std::shared_mutex> lock(collections_mu_);
+  auto it = collections_.find(name);
+  return it == collections_.end() ? nullptr : it->second;
+}
+
+std::string RocksCollectionStore::index_path(uint64_t cid) const {
+  return (fs::path(options_.data_dir) / "indexes" / (std::to_string(cid) + ".faiss")).string();
+}
+
+CollectionInfo RocksCollectionStore::info_of(const CollectionState& c) const {
+  CollectionInfo info;
+  info.spec = c.spec;
+  info.document_count = c.documents.load();
+  std::shared_lock<std::shared_mutex> lock(c.index_mu);
+  info.index_vectors = c.index->stored();
+  info.index_type = c.index->type();
+  return info;
+}
+
+Status RocksCollectionStore::create_collection(const CollectionSpec& spec_in) {
+  CollectionSpec spec = spec_in;
+  if (!valid_collection_name(spec.name)) {
+    return unprocessable("collection name must match [A-Za-z0-9_.-]{1,128}");
+  }
+  if (spec.dimension < 1) return unprocessable("dimension must be >= 1");
+  if (spec.max_tokens < 1) return unprocessable("max_tokens must be >= 1");
+  if (spec.model.empty()) spec.model = options_.model;
+  auto state = std::make_shared<CollectionState>();
+  state->spec = spec;
+  state->index_config = index_config_of(spec);
+  auto index = make_vector_index(state->index_config);
+  if (!index.is_ok()) return unprocessable(index.status().message());
+  state->index = std::move(index).value();
+
+  std::lock_guard<std::mutex> create_lock(create_mu_);
+  if (find(spec.name)) return already_exists("collection '" + spec.name + "' already exists");
+  const uint64_t cid = next_collection_id_;
+  state->id = cid;
+  store::WriteBatch batch;
+  std::string cid_value;
+  store::put_u64_be(&cid_value, cid);
+  std::string next_value;
+  store::put_u64_be(&next_value, cid + 1);
+  batch.put(store::name_key(spec.name), cid_value);
+  batch.put(store::spec_key(cid), spec.to_json().dump());
+  batch.put(store::counter_key(cid, CounterKind::kNextLabel), encode_i64(0));
+  batch.put(store::counter_key(cid, CounterKind::kDocuments), encode_i64(0));
+  batch.put(store::counter_key(cid, CounterKind::kLogSeq), encode_i64(0));
+  batch.put(store::meta_key("next_collection_id"), next_value);
+  QS_RETURN_IF_ERROR(kv_->write(&batch));
+  next_collection_id_ = cid + 1;
+  std::unique_lock<std::shared_mutex> lock(collections_mu_);
+  collections_[spec.name] = state;
+  origins_[spec.name] = IndexOrigin::kCreated;
+  return Status::ok();
+}
+
+Status RocksCollectionStore::delete_collection(const std::string& name) {
+  std::lock_guard<std::mutex> create_lock(create_mu_);
+  auto c = find(name);
+  if (!c) return not_found("collection '" + name + "' not found");
+  std::lock_guard<std::mutex> save_lock(c->save_mu);
+  std::lock_guard<std::mutex> write_lock(c->write_mu);
+  store::WriteBatch batch;
+  batch.del(store::name_key(name));
+  for (KeyPrefix p : {KeyPrefix::kSpec, KeyPrefix::kCounter, KeyPrefix::kDocument,
+                      KeyPrefix::kLabel, KeyPrefix::kChangeLog}) {
+    batch.delete_range(store::collection_range_begin(p, c->id), store::collection_range_end(p, c->id));
+  }
+  QS_RETURN_IF_ERROR(kv_->write(&batch));
+  c->dropped = true;
+  c->dropped_flag = true;
+  {
+    std::unique_lock<std::shared_mutex> lock(collections_mu_);
+    collections_.erase(name);
+    origins_.erase(name);
+  }
+  std::error_code ec;
+  fs::remove(index_path(c->id), ec);
+  fs::remove(index_path(c->id) + ".tmp", ec);
+  return Status::ok();
+}
+
+StatusOr<CollectionInfo> RocksCollectionStore::get_collection(const std::string& name) {
+  auto c = find(name);
+  if (!c) return not_found("collection '" + name + "' not found");
+  return info_of(*c);
+}
+
+std::vector<CollectionInfo> RocksCollectionStore::list_collections() {
+  std::vector<std::shared_ptr<CollectionState>> all;
+  {
+    std::shared_lock<std::shared_mutex> lock(collections_mu_);
+    for (const auto& [name, c] : collections_) all.push_back(c);
+  }
+  std::vector<CollectionInfo> out;
+  for (const auto& c : all) out.push_back(info_of(*c));
+  return out;
+}
+
+std::vector<std::pair<std::string, int64_t>> RocksCollectionStore::document_counts() {
+  std::shared_lock<std::shared_mutex> lock(collections_mu_);
+  std::vector<std::pair<std::string, int64_t>> out;
+  for (const auto& [name, c] : collections_) out.emplace_back(name, c->documents.load());
+  return out;
+}
+
+Status RocksCollectionStore::upsert(const std::string& collection,
+                                    const std::vector<Document>& docs_in) {
+  auto c = find(collection);
+  if (!c) return not_found("collection '" + collection + "' not found");
+  const int d = c->spec.dimension;
+  // Validate everything before writing anything; a later duplicate id replaces an earlier one.
+  std::unordered_map<std::string, size_t> last;
+  for (size_t i = 0; i < docs_in.size(); ++i) {
+    const Document& doc = docs_in[i];
+    if (doc.id.empty() || doc.id.size() > kMaxIdBytes) {
+      return unprocessable("document id must be 1.." + std::to_string(kMaxIdBytes) + " bytes");
+    }
+    if (static_cast<int>(doc.embedding.size()) != d) {
+      return unprocessable("document '" + doc.id + "': embedding has " +
+                           std::to_string(doc.embedding.size()) + " values, collection '" +
+                           collection + "' has dimension " + std::to_string(d));
+    }
+    for (float v : doc.embedding) {
+      if (!std::isfinite(v)) return unprocessable("document '" + doc.id + "': embedding is not finite");
+    }
+    if (!doc.metadata.is_null() && !doc.metadata.is_object()) {
+      return unprocessable("document '" + doc.id + "': metadata must be an object");
+    }
+    last[doc.id] = i;
+  }
+  std::vector<const Document*> docs;
+  for (size_t i = 0; i < docs_in.size(); ++i) {
+    if (last[docs_in[i].id] == i) docs.push_back(&docs_in[i]);
+  }
+  if (docs.empty()) return Status::ok();
+  const bool cosine = c->spec.metric == Metric::kCosine;
+  std::vector<float> vectors(docs.size() * d);
+  for (size_t i = 0; i < docs.size(); ++i) {
+    std::copy(docs[i]->embedding.begin(), docs[i]->embedding.end(), vectors.begin() + i * d);
+    if (cosine) normalize_l2(vectors.data() + i * d, d);
+  }
+
+  std::lock_guard<std::mutex> write_lock(c->write_mu);
+  if (c->dropped) return not_found("collection '" + collection + "' not found");
+  std::vector<std::string> keys;
+  keys.reserve(docs.size());
+  for (const Document* doc : docs) keys.push_back(store::document_key(c->id, doc->id));
+  std::vector<std::optional<std::string>> old_values;
+  QS_RETURN_IF_ERROR(kv_->multi_get(keys, &old_values));
+
+  store::WriteBatch batch;
+  std::vector<int64_t> old_labels, new_labels;
+  int64_t next_label = c->next_label;
+  uint64_t seq = c->log_seq;
+  int64_t added_docs = 0;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    const Document& doc = *docs[i];
+    if (old_values[i]) {
+      store::DocumentRecord old;
+      QS_RETURN_IF_ERROR(store::decode_document(*old_values[i], &old, store::kPartLabel)
+                             .with_context("document '" + doc.id + "'"));
+      old_labels.push_back(old.label);
+      batch.del(store::label_key(c->id, old.label));
+      batch.put(store::changelog_key(c->id, ++seq),
+                store::encode_change({store::ChangeOp::kRemove, old.label}));
+    } else {
+      ++added_docs;
+    }
+    store::DocumentRecord rec;
+    rec.label = next_label++;
+    rec.tokens = doc.tokens;
+    rec.truncated_tokens = doc.truncated_tokens;
+    rec.text = doc.text;
+    rec.metadata_json = doc.metadata.is_null() ? "{}" : doc.metadata.dump();
+    rec.embedding.assign(vectors.begin() + i * d, vectors.begin() + (i + 1) * d);
+    new_labels.push_back(rec.label);
+    batch.put(keys[i], store::encode_document(rec));
+    batch.put(store::label_key(c->id, rec.label), doc.id);
+    batch.put(store::changelog_key(c->id, ++seq),
+              store::encode_change({store::ChangeOp::kAdd, rec.label}));
+  }
+  const int64_t documents = c->documents.load() + added_docs;
+  batch.put(store::counter_key(c->id, CounterKind::kNextLabel), encode_i64(next_label));
+  batch.put(store::counter_key(c->id, CounterKind::kDocuments), encode_i64(documents));
+  batch.put(store::counter_key(c->id, CounterKind::kLogSeq), encode_i64(static_cast<int64_t>(seq)));
+  QS_RETURN_IF_ERROR(kv_->write(&batch));
+  c->next_label = next_label;
+  c->log_seq = seq;
+  c->documents = documents;
+
+  Status s;
+  {
+    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    s = c->index->remove(static_cast<int64_t>(old_labels.size()), old_labels.data());
+    if (s.is_ok()) {
+      s = c->index->add(static_cast<int64_t>(new_labels.size()), new_labels.data(), vectors.data());
+    }
+    if (s.is_ok()) c->applied_seq = seq;
+  }
+  if (!s.is_ok()) {
+    // The write is durable; bring the index back in line from the stored embeddings.
+    spdlog::error("store: index update of '{}' failed ({}); rebuilding", collection, s.to_string());
+    QS_RETURN_IF_ERROR(rebuild_index(c.get()));
+  }
+  if (c->writes_since_save.fetch_add(static_cast<int64_t>(docs.size())) + 1 >=
+      options_.index_save_writes) {
+    saver_cv_.notify_all();
+  }
+  return Status::ok();
+}
+
+StatusOr<Document> RocksCollectionStore::get(const std::string& collection, const std::string& id,
+                                             bool with_embedding) {
+  auto c = find(collection);
+  if (!c) return not_found("collection '" + collection + "' not found");
+  std::string value;
+  Status s = kv_->get(store::document_key(c->id, id), &value);
+  if (s.code() == StatusCode::kNotFound) {
+    return not_found("document '" + id + "' not found in collection '" + collection + "'");
+  }
+  QS_RETURN_IF_ERROR(s);
+  store::DocumentRecord rec;
+  QS_RETURN_IF_ERROR(store::decode_document(
+      value, &rec, store::kPartText | store::kPartMetadata |
+                       (with_embedding ? store::kPartEmbedding : store::kPartLabel)));
+  Document doc;
+  doc.id = id;
+  doc.text = std::move(rec.text);
+  doc.metadata = nlohmann::json::parse(rec.metadata_json, nullptr, false);
+  if (doc.metadata.is_discarded()) return corruption("document '" + id + "': stored metadata is not JSON");
+  doc.embedding = std::move(rec.embedding);
+  doc.tokens = rec.tokens;
+  doc.truncated_tokens = rec.truncated_tokens;
+  return doc;
+}
+
+Status RocksCollectionStore::remove(const std::string& collection, const std::string& id) {
+  auto c = find(collection);
+  if (!c) return not_found("collection '" + collection + "' not found");
+  std::lock_guard<std::mutex> write_lock(c->write_mu);
+  if (c->dropped) return not_found("collection '" + collection + "' not found");
+  const std::string key = store::document_key(c->id, id);
+  std::string value;
+  Status s = kv_->get(key, &value);
+  if (s.code() == StatusCode::kNotFound) {
+    return not_found("document '" + id + "' not found in collection '" + collection + "'");
+  }
+  QS_RETURN_IF_ERROR(s);
+  store::DocumentRecord old;
+  QS_RETURN_IF_ERROR(store::decode_document(value, &old, store::kPartLabel));
+  const uint64_t seq = c->log_seq + 1;
+  const int64_t documents = c->documents.load() - 1;
+  store::WriteBatch batch;
+  batch.del(key);
+  batch.del(store::label_key(c->id, old.label));
+  batch.put(store::changelog_key(c->id, seq), store::encode_change({store::ChangeOp::kRemove, old.label}));
+  batch.put(store::counter_key(c->id, CounterKind::kDocuments), encode_i64(documents));
+  batch.put(store::counter_key(c->id, CounterKind::kLogSeq), encode_i64(static_cast<int64_t>(seq)));
+  QS_RETURN_IF_ERROR(kv_->write(&batch));
+  c->log_seq = seq;
+  c->documents = documents;
+  {
+    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    s = c->index->remove(1, &old.label);
+    if (s.is_ok()) c->applied_seq = seq;
+  }
+  if (!s.is_ok()) {
+    spdlog::error("store: index removal in '{}' failed ({}); rebuilding", collection, s.to_string());
+    QS_RETURN_IF_ERROR(rebuild_index(c.get()));
+  }
+  c->writes_since_save.fetch_add(1);
+  return Status::ok();
+}
+
+StatusOr<RocksCollectionStore::IndexOrigin> RocksCollectionStore::index_origin(
+    const std::string& name) {
+  std::shared_lock<std::shared_mutex> lock(collections_mu_);
+  auto it = origins_.find(name);
+  if (it == origins_.end()) return not_found("collection '" + name + "' not found");
+  return it->second;
+}
+
+}  // namespace qsearch

@@ -1,0 +1,120 @@
+// The CollectionStore implementation: documents in RocksDB (store/), one VectorIndex per
+// collection (index/), kept in agreement through a per-collection change log.
+//
+// Write path (upsert/remove): under the collection's write mutex, one WriteBatch carries the
+// document records, the label -> id reverse map, the change-log entries and the counters; once
+// RocksDB acknowledged it (WAL, fsync'd when sync), the index is mutated under the exclusive
+// index lock and applied_seq advances. A crash between the two loses nothing: the change log
+// replays on open().
+// Read path (search): the index is searched under the shared index lock; labels are resolved
+// through RocksDB afterwards, so a hit whose document changed meanwhile is recognised (its
+// label no longer maps to the document) and skipped.
+// Lock order: save_mu -> write_mu -> index_mu; the store's collections_mu_ is never held while
+// waiting for a collection lock except in delete_collection (create_mu_ -> save_mu -> ...).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "index/vector_index.h"
+#include "service/collections.h"
+#include "store/kv_store.h"
+
+namespace qsearch {
+
+struct CollectionState {
+  uint64_t id = 0;
+  CollectionSpec spec;
+  VectorIndexConfig index_config;
+
+  std::mutex save_mu;                // one index save at a time; delete waits for it
+  std::mutex write_mu;               // serialises writers of this collection
+  mutable std::shared_mutex index_mu;  // shared: search, serialise; exclusive: mutation
+
+  // Guarded by write_mu (mirrors of the persisted counters).
+  int64_t next_label = 0;
+  uint64_t log_seq = 0;
+  bool dropped = false;
+
+  // Guarded by index_mu.
+  std::unique_ptr<VectorIndex> index;
+  uint64_t applied_seq = 0;          // last change-log sequence reflected in `index`
+
+  std::atomic<int64_t> documents{0};
+  std::atomic<bool> dropped_flag{false};
+  std::atomic<uint64_t> saved_seq{0};      // sequence of the index file on disk
+  std::atomic<bool> file_present{false};
+  std::atomic<int64_t> writes_since_save{0};
+  std::atomic<int64_t> last_save_ms{0};
+};
+
+class RocksCollectionStore : public CollectionStore {
+ public:
+  static StatusOr<std::unique_ptr<CollectionStore>> open(const StoreOptions& options);
+  ~RocksCollectionStore() override;
+
+  Status create_collection(const CollectionSpec& spec) override;
+  Status delete_collection(const std::string& name) override;
+  StatusOr<CollectionInfo> get_collection(const std::string& name) override;
+  std::vector<CollectionInfo> list_collections() override;
+  Status upsert(const std::string& collection, const std::vector<Document>& docs) override;
+  StatusOr<Document> get(const std::string& collection, const std::string& id,
+                         bool with_embedding) override;
+  Status remove(const std::string& collection, const std::string& id) override;
+  StatusOr<std::vector<SearchHit>> search(const std::string& collection,
+                                          const std::vector<float>& query,
+                                          const SearchParams& params) override;
+  Status save_indexes() override;
+  std::vector<std::pair<std::string, int64_t>> document_counts() override;
+
+  // For tests and diagnostics: how the index of `name` was obtained at open().
+  enum class IndexOrigin { kCreated, kLoaded, kCaughtUp, kRebuilt };
+  StatusOr<IndexOrigin> index_origin(const std::string& name);
+
+ private:
+  explicit RocksCollectionStore(StoreOptions options);
+
+  std::shared_ptr<CollectionState> find(const std::string& name) const;
+  CollectionInfo info_of(const CollectionState& c) const;
+  std::string index_path(uint64_t cid) const;
+
+  // Recovery and persistence (collection_recovery.cc).
+  Status load_collections();
+  Status load_index(CollectionState* c);
+  Status catch_up(CollectionState* c, uint64_t from_seq, bool* changed);
+  Status rebuild_index(CollectionState* c);
+  Status save_collection(CollectionState* c);
+  void remove_stale_index_files();
+  void saver_loop();
+
+  StoreOptions options_;
+  std::unique_ptr<store::KvStore> kv_;
+  std::mutex create_mu_;  // serialises create_collection / delete_collection
+  mutable std::shared_mutex collections_mu_;
+  std::map<std::string, std::shared_ptr<CollectionState>> collections_;
+  std::map<std::string, IndexOrigin> origins_;  // guarded by collections_mu_
+  uint64_t next_collection_id_ = 1;             // guarded by create_mu_
+
+  std::thread saver_;
+  std::mutex saver_mu_;
+  std::condition_variable saver_cv_;
+  bool stop_saver_ = false;
+};
+
+// The index settings of a collection.
+VectorIndexConfig index_config_of(const CollectionSpec& spec);
+// Collection names: [A-Za-z0-9_.-]{1,128}.
+bool valid_collection_name(const std::string& name);
+// In-place L2 normalisation (zero vectors stay zero).
+void normalize_l2(float* v, int d);
+// Exact match of every field of `filter` (an object) on `metadata`.
+bool metadata_matches(const nlohmann::json& metadata, const nlohmann::json& filter);
+
+}  // namespace qsearch
