@@ -16,6 +16,8 @@ constexpr size_t kMaxCachedBytes = 96;
 // Words up to this many bytes use the linear merge loop; longer ones the heap.
 constexpr size_t kLinearMaxBytes = 48;
 
+}  // namespace
+
 uint64_t hash_bytes(std::string_view s) {
   uint64_t h = 0x9E3779B97F4A7C15ULL ^ (s.size() * 0xFF51AFD7ED558CCDULL);
   const char* p = s.data();
@@ -38,6 +40,8 @@ uint64_t hash_bytes(std::string_view s) {
   h ^= h >> 29;
   return h ? h : 1;
 }
+
+namespace {
 
 // A per-thread cache of piece -> ids for one model. Cleared when full.
 struct WordCache {
@@ -143,6 +147,42 @@ std::string byte_level_encode(std::string_view bytes) {
   std::string out;
   for (unsigned char b : bytes) unicode::append_utf8(t.byte_to_char[b], &out);
   return out;
+}
+
+void StringIdMap::reserve(size_t n) {
+  size_t cap = 16;
+  while (cap < n * 2) cap <<= 1;
+  if (cap > slots_.size()) rehash(cap);
+}
+
+void StringIdMap::rehash(size_t cap) {
+  std::vector<Slot> old = std::move(slots_);
+  slots_.assign(cap, Slot{});
+  mask_ = cap - 1;
+  for (const Slot& s : old) {
+    if (s.hash == 0) continue;
+    size_t i = s.hash & mask_;
+    while (slots_[i].hash != 0) i = (i + 1) & mask_;
+    slots_[i] = s;
+  }
+}
+
+void StringIdMap::insert(std::string_view key, int32_t id) {
+  if ((size_ + 1) * 2 > slots_.size()) rehash(std::max<size_t>(16, slots_.size() * 2));
+  uint64_t h = hash_bytes(key);
+  for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+    Slot& s = slots_[i];
+    if (s.hash == h && s.len == key.size() && arena_.compare(s.off, s.len, key) == 0) {
+      s.id = id;
+      return;
+    }
+    if (s.hash == 0) {
+      s = {h, static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(key.size()), id};
+      arena_.append(key);
+      ++size_;
+      return;
+    }
+  }
 }
 
 void MergeMap::reserve(size_t n) {

@@ -103,9 +103,9 @@ void Tokenizer::Impl::encode_pieces(std::string_view norm, size_t begin, size_t 
     size_t first = ids->size();
     bool done = false;
     if (d->ignore_merges) {
-      auto it = d->vocab_bytes.find(std::string(piece));
-      if (it != d->vocab_bytes.end()) {
-        ids->push_back(it->second);
+      int32_t whole = d->vocab_bytes.find(piece);
+      if (whole >= 0) {
+        ids->push_back(whole);
         done = true;
       }
     }
@@ -221,7 +221,7 @@ std::optional<int32_t> Tokenizer::token_to_id(std::string_view token) const {
   std::string key(token);
   if (auto it = impl_->d->added_by_content.find(key); it != impl_->d->added_by_content.end())
     return it->second;
-  if (auto it = impl_->d->vocab.find(key); it != impl_->d->vocab.end()) return it->second;
+  if (int32_t id = impl_->d->vocab.find(key); id >= 0) return id;
   return std::nullopt;
 }
 

@@ -102,72 +102,65 @@ Status parse_post_processor(const json& j, TokenizerData* d) {
   return Status::ok();
 }
 
-Status parse_model(const json& m, TokenizerData* d) {
+// vocab and merges are taken out of the document by the SAX loader (see below).
+struct VocabAndMerges {
+  std::vector<std::pair<std::string, int64_t>> vocab;
+  std::vector<std::pair<std::string, std::string>> merges;
+  bool has_vocab = false;
+  bool has_merges = false;
+};
+
+Status parse_model(const json& m, VocabAndMerges& vm, TokenizerData* d) {
   std::string type = type_of(m);
-  if (!m.is_object() || (type != "BPE" && !(type.empty() && m.contains("merges"))))
+  if (!m.is_object() || (type != "BPE" && !(type.empty() && vm.has_merges)))
     return invalid_argument("unsupported model type '" + type + "' (supported: BPE)");
-  if (m.contains("dropout") && !m["dropout"].is_null() && m["dropout"].get<double>() != 0.0)
+  if (m.contains("dropout") && !m["dropout"].is_null() &&
+      (!m["dropout"].is_number() || m["dropout"].get<double>() != 0.0))
     return invalid_argument("unsupported BPE dropout (it makes tokenization random)");
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
-    if (m.contains(key) && !m[key].is_null() && !m[key].get<std::string>().empty())
+    if (m.contains(key) && !m[key].is_null() && !(m[key].is_string() && m[key].get<std::string>().empty()))
       return invalid_argument(std::string("unsupported BPE ") + key + " (byte-level BPE uses none)");
   if (flag(m, "byte_fallback")) return invalid_argument("unsupported BPE byte_fallback");
   d->ignore_merges = flag(m, "ignore_merges");
-  if (!m.contains("vocab") || !m["vocab"].is_object()) return corruption("model.vocab missing");
-  if (!m.contains("merges") || !m["merges"].is_array()) return corruption("model.merges missing");
+  if (!vm.has_vocab) return corruption("model.vocab missing");
+  if (!vm.has_merges) return corruption("model.merges missing");
 
-  const json& vocab = m["vocab"];
-  d->vocab.reserve(vocab.size() * 2);
+  d->vocab.reserve(vm.vocab.size());
   std::string bytes;
-  for (auto it = vocab.begin(); it != vocab.end(); ++it) {
-    if (!it.value().is_number_integer()) return corruption("vocab entry '" + it.key() + "' has no integer id");
-    int64_t id = it.value().get<int64_t>();
-    if (id < 0 || id > INT32_MAX - 1) return corruption("vocab id out of range for '" + it.key() + "'");
-    d->vocab[it.key()] = static_cast<int32_t>(id);
+  for (const auto& [token, id] : vm.vocab) {
+    if (id < 0 || id > INT32_MAX - 1) return corruption("vocab id out of range for '" + token + "'");
     if (static_cast<size_t>(id) >= d->id_bytes.size()) d->id_bytes.resize(static_cast<size_t>(id) + 1);
     // Tokens that are not byte-level strings decode to their own UTF-8 (as HF's decoder does).
-    if (!byte_level_decode(it.key(), &bytes)) bytes = it.key();
-    if (d->ignore_merges) d->vocab_bytes[bytes] = static_cast<int32_t>(id);
+    if (!byte_level_decode(token, &bytes)) bytes = token;
+    if (d->ignore_merges) d->vocab_bytes.insert(bytes, static_cast<int32_t>(id));
     d->id_bytes[static_cast<size_t>(id)] = bytes;
     d->vocab_size = std::max<int64_t>(d->vocab_size, id + 1);
+    d->vocab.insert(token, static_cast<int32_t>(id));
   }
   int32_t byte_ids[256];
   const ByteLevelTable& bl = ByteLevelTable::get();
   for (int b = 0; b < 256; ++b) {
     std::string ch;
     unicode::append_utf8(bl.byte_to_char[b], &ch);
-    auto it = d->vocab.find(ch);
-    if (it == d->vocab.end())
+    int32_t id = d->vocab.find(ch);
+    if (id < 0)
       return invalid_argument("vocabulary lacks the byte-level token for byte " + std::to_string(b) +
                               " (not a byte-level BPE vocabulary)");
-    byte_ids[b] = it->second;
+    byte_ids[b] = id;
   }
   d->bpe.set_byte_ids(byte_ids);
 
-  const json& merges = m["merges"];
   MergeMap& mm = d->bpe.merges();
-  mm.reserve(merges.size());
-  std::string left, right;
-  for (size_t rank = 0; rank < merges.size(); ++rank) {
-    const json& e = merges[rank];
-    if (e.is_string()) {  // "a b"
-      const std::string& s = e.get_ref<const std::string&>();
-      size_t sp = s.find(' ');
-      if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
-        return corruption("merge #" + std::to_string(rank) + " '" + s + "' is not two tokens separated by one space");
-      left.assign(s, 0, sp);
-      right.assign(s, sp + 1);
-    } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {  // ["a", "b"]
-      left = e[0].get<std::string>();
-      right = e[1].get<std::string>();
-    } else {
-      return corruption("merge #" + std::to_string(rank) + " is neither \"a b\" nor [\"a\", \"b\"]");
-    }
-    auto a = d->vocab.find(left), b = d->vocab.find(right), ab = d->vocab.find(left + right);
-    if (a == d->vocab.end() || b == d->vocab.end() || ab == d->vocab.end())
+  mm.reserve(vm.merges.size());
+  std::string joined;
+  for (size_t rank = 0; rank < vm.merges.size(); ++rank) {
+    const auto& [left, right] = vm.merges[rank];
+    joined.assign(left).append(right);
+    int32_t a = d->vocab.find(left), b = d->vocab.find(right), ab = d->vocab.find(joined);
+    if (a < 0 || b < 0 || ab < 0)
       return corruption("merge #" + std::to_string(rank) + " (" + left + ", " + right +
                         ") uses a token missing from the vocabulary");
-    mm.insert(a->second, b->second, {static_cast<int32_t>(rank), ab->second});
+    mm.insert(a, b, {static_cast<int32_t>(rank), ab});
   }
   return Status::ok();
 }
@@ -210,7 +203,153 @@ Status parse_added_tokens(const json& j, TokenizerData* d) {
   return Status::ok();
 }
 
-StatusOr<std::unique_ptr<TokenizerData>> parse_document(const json& doc) {
+// SAX handler: builds a DOM of the document except model.vocab and model.merges (151k entries
+// each in Qwen3), which go straight into flat vectors; 3-4x faster than a full DOM.
+class Loader {
+ public:
+  json root;
+  VocabAndMerges vm;
+  std::string error;
+
+  bool null() { return value(json(nullptr)); }
+  bool boolean(bool v) { return value(json(v)); }
+  bool number_integer(json::number_integer_t v) {
+    if (mode_ == kVocab) return vocab_id(v);
+    return value(json(v));
+  }
+  bool number_unsigned(json::number_unsigned_t v) {
+    if (mode_ == kVocab) return vocab_id(v > static_cast<uint64_t>(INT64_MAX) ? -1 : static_cast<int64_t>(v));
+    return value(json(v));
+  }
+  bool number_float(json::number_float_t v, const std::string&) { return value(json(v)); }
+  bool binary(json::binary_t&) { return fail("unexpected binary value"); }
+  bool string(std::string& v) {
+    if (mode_ == kMerges) {
+      if (merge_level_ == 1) {
+        if (pair_n_ >= 2) return fail("merge #" + std::to_string(vm.merges.size()) + " has more than two parts");
+        (pair_n_ == 0 ? pair_.first : pair_.second) = std::move(v);
+        ++pair_n_;
+        return true;
+      }
+      size_t sp = v.find(' ');
+      if (sp == std::string::npos || v.find(' ', sp + 1) != std::string::npos)
+        return fail("merge #" + std::to_string(vm.merges.size()) + " '" + v +
+                    "' is not two tokens separated by one space");
+      vm.merges.emplace_back(v.substr(0, sp), v.substr(sp + 1));
+      return true;
+    }
+    if (mode_ == kVocab) return fail("vocab entry '" + key_ + "' has no integer id");
+    return value(json(std::move(v)));
+  }
+  bool key(std::string& k) {
+    key_ = std::move(k);
+    return true;
+  }
+  bool start_object(std::size_t) {
+    if (mode_ != kDom) return fail(mode_ == kVocab ? "model.vocab holds a nested object" : "malformed merge");
+    if (in_model() && key_ == "vocab") {
+      mode_ = kVocab;
+      vm.has_vocab = true;
+      vm.vocab.reserve(1 << 17);
+      return true;
+    }
+    return open(json::object());
+  }
+  bool end_object() {
+    if (mode_ == kVocab) {
+      mode_ = kDom;
+      return true;
+    }
+    return close();
+  }
+  bool start_array(std::size_t) {
+    if (mode_ == kMerges) {
+      if (merge_level_ != 0) return fail("merge #" + std::to_string(vm.merges.size()) + " is nested too deep");
+      merge_level_ = 1;
+      pair_n_ = 0;
+      return true;
+    }
+    if (mode_ == kVocab) return fail("model.vocab holds an array");
+    if (in_model() && key_ == "merges") {
+      mode_ = kMerges;
+      merge_level_ = 0;
+      vm.has_merges = true;
+      vm.merges.reserve(1 << 17);
+      return true;
+    }
+    return open(json::array());
+  }
+  bool end_array() {
+    if (mode_ == kMerges) {
+      if (merge_level_ == 0) {
+        mode_ = kDom;
+        return true;
+      }
+      if (pair_n_ != 2) return fail("merge #" + std::to_string(vm.merges.size()) + " is not a pair");
+      vm.merges.push_back(std::move(pair_));
+      merge_level_ = 0;
+      return true;
+    }
+    return close();
+  }
+  bool parse_error(std::size_t position, const std::string&, const nlohmann::detail::exception& e) {
+    return fail("JSON syntax error near byte " + std::to_string(position) + ": " + e.what());
+  }
+
+ private:
+  enum Mode { kDom, kVocab, kMerges };
+  bool fail(std::string message) {
+    if (error.empty()) error = std::move(message);
+    return false;
+  }
+  bool in_model() const { return stack_.size() == 2 && path_[1] == "model" && stack_[1]->is_object(); }
+  bool vocab_id(int64_t id) {
+    vm.vocab.emplace_back(std::move(key_), id);
+    key_.clear();
+    return true;
+  }
+  json* insert(json v) {
+    if (stack_.empty()) {
+      root = std::move(v);
+      return &root;
+    }
+    json* parent = stack_.back();
+    if (parent->is_array()) {
+      parent->push_back(std::move(v));
+      return &parent->back();
+    }
+    json& slot = (*parent)[key_];
+    slot = std::move(v);
+    return &slot;
+  }
+  bool value(json v) {
+    if (mode_ == kVocab) return fail("vocab entry '" + key_ + "' has no integer id");
+    if (mode_ == kMerges) return fail("merge #" + std::to_string(vm.merges.size()) + " is not a string pair");
+    insert(std::move(v));
+    return true;
+  }
+  bool open(json v) {
+    std::string name = stack_.empty() || stack_.back()->is_array() ? std::string() : key_;
+    stack_.push_back(insert(std::move(v)));
+    path_.push_back(std::move(name));
+    return true;
+  }
+  bool close() {
+    stack_.pop_back();
+    path_.pop_back();
+    return true;
+  }
+
+  Mode mode_ = kDom;
+  std::vector<json*> stack_;
+  std::vector<std::string> path_;
+  std::string key_;
+  int merge_level_ = 0;
+  int pair_n_ = 0;
+  std::pair<std::string, std::string> pair_;
+};
+
+StatusOr<std::unique_ptr<TokenizerData>> parse_document(const json& doc, VocabAndMerges& vm) {
   if (!doc.is_object()) return corruption("tokenizer.json is not a JSON object");
   auto d = std::make_unique<TokenizerData>();
   auto get = [&](const char* key) -> const json& {
@@ -220,7 +359,7 @@ StatusOr<std::unique_ptr<TokenizerData>> parse_document(const json& doc) {
   };
   QS_RETURN_IF_ERROR(parse_normalizer(get("normalizer"), d.get()).with_context("normalizer"));
   QS_RETURN_IF_ERROR(parse_pre_tokenizer(get("pre_tokenizer")).with_context("pre_tokenizer"));
-  QS_RETURN_IF_ERROR(parse_model(get("model"), d.get()).with_context("model"));
+  QS_RETURN_IF_ERROR(parse_model(get("model"), vm, d.get()).with_context("model"));
   QS_RETURN_IF_ERROR(parse_added_tokens(get("added_tokens"), d.get()).with_context("added_tokens"));
   QS_RETURN_IF_ERROR(parse_post_processor(get("post_processor"), d.get()).with_context("post_processor"));
   for (int32_t id : d->prefix_ids)
@@ -234,8 +373,11 @@ StatusOr<std::unique_ptr<TokenizerData>> parse_document(const json& doc) {
 
 StatusOr<std::unique_ptr<TokenizerData>> parse_tokenizer_json(std::string_view text) {
   try {
-    json doc = json::parse(text.begin(), text.end());
-    return parse_document(doc);
+    Loader loader;
+    if (!json::sax_parse(text.begin(), text.end(), &loader) || !loader.error.empty())
+      return corruption("malformed tokenizer.json: " +
+                        (loader.error.empty() ? std::string("parse failed") : loader.error));
+    return parse_document(loader.root, loader.vm);
   } catch (const std::exception& e) {
     return corruption(std::string("malformed tokenizer.json: ") + e.what());
   }

@@ -20,9 +20,9 @@ struct TokenizerData {
   bool ignore_merges = false;   // BPE.ignore_merges: a piece found whole in the vocab wins
   BpeModel bpe;
   // Byte-level token string -> id (the vocabulary as written in the file).
-  std::unordered_map<std::string, int32_t> vocab;
+  StringIdMap vocab;
   // Raw bytes -> id, filled only when ignore_merges is set.
-  std::unordered_map<std::string, int32_t> vocab_bytes;
+  StringIdMap vocab_bytes;
   // id -> the bytes it decodes to (raw bytes for vocabulary tokens, the content of added
   // tokens); empty for ids not in use.
   std::vector<std::string> id_bytes;

@@ -19,6 +19,45 @@ bool is_white_space(char32_t cp) {
          cp == 0x205F || cp == 0x3000;
 }
 
+// Letters and numbers new in Unicode 16.0, which Hugging Face tokenizers (Oniguruma 6.9.10)
+// knows and utf8proc 2.8 (Unicode 15.0) does not yet: applied only where utf8proc says
+// "unassigned", so a newer utf8proc makes this a no-op. The list is what the exhaustive test
+// (tests/tokenizer/unicode_test.cc, every code point against the oracle) found.
+struct Range {
+  char32_t first, last;
+  uint8_t cls;
+};
+constexpr uint8_t kL = kLetter | kWord, kN = kNumber | kWord;
+constexpr Range kUnicode16[] = {
+    {0x1C89, 0x1C8A, kL},   {0xA7CB, 0xA7CD, kL},   {0xA7DA, 0xA7DC, kL},   {0x105C0, 0x105F3, kL},
+    {0x10D40, 0x10D49, kN}, {0x10D4A, 0x10D65, kL}, {0x10D6F, 0x10D85, kL}, {0x10EC2, 0x10EC4, kL},
+    {0x11380, 0x11389, kL}, {0x1138B, 0x1138B, kL}, {0x1138E, 0x1138E, kL}, {0x11390, 0x113B5, kL},
+    {0x113B7, 0x113B7, kL}, {0x113D1, 0x113D1, kL}, {0x113D3, 0x113D3, kL}, {0x116D0, 0x116E3, kN},
+    {0x11BC0, 0x11BE0, kL}, {0x11BF0, 0x11BF9, kN}, {0x13460, 0x143FA, kL}, {0x16100, 0x1611D, kL},
+    {0x16130, 0x16139, kN}, {0x16D40, 0x16D6C, kL}, {0x16D70, 0x16D79, kN}, {0x18CFF, 0x18CFF, kL},
+    {0x1CCF0, 0x1CCF9, kN}, {0x1E5D0, 0x1E5ED, kL}, {0x1E5F0, 0x1E5F0, kL}, {0x1E5F1, 0x1E5FA, kN},
+    {0x2EBF0, 0x2EE5D, kL},
+};
+
+// Characters NFC handles but Hugging Face's normalizer (unicode-normalization-alignments,
+// Unicode 9.0 data) does not know: combining marks and composites added in Unicode 10-15. HF
+// gives them combining class 0 and no (de)composition, so they block reordering and never
+// compose; we leave them untouched and cut the text around them. Found by the exhaustive test
+// (every mark and composite against the oracle); U+11930 is the second half of the Unicode 13
+// composite U+11938.
+constexpr Range kNfcUnknownToHf[] = {
+    {0x07FD, 0x07FD, 0},   {0x0898, 0x089F, 0},   {0x08CA, 0x08D3, 0},   {0x09FE, 0x09FE, 0},
+    {0x0C3C, 0x0C3C, 0},   {0x0D3B, 0x0D3C, 0},   {0x0EBA, 0x0EBA, 0},   {0x1715, 0x1715, 0},
+    {0x1ABF, 0x1ACE, 0},   {0x1DF6, 0x1DFA, 0},   {0xA82C, 0xA82C, 0},   {0x10D24, 0x10D27, 0},
+    {0x10EAB, 0x10EAC, 0}, {0x10EFD, 0x10EFF, 0}, {0x10F46, 0x10F50, 0}, {0x10F82, 0x10F85, 0},
+    {0x11070, 0x11070, 0}, {0x1133B, 0x1133B, 0}, {0x1145E, 0x1145E, 0}, {0x11839, 0x1183A, 0},
+    {0x11930, 0x11930, 0}, {0x11938, 0x11938, 0}, {0x1193D, 0x1193E, 0}, {0x11943, 0x11943, 0},
+    {0x119E0, 0x119E0, 0}, {0x11A34, 0x11A34, 0}, {0x11A47, 0x11A47, 0}, {0x11A99, 0x11A99, 0},
+    {0x11D42, 0x11D42, 0}, {0x11D44, 0x11D45, 0}, {0x11D97, 0x11D97, 0}, {0x11F41, 0x11F42, 0},
+    {0x16FF0, 0x16FF1, 0}, {0x1E08F, 0x1E08F, 0}, {0x1E130, 0x1E136, 0}, {0x1E2AE, 0x1E2AE, 0},
+    {0x1E2EC, 0x1E2EF, 0}, {0x1E4EC, 0x1E4EF, 0},
+};
+
 // Options for canonical decomposition + ordering (utf8proc_decompose) and composition
 // (utf8proc_normalize_utf32): exactly what utf8proc_NFC uses, minus NULLTERM.
 constexpr utf8proc_option_t kNfcOptions =
@@ -111,6 +150,9 @@ ClassTable::ClassTable() {
         break;
     }
     if (cp == 0x200C || cp == 0x200D) c |= kWord;
+    if (prop->category == UTF8PROC_CATEGORY_CN)
+      for (const Range& r : kUnicode16)
+        if (cp >= r.first && cp <= r.last) c |= r.cls;
     if (is_white_space(cp)) c |= kSpace;
     cls[cp] = c;
     // Canonical decompositions: every character after the first of a full decomposition may
@@ -135,6 +177,8 @@ ClassTable::ClassTable() {
     const utf8proc_property_t* prop = utf8proc_get_property(static_cast<utf8proc_int32_t>(cp));
     if (prop->combining_class == 0 && !maybe_second[cp] && !changes_alone[cp]) cls[cp] |= kNfcInert;
   }
+  for (const Range& r : kNfcUnknownToHf)
+    for (char32_t cp = r.first; cp <= r.last; ++cp) cls[cp] = (cls[cp] & ~kNfcInert) | kNfcOpaque;
 
   for (char32_t cp = 0; cp < 0x80; ++cp) ascii_[cp] = cls[cp];
   index_.resize((kMaxCodePoint + 1) >> 8);
@@ -213,7 +257,13 @@ bool nfc_normalize(std::string_view in, std::string* out, std::vector<Span>* spa
     }
     size_t len;
     char32_t cp = decode_utf8(in.data(), i, &len);
-    if (table(cp) & kNfcInert) {
+    const uint8_t cls = table(cp);
+    if (cls & kNfcOpaque) {  // kept as is; the next chunk starts after it
+      i += len;
+      boundary = i;
+      continue;
+    }
+    if (cls & kNfcInert) {
       boundary = i;
       i += len;
       continue;
@@ -224,7 +274,7 @@ bool nfc_normalize(std::string_view in, std::string* out, std::vector<Span>* spa
     while (j < n) {
       size_t l2;
       char32_t c2 = decode_utf8(in.data(), j, &l2);
-      if (table(c2) & kNfcInert) break;
+      if (table(c2) & (kNfcInert | kNfcOpaque)) break;
       j += l2;
     }
     std::string_view chunk = in.substr(chunk_begin, j - chunk_begin);

@@ -23,6 +23,8 @@ enum ClassBit : uint8_t {
                   // A text can be cut before such a character and each side normalised alone.
   kWord = 16,     // \w as Rust regex defines it (Alphabetic, M, Nd, Pc, Join_Control), approximated
                   // by L, Nl, M, Nd, Pc, U+200C, U+200D; used only for AddedToken.single_word.
+  kNfcOpaque = 32,  // unknown to Hugging Face's NFC (Unicode 9.0 data): never normalised, and
+                    // the text is cut before and after it.
 };
 
 // Two-stage lookup table over all 0x110000 code points.
@@ -83,6 +85,7 @@ struct Span {
 // the normalised text to *out and, when spans is not null, one Span per output byte (offsets
 // relative to `in`): bytes that NFC left alone map to themselves, bytes of a changed chunk (a
 // run from one NFC-inert character to the next) map to the whole chunk.
+// Exact to Hugging Face's NFC, which uses Unicode 9.0 data: see kNfcOpaque.
 bool nfc_normalize(std::string_view in, std::string* out, std::vector<Span>* spans);
 
 // The whole NFC of `in` in one call, for tests: utf8proc_NFC on the full string.
