@@ -1,0 +1,154 @@
+#include "api/json_io.h"
+
+#include "api/errors.h"
+
+namespace qsearch::api {
+namespace {
+
+// Depth of [ and { outside strings; stops early once over the limit.
+Status check_depth(std::string_view text) {
+  int depth = 0;
+  bool in_string = false, escaped = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth)
+        return invalid_argument("JSON nested deeper than " + std::to_string(kMaxJsonDepth) +
+                                " levels (at byte " + std::to_string(i) + ")");
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return Status::ok();
+}
+
+const char* type_name(const json& j) { return j.type_name(); }
+
+}  // namespace
+
+size_t invalid_utf8_offset(std::string_view s) {
+  size_t i = 0, n = s.size();
+  while (i < n) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len;
+    uint32_t cp;
+    if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+    else return i;
+    if (i + len > n) return i;
+    for (size_t k = 1; k < len; ++k) {
+      unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+      return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+StatusOr<json> parse_json(std::string_view text) {
+  QS_RETURN_IF_ERROR(check_depth(text));
+  try {
+    return json::parse(text.begin(), text.end());
+  } catch (const json::parse_error& e) {
+    std::string what = e.what();
+    // "[json.exception.parse_error.101] parse error at line 1, column 5: ..." -> keep the tail.
+    auto pos = what.find("] ");
+    if (pos != std::string::npos) what = what.substr(pos + 2);
+    if (size_t bad = invalid_utf8_offset(text); bad != std::string_view::npos && bad < e.byte)
+      return invalid_argument("invalid UTF-8 at byte " + std::to_string(bad) + " (" + what + ")");
+    return invalid_argument("malformed JSON at byte " + std::to_string(e.byte) + ": " + what);
+  } catch (const json::exception& e) {
+    return invalid_argument(std::string("malformed JSON: ") + e.what());
+  }
+}
+
+const json* get_field(const json& obj, const char* key) {
+  auto it = obj.find(key);
+  if (it == obj.end() || it->is_null()) return nullptr;
+  return &*it;
+}
+
+std::optional<std::string> get_string(const json& obj, const char* key) {
+  const json* v = get_field(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_string())
+    throw StatusException(invalid_argument(std::string("\"") + key + "\" must be a string, not " +
+                                           type_name(*v)));
+  return v->get<std::string>();
+}
+
+std::optional<int64_t> get_int(const json& obj, const char* key) {
+  const json* v = get_field(obj, key);
+  if (!v) return std::nullopt;
+  if (v->is_number_integer()) return v->get<int64_t>();
+  if (v->is_number_float()) {
+    double d = v->get<double>();
+    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+  }
+  throw StatusException(invalid_argument(std::string("\"") + key +
+                                         "\" must be an integer, not " + type_name(*v)));
+}
+
+std::optional<bool> get_bool(const json& obj, const char* key) {
+  const json* v = get_field(obj, key);
+  if (!v) return std::nullopt;
+  if (!v->is_boolean())
+    throw StatusException(invalid_argument(std::string("\"") + key + "\" must be true or false"));
+  return v->get<bool>();
+}
+
+void require_object(const json& j, const std::string& what) {
+  if (!j.is_object())
+    throw StatusException(invalid_argument(what + " must be a JSON object, not " + type_name(j)));
+}
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+std::string base64_encode(const void* data, size_t n) {
+  static const char* kAlphabet =
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  const unsigned char* p = static_cast<const unsigned char*>(data);
+  std::string out;
+  out.reserve((n + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < n; i += 3) {
+    uint32_t v = (p[i] << 16) | (p[i + 1] << 8) | p[i + 2];
+    out += kAlphabet[v >> 18];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += kAlphabet[v & 63];
+  }
+  if (i + 1 == n) {
+    uint32_t v = p[i] << 16;
+    out += kAlphabet[v >> 18];
+    out += kAlphabet[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == n) {
+    uint32_t v = (p[i] << 16) | (p[i + 1] << 8);
+    out += kAlphabet[v >> 18];
+    out += kAlphabet[(v >> 12) & 63];
+    out += kAlphabet[(v >> 6) & 63];
+    out += '=';
+  }
+  return out;
+}
+
+}  // namespace qsearch::api

@@ -1,0 +1,81 @@
+// Route table of the HTTP API. Each route names its access level and how its body is read;
+// handlers throw StatusException on failure and the wrapper in server.cc (the one place that
+// catches) turns every error into {"error": {...}} with the status from http_error_for().
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "api/connection.h"
+#include "api/http.h"
+#include "api/json_io.h"
+#include "service/config.h"
+#include "service/metrics.h"
+#include "service/service.h"
+
+namespace qsearch::api {
+
+enum class Access {
+  kPublic,  // no key needed (/health, /ready)
+  kRead,    // read-only or admin key
+  kAdmin,   // admin key
+};
+
+enum class Body {
+  kNone,      // no body expected (one sent is ignored)
+  kBuffered,  // read whole, at most max_request_bytes (413 above)
+  kStreamed,  // the handler reads ctx.reader itself (NDJSON import)
+};
+
+struct RequestContext {
+  RequestContext(const httplib::Request& r, httplib::Response& s, const ServerConfig& c,
+                 Metrics& m)
+      : req(r), res(s), config(c), metrics(m),
+        watch(r.local_addr, r.local_port, r.remote_addr, r.remote_port) {}
+
+  const httplib::Request& req;
+  httplib::Response& res;
+  const ServerConfig& config;
+  Metrics& metrics;
+  Service* service = nullptr;                    // set for routes that need the model
+  const httplib::ContentReader* reader = nullptr;  // set for kStreamed routes
+  std::string body;                              // kBuffered routes
+  ConnectionWatch watch;
+
+  ClientGone client_gone() {
+    return [this] { return watch.client_gone(); };
+  }
+  // Path parameter i (1-based regex group), already URL-decoded by httplib.
+  std::string param(size_t i) const { return req.matches[i].str(); }
+  // The body parsed as a JSON object (400 otherwise).
+  json json_body() const;
+  void reply(int status, const json& j);
+};
+
+using RouteHandler = std::function<void(RequestContext&)>;
+
+struct Route {
+  std::string method;   // GET, POST, PUT, DELETE
+  std::string pattern;  // for metrics and logs, e.g. "/collections/{name}"
+  std::string regex;    // matched against the decoded path
+  Access access;
+  Body body;
+  bool needs_service;   // 503 until the model is loaded and the store open
+  RouteHandler handler;
+};
+
+std::vector<Route> embedding_routes();   // POST /v1/embeddings
+std::vector<Route> collection_routes();  // collections, documents, search
+std::vector<Route> import_routes();      // POST /collections/{name}/import
+
+// Validates a collection name or document id taken from a path (UTF-8, length); throws.
+std::string checked_path_id(const std::string& value, const char* what);
+
+// {"id", "text", "metadata"} -> DocumentInput (shared by the batch and import routes).
+// Wrong types are kInvalidArgument; no exceptions.
+Status parse_document(const json& j, DocumentInput* out);
+// {"id","tokens","truncated"} or {"id","error":{"code","message"}}.
+json document_result_json(const DocumentResult& r);
+
+}  // namespace qsearch::api

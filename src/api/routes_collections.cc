@@ -1,0 +1,271 @@
+// Collections, documents and search:
+//   POST /collections, GET /collections, GET|DELETE /collections/{name}
+//   PUT|GET|DELETE /collections/{name}/documents/{id}, POST /collections/{name}/documents
+//   POST /collections/{name}/search
+// Document ids may contain any character (URL-encoded in the path, '/' included): the id is
+// everything after "/documents/", decoded.
+#include <chrono>
+#include <set>
+
+#include "api/errors.h"
+#include "api/routes.h"
+
+namespace qsearch::api {
+namespace {
+
+const char* kName = "([^/]+)";
+
+json collection_json(const CollectionInfo& info) {
+  const CollectionSpec& s = info.spec;
+  return {{"name", s.name},
+          {"dimension", s.dimension},
+          {"metric", metric_name(s.metric)},
+          {"index", s.index.to_json()},
+          {"query_instruction", s.query_instruction},
+          {"max_tokens", s.max_tokens},
+          {"model", s.model},
+          {"document_count", info.document_count},
+          {"index_type", info.index_type},
+          {"index_size", info.index_vectors}};
+}
+
+void check_known_fields(const json& body, const std::set<std::string>& known, const char* what) {
+  for (const auto& [key, value] : body.items())
+    if (!known.count(key))
+      throw StatusException(invalid_argument(std::string("unknown field \"") + key + "\" in " + what));
+}
+
+void create_collection(RequestContext& ctx) {
+  json body = ctx.json_body();
+  check_known_fields(body, {"name", "dimension", "metric", "index", "query_instruction", "max_tokens"},
+                     "a collection");
+  CollectionSpec spec;
+  auto name = get_string(body, "name");
+  if (!name) throw StatusException(invalid_argument("\"name\" is required"));
+  bool name_ok = !name->empty() && name->size() <= 128;
+  for (char c : *name)
+    name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-');
+  if (!name_ok)
+    throw StatusException(invalid_argument(
+        "collection name must be 1..128 characters of A-Z a-z 0-9 _ . -, got \"" + *name + "\""));
+  spec.name = *name;
+  spec.dimension = static_cast<int>(get_int(body, "dimension").value_or(0));
+  if (get_field(body, "dimension") && spec.dimension == 0)
+    throw StatusException(unprocessable("\"dimension\" must be positive"));
+  if (auto metric = get_string(body, "metric")) {
+    auto m = parse_metric(*metric);
+    if (!m.is_ok()) throw StatusException(unprocessable("\"metric\" must be cosine, ip or l2, not \"" + *metric + "\""));
+    spec.metric = *m;
+  }
+  if (const json* index = get_field(body, "index")) {
+    require_object(*index, "\"index\"");
+    spec.index = value_or_throw(IndexSpec::from_json(*index));
+  }
+  if (auto qi = get_string(body, "query_instruction")) spec.query_instruction = *qi;
+  if (auto mt = get_int(body, "max_tokens")) {
+    if (*mt < 1 || *mt > (1 << 20))
+      throw StatusException(unprocessable("\"max_tokens\" must be in 1..1048576"));
+    spec.max_tokens = static_cast<int>(*mt);
+  }
+  check(ctx.service->create_collection(spec));
+  ctx.reply(201, collection_json(value_or_throw(ctx.service->store().get_collection(spec.name))));
+}
+
+void list_collections(RequestContext& ctx) {
+  json list = json::array();
+  for (const auto& info : ctx.service->store().list_collections()) list.push_back(collection_json(info));
+  ctx.reply(200, {{"collections", list}});
+}
+
+void get_collection(RequestContext& ctx) {
+  std::string name = checked_path_id(ctx.param(1), "collection name");
+  ctx.reply(200, collection_json(value_or_throw(ctx.service->store().get_collection(name))));
+}
+
+void delete_collection(RequestContext& ctx) {
+  std::string name = checked_path_id(ctx.param(1), "collection name");
+  check(ctx.service->store().delete_collection(name));
+  ctx.reply(200, {{"name", name}, {"deleted", true}});
+}
+
+void put_document(RequestContext& ctx) {
+  std::string collection = checked_path_id(ctx.param(1), "collection name");
+  std::string id = checked_path_id(ctx.param(2), "document id");
+  json body = ctx.json_body();
+  DocumentInput doc;
+  json with_id = body;
+  with_id["id"] = id;
+  check(parse_document(with_id, &doc));
+  std::vector<DocumentInput> docs;
+  docs.push_back(std::move(doc));
+  auto results = value_or_throw(
+      ctx.service->upsert_documents(collection, std::move(docs), false, ctx.client_gone()));
+  check(results[0].status);
+  ctx.reply(200, document_result_json(results[0]));
+}
+
+void post_documents(RequestContext& ctx) {
+  std::string collection = checked_path_id(ctx.param(1), "collection name");
+  json body = ctx.json_body();
+  const json* list = get_field(body, "documents");
+  if (!list || !list->is_array())
+    throw StatusException(invalid_argument("\"documents\" must be an array of documents"));
+  std::vector<DocumentInput> docs;
+  std::vector<Status> parse_errors;
+  std::vector<size_t> positions;  // index in the request of each parsed document
+  std::vector<DocumentResult> results(list->size());
+  for (size_t i = 0; i < list->size(); ++i) {
+    DocumentInput doc;
+    Status st = parse_document((*list)[i], &doc);
+    if ((*list)[i].is_object() && (*list)[i].contains("id") && (*list)[i]["id"].is_string())
+      results[i].id = (*list)[i]["id"].get<std::string>();
+    if (!st.is_ok()) {
+      results[i].status = st.with_context("documents[" + std::to_string(i) + "]");
+      continue;
+    }
+    positions.push_back(i);
+    docs.push_back(std::move(doc));
+  }
+  auto done = value_or_throw(
+      ctx.service->upsert_documents(collection, std::move(docs), false, ctx.client_gone()));
+  for (size_t k = 0; k < done.size(); ++k) results[positions[k]] = std::move(done[k]);
+  json items = json::array();
+  int64_t ok = 0, failed = 0;
+  for (const auto& r : results) {
+    (r.status.is_ok() ? ok : failed)++;
+    items.push_back(document_result_json(r));
+  }
+  ctx.reply(200, {{"results", items}, {"upserted", ok}, {"failed", failed}});
+}
+
+void get_document(RequestContext& ctx) {
+  std::string collection = checked_path_id(ctx.param(1), "collection name");
+  std::string id = checked_path_id(ctx.param(2), "document id");
+  bool with_embedding = false;
+  if (ctx.req.has_param("include")) {
+    std::string include = ctx.req.get_param_value("include");
+    size_t start = 0;
+    while (start <= include.size()) {
+      size_t comma = include.find(',', start);
+      std::string item = include.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+      if (item == "embedding") with_embedding = true;
+      else if (!item.empty())
+        throw StatusException(invalid_argument("include=" + item + ": only \"embedding\" can be included"));
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  Document doc = value_or_throw(ctx.service->store().get(collection, id, with_embedding));
+  json j = {{"id", doc.id}, {"text", doc.text}, {"metadata", doc.metadata}, {"tokens", doc.tokens},
+            {"truncated", doc.truncated_tokens > 0}};
+  if (with_embedding) j["embedding"] = doc.embedding;
+  ctx.reply(200, j);
+}
+
+void delete_document(RequestContext& ctx) {
+  std::string collection = checked_path_id(ctx.param(1), "collection name");
+  std::string id = checked_path_id(ctx.param(2), "document id");
+  check(ctx.service->store().remove(collection, id));
+  ctx.reply(200, {{"id", id}, {"deleted", true}});
+}
+
+void search(RequestContext& ctx) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::string collection = checked_path_id(ctx.param(1), "collection name");
+  json body = ctx.json_body();
+  check_known_fields(body, {"query", "vector", "id", "k", "instruction", "filter", "include"},
+                     "a search");
+  SearchRequest request;
+  request.query = get_string(body, "query");
+  request.id = get_string(body, "id");
+  request.instruction = get_string(body, "instruction");
+  if (const json* v = get_field(body, "vector")) {
+    if (!v->is_array()) throw StatusException(invalid_argument("\"vector\" must be an array of numbers"));
+    std::vector<float> vec;
+    vec.reserve(v->size());
+    for (const auto& x : *v) {
+      if (!x.is_number()) throw StatusException(invalid_argument("\"vector\" must be an array of numbers"));
+      vec.push_back(x.get<float>());
+    }
+    request.vector = std::move(vec);
+  }
+  request.params.k = static_cast<int>(std::clamp<int64_t>(get_int(body, "k").value_or(10), -1, 1 << 30));
+  if (const json* f = get_field(body, "filter")) {
+    require_object(*f, "\"filter\"");
+    request.params.filter = *f;
+  }
+  request.params.include_text = request.params.include_metadata = true;
+  if (const json* inc = get_field(body, "include")) {
+    if (!inc->is_array()) throw StatusException(invalid_argument("\"include\" must be an array"));
+    request.params.include_text = request.params.include_metadata = false;
+    for (const auto& item : *inc) {
+      if (item == "text") request.params.include_text = true;
+      else if (item == "metadata") request.params.include_metadata = true;
+      else throw StatusException(invalid_argument("\"include\" may hold \"text\" and \"metadata\""));
+    }
+  }
+  auto hits = value_or_throw(ctx.service->search(collection, request, ctx.client_gone()));
+  json results = json::array();
+  for (const auto& h : hits) {
+    json r = {{"id", h.id}, {"score", h.score}};
+    if (request.params.include_text) r["text"] = h.text;
+    if (request.params.include_metadata) r["metadata"] = h.metadata.is_null() ? json::object() : h.metadata;
+    results.push_back(std::move(r));
+  }
+  double took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  ctx.reply(200, {{"results", results}, {"took_ms", took}});
+}
+
+}  // namespace
+
+Status parse_document(const json& j, DocumentInput* out) {
+  if (!j.is_object()) return invalid_argument("a document must be a JSON object");
+  auto id = j.find("id");
+  if (id == j.end() || !id->is_string()) return invalid_argument("\"id\" must be a string");
+  out->id = id->get<std::string>();
+  if (out->id.empty()) return invalid_argument("\"id\" must not be empty");
+  if (out->id.size() > kMaxIdBytes)
+    return unprocessable("\"id\" is " + std::to_string(out->id.size()) + " bytes, more than " +
+                         std::to_string(kMaxIdBytes));
+  auto text = j.find("text");
+  if (text == j.end() || !text->is_string()) return invalid_argument("\"text\" must be a string");
+  out->text = text->get<std::string>();
+  auto meta = j.find("metadata");
+  if (meta != j.end() && !meta->is_null()) {
+    if (!meta->is_object()) return invalid_argument("\"metadata\" must be an object");
+    out->metadata = *meta;
+  } else {
+    out->metadata = json::object();
+  }
+  return Status::ok();
+}
+
+json document_result_json(const DocumentResult& r) {
+  if (!r.status.is_ok()) {
+    HttpError he = http_error_for(r.status.code());
+    return {{"id", r.id}, {"error", {{"code", he.code}, {"status", he.status}, {"message", r.status.message()}}}};
+  }
+  return {{"id", r.id}, {"tokens", r.tokens}, {"truncated", r.truncated_tokens > 0}};
+}
+
+std::vector<Route> collection_routes() {
+  std::string c = std::string("/collections/") + kName;
+  return {
+      {"POST", "/collections", "/collections", Access::kAdmin, Body::kBuffered, true, create_collection},
+      {"GET", "/collections", "/collections", Access::kRead, Body::kNone, true, list_collections},
+      {"GET", "/collections/{name}", c, Access::kRead, Body::kNone, true, get_collection},
+      {"DELETE", "/collections/{name}", c, Access::kAdmin, Body::kNone, true, delete_collection},
+      {"POST", "/collections/{name}/documents", c + "/documents", Access::kAdmin, Body::kBuffered,
+       true, post_documents},
+      {"PUT", "/collections/{name}/documents/{id}", c + "/documents/(.+)", Access::kAdmin,
+       Body::kBuffered, true, put_document},
+      {"GET", "/collections/{name}/documents/{id}", c + "/documents/(.+)", Access::kRead,
+       Body::kNone, true, get_document},
+      {"DELETE", "/collections/{name}/documents/{id}", c + "/documents/(.+)", Access::kAdmin,
+       Body::kNone, true, delete_document},
+      {"POST", "/collections/{name}/search", c + "/search", Access::kRead, Body::kBuffered, true,
+       search},
+  };
+}
+
+}  // namespace qsearch::api

@@ -1,0 +1,182 @@
+// POST /collections/{name}/import: NDJSON, one document {"id","text","metadata"} per line,
+// streamed. The body is read in the pieces the socket delivers; complete lines are parsed and
+// collected into chunks that are embedded and written (one store upsert per chunk) before more
+// of the body is read, so memory stays bounded by one chunk whatever the file size. When the
+// embedding queue is full the import waits for room instead of failing. Each chunk is durable
+// once written; the answer summarises counts and lists per-line errors (the first 100).
+#include <chrono>
+
+#include "api/errors.h"
+#include "api/routes.h"
+
+namespace qsearch::api {
+namespace {
+
+constexpr size_t kChunkDocuments = 256;
+constexpr size_t kChunkBytes = 4 << 20;
+constexpr size_t kMaxListedErrors = 100;
+
+class Importer {
+ public:
+  Importer(RequestContext& ctx, std::string collection)
+      : ctx_(ctx), collection_(std::move(collection)) {}
+
+  // Consumes one piece of the body; false stops the transfer (a fatal error).
+  bool consume(const char* data, size_t n) {
+    const size_t max_line = static_cast<size_t>(ctx_.config.max_request_bytes);
+    for (size_t i = 0; i < n; ++i) {
+      const char* nl = static_cast<const char*>(memchr(data + i, '\n', n - i));
+      size_t end = nl ? static_cast<size_t>(nl - data) : n;
+      if (!skipping_) {
+        if (line_.size() + (end - i) > max_line) {
+          skipping_ = true;
+          line_.clear();
+        } else {
+          line_.append(data + i, end - i);
+        }
+      }
+      if (!nl) break;
+      ++line_no_;
+      if (skipping_) {
+        add_error(line_no_, "", payload_too_large("line is longer than " +
+                                                  std::to_string(max_line) + " bytes"));
+        skipping_ = false;
+      } else {
+        take_line();
+      }
+      line_.clear();
+      i = end;
+      if (!fatal_.is_ok()) return false;
+    }
+    return fatal_.is_ok();
+  }
+
+  // After the last piece: the final line without newline, then the last chunk.
+  void finish() {
+    if (!fatal_.is_ok()) return;
+    if (skipping_) {
+      add_error(++line_no_, "", payload_too_large("line is too long"));
+    } else if (!line_.empty()) {
+      ++line_no_;
+      take_line();
+    }
+    flush();
+  }
+
+  const Status& fatal() const { return fatal_; }
+
+  json summary(double seconds) const {
+    return {{"lines", line_no_},
+            {"upserted", upserted_},
+            {"failed", failed_},
+            {"tokens", tokens_},
+            {"truncated", truncated_},
+            {"errors", errors_},
+            {"errors_truncated", failed_ > static_cast<int64_t>(errors_.size())},
+            {"took_ms", seconds * 1000}};
+  }
+
+ private:
+  void take_line() {
+    std::string_view s(line_);
+    while (!s.empty() && (s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    if (s.empty()) return;  // blank lines are allowed
+    auto parsed = parse_json(s);
+    if (!parsed.is_ok()) {
+      add_error(line_no_, "", parsed.status());
+      return;
+    }
+    DocumentInput doc;
+    Status st = parse_document(*parsed, &doc);
+    if (!st.is_ok()) {
+      std::string id;
+      if (parsed->is_object() && parsed->contains("id") && (*parsed)["id"].is_string())
+        id = (*parsed)["id"].get<std::string>();
+      add_error(line_no_, id, st);
+      return;
+    }
+    pending_bytes_ += doc.text.size();
+    pending_.push_back(std::move(doc));
+    pending_lines_.push_back(line_no_);
+    if (pending_.size() >= kChunkDocuments || pending_bytes_ >= kChunkBytes) flush();
+  }
+
+  void flush() {
+    if (pending_.empty()) return;
+    auto results = ctx_.service->upsert_documents(collection_, std::move(pending_),
+                                                  /*wait_for_room=*/true, ctx_.client_gone());
+    if (!results.is_ok()) {
+      fatal_ = results.status().with_context("at line " + std::to_string(pending_lines_.front()));
+    } else {
+      for (size_t k = 0; k < results->size(); ++k) {
+        const DocumentResult& r = (*results)[k];
+        if (r.status.is_ok()) {
+          ++upserted_;
+          tokens_ += r.tokens;
+          if (r.truncated_tokens > 0) ++truncated_;
+        } else {
+          add_error(pending_lines_[k], r.id, r.status);
+        }
+      }
+    }
+    pending_.clear();
+    pending_lines_.clear();
+    pending_bytes_ = 0;
+  }
+
+  void add_error(int64_t line, const std::string& id, const Status& st) {
+    ++failed_;
+    if (errors_.size() >= kMaxListedErrors) return;
+    HttpError he = http_error_for(st.code());
+    json e = {{"line", line}, {"error", {{"code", he.code}, {"status", he.status}, {"message", st.message()}}}};
+    if (!id.empty()) e["id"] = id;
+    errors_.push_back(std::move(e));
+  }
+
+  RequestContext& ctx_;
+  std::string collection_;
+  std::string line_;
+  bool skipping_ = false;
+  int64_t line_no_ = 0;
+  std::vector<DocumentInput> pending_;
+  std::vector<int64_t> pending_lines_;
+  size_t pending_bytes_ = 0;
+  int64_t upserted_ = 0, failed_ = 0, tokens_ = 0, truncated_ = 0;
+  json errors_ = json::array();
+  Status fatal_;
+};
+
+void import_documents(RequestContext& ctx) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::string collection = checked_path_id(ctx.param(1), "collection name");
+  value_or_throw(ctx.service->store().get_collection(collection));  // 404 before reading
+  Importer importer(ctx, collection);
+  bool has_body = ctx.req.has_header("Content-Length") ||
+                  ctx.req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+  bool read_ok = true;
+  if (has_body && ctx.reader)
+    read_ok = (*ctx.reader)([&](const char* data, size_t n) { return importer.consume(data, n); });
+  if (importer.fatal().is_ok() && !read_ok)
+    throw StatusException(invalid_argument("the request body could not be read to the end"));
+  importer.finish();
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!importer.fatal().is_ok()) {
+    // Everything counted in the summary is written; the rest of the body was not processed.
+    HttpError he = http_error_for(importer.fatal().code());
+    json j = {{"error", {{"code", he.code}, {"message", importer.fatal().message()}}},
+              {"import", importer.summary(seconds)}};
+    ctx.reply(he.status, j);
+    return;
+  }
+  ctx.reply(200, importer.summary(seconds));
+}
+
+}  // namespace
+
+std::vector<Route> import_routes() {
+  return {{"POST", "/collections/{name}/import", "/collections/([^/]+)/import", Access::kAdmin,
+           Body::kStreamed, true, import_documents}};
+}
+
+}  // namespace qsearch::api

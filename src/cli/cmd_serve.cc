@@ -1,0 +1,120 @@
+// qsearch serve: the HTTP service. Listens at once (/health answers, /ready says 503), loads
+// the model and opens the store on a background thread, then serves. SIGINT/SIGTERM stop
+// accepting requests, let running ones finish, fail queued embedding work and save indexes.
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <thread>
+
+#include <spdlog/spdlog.h>
+
+#include "api/server.h"
+#include "cli/command.h"
+#include "service/config.h"
+#include "service/metrics.h"
+#include "service/service.h"
+
+namespace qsearch::cli {
+namespace {
+
+int run_serve(const std::vector<std::string>& args) {
+  if (wants_help(args)) {
+    std::fputs(server_config_help().c_str(), stdout);
+    return 0;
+  }
+  ConfigSources sources;
+  auto config = load_server_config(args, qsearch_environment(), &sources);
+  if (!config.is_ok()) {
+    std::fprintf(stderr, "qsearch serve: %s\n(qsearch serve --help lists the options)\n",
+                 config.status().message().c_str());
+    return 2;
+  }
+  spdlog::set_level(spdlog::level::from_str(config->log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+
+  if (Status st = check_model_dir(config->model); !st.is_ok()) {
+    std::fprintf(stderr, "qsearch serve: %s\n", st.message().c_str());
+    return 1;
+  }
+  spdlog::info("qsearch serve: model {} ({}), device {}, data {} ({})", config->model,
+               sources["model"], config->device, config->data_dir, sources["data_dir"]);
+  if (!config->config_file.empty()) spdlog::info("config file {}", config->config_file);
+  if (!config->auth_enabled())
+    spdlog::warn("no API keys configured: anyone who can reach {}:{} can read and write. Set "
+                 "QSEARCH_API_KEY (and QSEARCH_READ_KEY) or --key-file.",
+                 config->host, config->port);
+  else
+    spdlog::info("authentication on: {} admin key(s), {} read-only key(s)",
+                 config->admin_keys.size(), config->read_keys.size());
+
+  // Signals go to one thread only (sigwait); every other thread inherits the blocked mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  Metrics metrics;
+  api::ApiServer server(*config, &metrics);
+  if (Status st = server.bind(); !st.is_ok()) {
+    spdlog::critical("{}", st.message());
+    return 1;
+  }
+  spdlog::info("listening on http://{}:{}", config->host, server.port());
+
+  std::atomic<bool> listen_done{false}, load_failed{false}, shutting_down{false};
+  std::thread signal_thread([&] {
+    int sig = 0;
+    sigwait(&signals, &sig);
+    shutting_down = true;
+    if (!listen_done) spdlog::info("signal {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    while (!listen_done) {  // stop() is a no-op before listen() runs: repeat until it returns
+      server.stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+
+  std::unique_ptr<Service> service;
+  std::thread loader([&] {
+    auto opened = Service::open(*config, &metrics);
+    if (!opened.is_ok()) {
+      spdlog::critical("cannot start: {}", opened.status().message());
+      load_failed = true;
+      kill(getpid(), SIGTERM);
+      return;
+    }
+    service = std::move(opened).value();
+    if (shutting_down) return;
+    server.set_service(service.get());
+    spdlog::info("ready: {} on {}", service->model_identity(), service->embedder().device_name());
+  });
+
+  bool listened = server.listen();
+  listen_done = true;
+  if (!shutting_down) kill(getpid(), SIGTERM);  // wakes the signal thread
+  signal_thread.join();
+  loader.join();
+  server.set_service(nullptr);
+  int rc = listened && !load_failed ? 0 : 1;
+  if (service) {
+    Status st = service->shutdown();
+    if (st.is_ok()) spdlog::info("indexes saved; bye");
+    else {
+      spdlog::error("saving indexes at shutdown failed: {}", st.to_string());
+      rc = 1;
+    }
+  }
+  return rc;
+}
+
+}  // namespace
+
+QSEARCH_COMMAND(serve, "Run the HTTP service (qsearch serve --help)", run_serve);
+
+}  // namespace qsearch::cli

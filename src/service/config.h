@@ -1,0 +1,84 @@
+// Configuration of `qsearch serve`. Every option has one entry in the option table
+// (config.cc): its flag (--data-dir), environment variable (QSEARCH_DATA_DIR), JSON config
+// file key (data_dir), default and help text. Precedence: flags > environment > config file >
+// defaults. The defaults below are the documented ones (docs/api.md repeats them).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace qsearch {
+
+struct ServerConfig {
+  // Model directory (Hugging Face layout). Default: $QSEARCH_MODEL, else this path.
+  std::string model = "./models/Qwen3-Embedding-0.6B";
+  // Engine: "auto" (CUDA when a GPU is visible, else CPU), "cpu" or "cuda".
+  std::string device = "auto";
+  // CUDA devices to run engine replicas on, e.g. "0,1" (empty: all visible GPUs).
+  std::string gpus;
+  // RocksDB and index files.
+  std::string data_dir = "./qsearch-data";
+  // Listening address and port.
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  // Admin API key (every route) and read-only key (GET routes, search, embeddings). Empty: none.
+  std::string api_key;
+  std::string read_key;
+  // File with keys, one per line: "admin KEY" or "read KEY" ('#' starts a comment).
+  std::string key_file;
+  // Token budget of one engine batch (0: the engine's default).
+  int64_t max_batch_tokens = 0;
+  // Tokens waiting for the engine before new work is refused with 429 (bounds memory).
+  int64_t queue_limit_tokens = 262144;
+  // CPU threads for the CPU engine and the tokenizer pool (0: all cores).
+  int threads = 0;
+  // HTTP worker threads (each serves one connection at a time).
+  int http_threads = 32;
+  // Largest request body in bytes (413 above it); the NDJSON import streams and is exempt,
+  // but each of its lines must fit.
+  int64_t max_request_bytes = 32 << 20;
+  // Longest text in tokens (EOS included); a collection's max_tokens may lower it.
+  int max_tokens_per_text = 8192;
+  // Longer texts are truncated (true) or refused with 422 (false).
+  bool truncate = true;
+  // spdlog level: trace, debug, info, warn, error, critical, off.
+  std::string log_level = "info";
+  // fsync the write-ahead log before acknowledging a write.
+  bool sync = false;
+  // Seconds between periodic index saves (0: only at shutdown).
+  int save_interval = 300;
+  // The JSON config file that was read (informational; set by --config or QSEARCH_CONFIG).
+  std::string config_file;
+  // Testing only: milliseconds each engine batch is delayed (to exercise queueing).
+  int debug_batch_delay_ms = 0;
+
+  // Keys after merging api_key, read_key and key_file.
+  std::vector<std::string> admin_keys;
+  std::vector<std::string> read_keys;
+  bool auth_enabled() const { return !admin_keys.empty() || !read_keys.empty(); }
+};
+
+// Where each option came from, for the start-up log ("flag", "env", "file", "default").
+using ConfigSources = std::map<std::string, std::string>;
+
+// Builds the configuration from command-line arguments (after "serve"), the environment
+// (env: NAME -> value; pass the process environment) and the config file named by --config
+// or QSEARCH_CONFIG. Validates ranges and reads the key file. Errors are kInvalidArgument.
+StatusOr<ServerConfig> load_server_config(const std::vector<std::string>& args,
+                                          const std::map<std::string, std::string>& env,
+                                          ConfigSources* sources = nullptr);
+
+// The process environment as a map (QSEARCH_* variables only).
+std::map<std::string, std::string> qsearch_environment();
+
+// `qsearch serve --help`: every option with flag, variable and default.
+std::string server_config_help();
+
+// True if args ask for help (--help or -h).
+bool wants_help(const std::vector<std::string>& args);
+
+}  // namespace qsearch

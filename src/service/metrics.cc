@@ -1,0 +1,177 @@
+#include "service/metrics.h"
+
+#include <cmath>
+#include <cstdio>
+
+namespace qsearch {
+namespace {
+
+std::string format_number(double v) {
+  if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
+  char buf[64];
+  if (v == std::floor(v) && std::fabs(v) < 1e15)
+    std::snprintf(buf, sizeof buf, "%.0f", v);
+  else
+    std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+const std::vector<double> kLatencyBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                            0.25,  0.5,    1,     2.5,  5,     10,   30};
+
+}  // namespace
+
+Histogram::Histogram(std::vector<double> upper_bounds)
+    : bounds_(std::move(upper_bounds)), buckets_(bounds_.size(), 0) {}
+
+void Histogram::observe(double v) {
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    if (v <= bounds_[i]) {
+      ++buckets_[i];
+      break;
+    }
+  }
+  sum_ += v;
+  ++count_;
+}
+
+void Histogram::render(std::string* out, const std::string& name,
+                       const std::string& labels) const {
+  std::string sep = labels.empty() ? "" : ",";
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cumulative += buckets_[i];
+    *out += name + "_bucket{" + labels + sep + "le=\"" + format_number(bounds_[i]) + "\"} " +
+            std::to_string(cumulative) + "\n";
+  }
+  *out += name + "_bucket{" + labels + sep + "le=\"+Inf\"} " + std::to_string(count_) + "\n";
+  std::string braces = labels.empty() ? "" : "{" + labels + "}";
+  *out += name + "_sum" + braces + " " + format_number(sum_) + "\n";
+  *out += name + "_count" + braces + " " + std::to_string(count_) + "\n";
+}
+
+Metrics::Metrics()
+    : batch_tokens_({16, 64, 256, 1024, 2048, 4096, 8192, 16384, 32768, 65536}),
+      batch_sequences_({1, 2, 4, 8, 16, 32, 64, 128, 256, 512}),
+      batch_seconds_(kLatencyBounds) {}
+
+void Metrics::observe_request(const std::string& method, const std::string& route, int status,
+                              double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++requests_[{method, route, status}];
+  auto it = latency_.find(route);
+  if (it == latency_.end()) it = latency_.emplace(route, Histogram(kLatencyBounds)).first;
+  it->second.observe(seconds);
+}
+
+void Metrics::observe_batch(const std::string& backend, int64_t tokens, int64_t sequences,
+                            double seconds) {
+  std::lock_guard<std::mutex> lock(mu_);
+  batch_tokens_.observe(static_cast<double>(tokens));
+  batch_sequences_.observe(static_cast<double>(sequences));
+  batch_seconds_.observe(seconds);
+  ++batches_[backend];
+  tokens_embedded_ += tokens;
+  sequences_embedded_ += sequences;
+}
+
+void Metrics::add_dropped(int64_t sequences) {
+  std::lock_guard<std::mutex> lock(mu_);
+  dropped_ += sequences;
+}
+
+void Metrics::add_rejected() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++rejected_;
+}
+
+void Metrics::add_documents_written(int64_t n) {
+  std::lock_guard<std::mutex> lock(mu_);
+  documents_written_ += n;
+}
+
+void Metrics::add_search() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++searches_;
+}
+
+int64_t Metrics::tokens_embedded() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tokens_embedded_;
+}
+
+int64_t Metrics::dropped() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return dropped_;
+}
+
+std::string Metrics::label_value(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') out += "\\\\";
+    else if (c == '"') out += "\\\"";
+    else if (c == '\n') out += "\\n";
+    else out += c;
+  }
+  return out;
+}
+
+void Metrics::render_header(std::string* out, const std::string& name, const std::string& type,
+                            const std::string& help) {
+  *out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+}
+
+void Metrics::render_sample(std::string* out, const std::string& name, const std::string& labels,
+                            double value) {
+  *out += name + (labels.empty() ? "" : "{" + labels + "}") + " " + format_number(value) + "\n";
+}
+
+std::string Metrics::render() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::string out;
+  render_header(&out, "qsearch_http_requests_total", "counter",
+                "HTTP requests by method, route and status.");
+  for (const auto& [key, n] : requests_) {
+    const auto& [method, route, status] = key;
+    render_sample(&out, "qsearch_http_requests_total",
+                  "method=\"" + label_value(method) + "\",route=\"" + label_value(route) +
+                      "\",status=\"" + std::to_string(status) + "\"",
+                  static_cast<double>(n));
+  }
+  render_header(&out, "qsearch_http_request_duration_seconds", "histogram",
+                "HTTP request latency by route.");
+  for (const auto& [route, h] : latency_)
+    h.render(&out, "qsearch_http_request_duration_seconds", "route=\"" + label_value(route) + "\"");
+
+  render_header(&out, "qsearch_batch_tokens", "histogram", "Tokens per engine batch.");
+  batch_tokens_.render(&out, "qsearch_batch_tokens", "");
+  render_header(&out, "qsearch_batch_sequences", "histogram", "Sequences per engine batch.");
+  batch_sequences_.render(&out, "qsearch_batch_sequences", "");
+  render_header(&out, "qsearch_batch_duration_seconds", "histogram",
+                "Engine time per batch.");
+  batch_seconds_.render(&out, "qsearch_batch_duration_seconds", "");
+  render_header(&out, "qsearch_batches_total", "counter", "Engine batches by backend.");
+  for (const auto& [backend, n] : batches_)
+    render_sample(&out, "qsearch_batches_total", "backend=\"" + label_value(backend) + "\"",
+                  static_cast<double>(n));
+
+  render_header(&out, "qsearch_tokens_embedded_total", "counter", "Tokens run through the engine.");
+  render_sample(&out, "qsearch_tokens_embedded_total", "", static_cast<double>(tokens_embedded_));
+  render_header(&out, "qsearch_sequences_embedded_total", "counter", "Texts embedded.");
+  render_sample(&out, "qsearch_sequences_embedded_total", "",
+                static_cast<double>(sequences_embedded_));
+  render_header(&out, "qsearch_dropped_sequences_total", "counter",
+                "Texts dropped before embedding because their client disconnected.");
+  render_sample(&out, "qsearch_dropped_sequences_total", "", static_cast<double>(dropped_));
+  render_header(&out, "qsearch_rejected_requests_total", "counter",
+                "Requests refused with 429 because the queue was full.");
+  render_sample(&out, "qsearch_rejected_requests_total", "", static_cast<double>(rejected_));
+  render_header(&out, "qsearch_documents_written_total", "counter", "Documents upserted.");
+  render_sample(&out, "qsearch_documents_written_total", "",
+                static_cast<double>(documents_written_));
+  render_header(&out, "qsearch_searches_total", "counter", "Searches served.");
+  render_sample(&out, "qsearch_searches_total", "", static_cast<double>(searches_));
+  return out;
+}
+
+}  // namespace qsearch

@@ -1,0 +1,125 @@
+// The embedding scheduler: requests' token sequences wait in one queue; one scheduler thread
+// per engine replica (Backend) takes unpadded batches off it by token budget (EngineBatch) and
+// delivers each sequence's vector to its job's promise.
+//
+//  - Two priorities: queries (search, /v1/embeddings) are always taken before bulk ingestion.
+//  - The queue is bounded by tokens: bulk work is admitted while all queued tokens stay within
+//    queue_limit_tokens, queries while queued query tokens do; otherwise submit() fails with
+//    kResourceExhausted (the HTTP layer answers 429 with retry_after_seconds()). A single job
+//    larger than the limit is admitted only into an empty queue. Memory stays bounded.
+//  - A job whose client went away is cancelled: its queued sequences are removed at once and
+//    never reach the engine; a batch never contains a cancelled job's sequence.
+//
+// Thread safety: every public method is safe from any thread. Each Backend is driven by
+// exactly one scheduler thread (Backend::embed is not reentrant).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/status.h"
+#include "embed/engine/backend.h"
+
+namespace qsearch {
+
+class Metrics;
+
+enum class Priority { kQuery = 0, kBulk = 1 };
+
+struct SchedulerOptions {
+  int64_t max_batch_tokens = 0;      // per batch; 0: each backend's max_batch_tokens()
+  int64_t queue_limit_tokens = 262144;
+  int debug_batch_delay_ms = 0;      // testing: sleep before each batch
+};
+
+using Embeddings = std::vector<std::vector<float>>;
+
+// One submitted request. Results arrive through the promise in submission order.
+struct EmbedJob {
+  std::vector<std::vector<int32_t>> sequences;  // each ends with <|endoftext|>
+  std::vector<int32_t> dims;                    // output dimension per sequence
+  Priority priority = Priority::kQuery;
+  int64_t tokens = 0;
+
+  std::atomic<bool> cancelled{false};
+  std::future<StatusOr<Embeddings>> future;
+
+  // Below: owned by the scheduler (guarded by its mutex).
+  Embeddings results;
+  size_t remaining = 0;
+  bool finished = false;
+  std::promise<StatusOr<Embeddings>> promise;
+};
+
+class Scheduler {
+ public:
+  // backends are not owned and must outlive the scheduler. metrics may be null.
+  Scheduler(std::vector<Backend*> backends, SchedulerOptions options, Metrics* metrics);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues sequences (non-empty, each within max_sequence_tokens()) with their output
+  // dimensions (0: hidden size). kResourceExhausted when the queue is full, kUnprocessable for
+  // a sequence too long, kUnavailable after stop().
+  StatusOr<std::shared_ptr<EmbedJob>> submit(std::vector<std::vector<int32_t>> sequences,
+                                             std::vector<int32_t> dims, Priority priority);
+
+  // Waits for a job, calling client_gone (if given) every poll_ms; when it returns true the job
+  // is cancelled and kCancelled returned.
+  StatusOr<Embeddings> wait(const std::shared_ptr<EmbedJob>& job,
+                            const std::function<bool()>& client_gone, int poll_ms = 20);
+
+  // Removes a job's queued sequences and fails it with kCancelled (no-op once finished).
+  void cancel(const std::shared_ptr<EmbedJob>& job);
+
+  // Fails all queued work with kUnavailable and joins the scheduler threads. Idempotent.
+  void stop();
+
+  int64_t queued_tokens() const;
+  int64_t queued_sequences() const;
+  // Longest sequence accepted (min over backends of their limits).
+  int64_t max_sequence_tokens() const { return max_sequence_tokens_; }
+  int hidden_size() const { return hidden_size_; }
+  // Seconds a refused client should wait: queued tokens over recent throughput, 1..60.
+  int retry_after_seconds() const;
+
+ private:
+  struct Item {
+    std::shared_ptr<EmbedJob> job;
+    uint32_t index;
+    int32_t tokens;
+  };
+
+  void run(size_t replica);
+  // Takes up to budget tokens off the queues (queries first). Requires mu_.
+  std::vector<Item> take_batch(int64_t budget);
+  void finish(const std::shared_ptr<EmbedJob>& job, Status status);  // requires mu_
+  void remove_queued(EmbedJob* job, bool count_dropped);             // requires mu_
+
+  std::vector<Backend*> backends_;
+  SchedulerOptions options_;
+  Metrics* metrics_;
+  int hidden_size_ = 0;
+  int64_t max_sequence_tokens_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Item> queues_[2];         // by Priority
+  int64_t queued_tokens_[2] = {0, 0};  // by Priority
+  int64_t queued_items_ = 0;
+  bool stopping_ = false;
+  double tokens_per_second_ = 0;       // exponential moving average over batches
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace qsearch

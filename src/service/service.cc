@@ -1,0 +1,408 @@
+#include "service/service.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <unordered_map>
+
+#include <spdlog/spdlog.h>
+
+namespace qsearch {
+namespace fs = std::filesystem;
+
+namespace {
+
+uint64_t fnv1a(uint64_t h, std::string_view data) {
+  for (unsigned char c : data) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+// "<dir name>@<16 hex digits>": the hash covers config.json and the names and sizes of the
+// weight files, so a different model (or different weights) is a different identity.
+void compute_model_identity(const std::string& dir, std::string* name, std::string* identity) {
+  fs::path p = fs::path(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  *name = p.filename().string();
+  if (name->empty() || *name == ".") *name = fs::absolute(p).lexically_normal().filename().string();
+  uint64_t h = 14695981039346656037ULL;
+  std::ifstream in(fs::path(dir) / "config.json", std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  h = fnv1a(h, ss.str());
+  std::map<std::string, uintmax_t> weights;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    if (entry.path().extension() == ".safetensors")
+      weights[entry.path().filename().string()] = entry.file_size(ec);
+  }
+  for (const auto& [file, size] : weights) h = fnv1a(fnv1a(h, file), std::to_string(size));
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  *identity = *name + "@" + hex;
+}
+
+std::vector<int> parse_gpus(const std::string& s) {
+  std::vector<int> out;
+  std::stringstream ss(s);
+  std::string part;
+  while (std::getline(ss, part, ','))
+    if (!part.empty()) out.push_back(std::stoi(part));
+  return out;
+}
+
+}  // namespace
+
+Status check_model_dir(const std::string& dir) {
+  std::error_code ec;
+  if (fs::exists(fs::path(dir) / "config.json", ec)) return Status::ok();
+  return not_found(
+      "no model in '" + dir + "' (config.json not found).\n"
+      "  Get Qwen3-Embedding-0.6B (about 1.2 GB) from Hugging Face:\n"
+      "    huggingface-cli download Qwen/Qwen3-Embedding-0.6B --local-dir " + dir + "\n"
+      "  or from ModelScope:\n"
+      "    modelscope download --model Qwen/Qwen3-Embedding-0.6B --local_dir " + dir + "\n"
+      "  and start with --model DIR (or QSEARCH_MODEL=DIR).\n"
+      "  To try the server without downloading anything, `make run` starts it with the small\n"
+      "  random-weight test model (qsearch make-test-model --tokenizer "
+      ".deps/qwen3/tokenizer.json --out DIR writes one).");
+}
+
+Service::Service(const ServerConfig& config, Metrics* metrics)
+    : config_(config), metrics_(metrics) {}
+
+Service::~Service() { shutdown().ignore(); }
+
+StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Metrics* metrics) {
+  QS_RETURN_IF_ERROR(check_model_dir(config.model));
+  std::unique_ptr<Service> svc(new Service(config, metrics));
+  svc->pool_ = std::make_unique<ThreadPool>(static_cast<size_t>(config.threads));
+
+  EmbedderOptions eo;
+  eo.model_dir = config.model;
+  eo.device = config.device;
+  eo.max_batch_tokens = config.max_batch_tokens;
+  eo.threads = config.threads;
+  eo.gpus = parse_gpus(config.gpus);
+  auto t0 = std::chrono::steady_clock::now();
+  auto embedder = Embedder::open(eo);
+  if (!embedder.is_ok()) return embedder.status().with_context("loading the model from " + config.model);
+  svc->embedder_ = std::move(embedder).value();
+  compute_model_identity(config.model, &svc->model_name_, &svc->model_identity_);
+  spdlog::info("model {} loaded in {:.1f} s: hidden size {}, {} engine replica(s) on {}",
+               svc->model_identity_,
+               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+               svc->embedder_->hidden_size(), svc->embedder_->num_backends(),
+               svc->embedder_->device_name());
+  if (svc->embedder_->num_backends() == 0) return internal_error("the embedder has no engine");
+
+  StoreOptions so;
+  so.data_dir = config.data_dir;
+  so.sync = config.sync;
+  so.model = svc->model_identity_;
+  auto store = CollectionStore::open(so);
+  if (!store.is_ok()) return store.status().with_context("opening the data directory " + config.data_dir);
+  svc->store_ = std::move(store).value();
+
+  std::vector<Backend*> backends;
+  for (size_t i = 0; i < svc->embedder_->num_backends(); ++i)
+    backends.push_back(&svc->embedder_->backend(i));
+  SchedulerOptions sched;
+  sched.max_batch_tokens = config.max_batch_tokens;
+  sched.queue_limit_tokens = config.queue_limit_tokens;
+  sched.debug_batch_delay_ms = config.debug_batch_delay_ms;
+  svc->scheduler_ = std::make_unique<Scheduler>(std::move(backends), sched, metrics);
+  if (config.save_interval > 0) svc->saver_ = std::thread([s = svc.get()] { s->saver_loop(); });
+  return svc;
+}
+
+void Service::saver_loop() {
+  std::unique_lock<std::mutex> lock(saver_mu_);
+  while (!saver_stop_) {
+    saver_cv_.wait_for(lock, std::chrono::seconds(config_.save_interval));
+    if (saver_stop_) break;
+    lock.unlock();
+    Status st = store_->save_indexes();
+    if (!st.is_ok()) spdlog::error("periodic index save failed: {}", st.to_string());
+    lock.lock();
+  }
+}
+
+Status Service::shutdown() {
+  if (shut_down_.exchange(true)) return Status::ok();
+  {
+    std::lock_guard<std::mutex> lock(saver_mu_);
+    saver_stop_ = true;
+  }
+  saver_cv_.notify_all();
+  if (saver_.joinable()) saver_.join();
+  if (scheduler_) scheduler_->stop();
+  if (store_) return store_->save_indexes();
+  return Status::ok();
+}
+
+int Service::min_dimension() const { return std::min(32, embedder_->hidden_size()); }
+
+Status Service::check_truncation(const PreparedText& p, int max_tokens) const {
+  if (config_.truncate || p.truncated_tokens == 0) return Status::ok();
+  return unprocessable("text has " + std::to_string(p.input_tokens) +
+                       " tokens, more than the limit of " + std::to_string(max_tokens) +
+                       " (truncation is off)");
+}
+
+std::vector<StatusOr<PreparedText>> Service::prepare_texts(
+    const std::vector<std::string_view>& texts, std::string_view instruction,
+    int max_tokens) const {
+  std::vector<StatusOr<PreparedText>> out(texts.size(),
+                                          StatusOr<PreparedText>(internal_error("not prepared")));
+  auto work = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      auto p = embedder_->prepare(texts[i], instruction, max_tokens);
+      if (p.is_ok()) {
+        Status st = check_truncation(*p, max_tokens);
+        if (!st.is_ok()) p = st;
+      }
+      out[i] = std::move(p);
+    }
+  };
+  if (texts.size() <= 1) work(0, texts.size());
+  else pool_->parallel_for(texts.size(), work);
+  return out;
+}
+
+StatusOr<Embeddings> Service::embed_prepared(const std::vector<PreparedText>& items,
+                                             const std::vector<int32_t>& dims, Priority priority,
+                                             bool wait_for_room, const ClientGone& client_gone) {
+  Embeddings out;
+  out.reserve(items.size());
+  // Chunks of at most a quarter of the queue, two in flight: a big request pipelines without
+  // filling the queue for everyone else.
+  const int64_t chunk_tokens =
+      std::max<int64_t>(scheduler_->max_sequence_tokens(), config_.queue_limit_tokens / 4);
+  std::deque<std::shared_ptr<EmbedJob>> inflight;
+  auto cancel_all = [&] {
+    for (auto& j : inflight) scheduler_->cancel(j);
+  };
+  size_t next = 0;
+  bool submitted_any = false;
+  while (next < items.size() || !inflight.empty()) {
+    while (next < items.size() && inflight.size() < 2) {
+      size_t end = next;
+      int64_t tokens = 0;
+      std::vector<std::vector<int32_t>> seqs;
+      std::vector<int32_t> chunk_dims;
+      while (end < items.size() &&
+             (end == next || tokens + static_cast<int64_t>(items[end].ids.size()) <= chunk_tokens)) {
+        tokens += static_cast<int64_t>(items[end].ids.size());
+        seqs.push_back(items[end].ids);
+        chunk_dims.push_back(dims[end]);
+        ++end;
+      }
+      auto job = scheduler_->submit(std::move(seqs), std::move(chunk_dims), priority);
+      if (job.is_ok()) {
+        inflight.push_back(std::move(job).value());
+        submitted_any = true;
+        next = end;
+        continue;
+      }
+      bool retry = job.status().code() == StatusCode::kResourceExhausted &&
+                   (wait_for_room || submitted_any);
+      if (!retry) {
+        cancel_all();
+        return job.status();
+      }
+      if (!inflight.empty()) break;  // wait for our own work first, then retry
+      if (client_gone && client_gone()) return cancelled("the client disconnected");
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    if (inflight.empty()) continue;
+    auto result = scheduler_->wait(inflight.front(), client_gone);
+    inflight.pop_front();
+    if (!result.is_ok()) {
+      cancel_all();
+      return result.status();
+    }
+    for (auto& v : *result) out.push_back(std::move(v));
+  }
+  return out;
+}
+
+StatusOr<EmbedOutput> Service::embed_inputs(const std::vector<EmbedInput>& inputs,
+                                            std::string_view instruction, int dim,
+                                            const ClientGone& client_gone) {
+  if (dim != 0 && (dim < min_dimension() || dim > hidden_size()))
+    return unprocessable("dimensions must be in " + std::to_string(min_dimension()) + ".." +
+                         std::to_string(hidden_size()) + ", got " + std::to_string(dim));
+  const int max_tokens = config_.max_tokens_per_text;
+  std::vector<std::string_view> texts;
+  std::vector<size_t> text_index;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (!inputs[i].is_ids) {
+      texts.push_back(inputs[i].text);
+      text_index.push_back(i);
+    }
+  auto prepared_texts = prepare_texts(texts, instruction, max_tokens);
+  std::vector<PreparedText> prepared(inputs.size());
+  for (size_t k = 0; k < texts.size(); ++k) {
+    if (!prepared_texts[k].is_ok())
+      return prepared_texts[k].status().with_context("input " + std::to_string(text_index[k]));
+    prepared[text_index[k]] = std::move(prepared_texts[k]).value();
+  }
+  EmbedOutput output;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].is_ids) {
+      auto p = embedder_->prepare_ids(inputs[i].ids, max_tokens);
+      if (p.is_ok()) {
+        Status st = check_truncation(*p, max_tokens);
+        if (!st.is_ok()) p = st;
+      }
+      if (!p.is_ok()) return p.status().with_context("input " + std::to_string(i));
+      prepared[i] = std::move(p).value();
+    }
+    output.prompt_tokens += static_cast<int64_t>(prepared[i].ids.size());
+  }
+  std::vector<int32_t> dims(inputs.size(), dim);
+  QS_ASSIGN_OR_RETURN(output.vectors,
+                      embed_prepared(prepared, dims, Priority::kQuery, false, client_gone));
+  return output;
+}
+
+Status Service::create_collection(CollectionSpec spec) {
+  if (spec.dimension == 0) spec.dimension = hidden_size();
+  if (spec.dimension < min_dimension() || spec.dimension > hidden_size())
+    return unprocessable("dimension must be in " + std::to_string(min_dimension()) + ".." +
+                         std::to_string(hidden_size()) + ", got " +
+                         std::to_string(spec.dimension));
+  if (spec.max_tokens < 1 || spec.max_tokens > (1 << 20))
+    return unprocessable("max_tokens must be in 1..1048576, got " +
+                         std::to_string(spec.max_tokens));
+  spec.model = model_identity_;
+  return store_->create_collection(spec);
+}
+
+StatusOr<std::vector<DocumentResult>> Service::upsert_documents(const std::string& collection,
+                                                                std::vector<DocumentInput> docs,
+                                                                bool wait_for_room,
+                                                                const ClientGone& client_gone) {
+  QS_ASSIGN_OR_RETURN(CollectionInfo info, store_->get_collection(collection));
+  const int max_tokens = std::min(config_.max_tokens_per_text, info.spec.max_tokens);
+  std::vector<DocumentResult> results(docs.size());
+  // The last occurrence of an id wins; earlier ones are neither embedded nor stored.
+  std::unordered_map<std::string, size_t> last;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    results[i].id = docs[i].id;
+    if (docs[i].id.empty())
+      results[i].status = invalid_argument("document id must not be empty");
+    else if (docs[i].id.size() > kMaxIdBytes)
+      results[i].status = unprocessable("document id is " + std::to_string(docs[i].id.size()) +
+                                        " bytes, more than " + std::to_string(kMaxIdBytes));
+    else
+      last[docs[i].id] = i;
+  }
+  std::vector<size_t> todo;
+  std::vector<std::string_view> texts;
+  for (size_t i = 0; i < docs.size(); ++i) {
+    if (!results[i].status.is_ok() || last[docs[i].id] != i) continue;
+    todo.push_back(i);
+    texts.push_back(docs[i].text);
+  }
+  auto prepared = prepare_texts(texts, "", max_tokens);
+  std::vector<PreparedText> ready;
+  std::vector<size_t> ready_index;
+  for (size_t k = 0; k < todo.size(); ++k) {
+    if (!prepared[k].is_ok()) {
+      results[todo[k]].status = prepared[k].status();
+      continue;
+    }
+    ready.push_back(std::move(prepared[k]).value());
+    ready_index.push_back(todo[k]);
+  }
+  if (ready.empty()) return results;
+
+  std::vector<int32_t> dims(ready.size(), info.spec.dimension);
+  QS_ASSIGN_OR_RETURN(Embeddings vectors,
+                      embed_prepared(ready, dims, Priority::kBulk, wait_for_room, client_gone));
+  std::vector<Document> batch;
+  batch.reserve(ready.size());
+  for (size_t k = 0; k < ready.size(); ++k) {
+    DocumentInput& in = docs[ready_index[k]];
+    Document d;
+    d.id = in.id;
+    d.text = std::move(in.text);
+    d.metadata = std::move(in.metadata);
+    d.embedding = std::move(vectors[k]);
+    d.tokens = static_cast<int32_t>(ready[k].ids.size());
+    d.truncated_tokens = ready[k].truncated_tokens;
+    results[ready_index[k]].tokens = d.tokens;
+    results[ready_index[k]].truncated_tokens = d.truncated_tokens;
+    batch.push_back(std::move(d));
+  }
+  QS_RETURN_IF_ERROR(store_->upsert(collection, batch));
+  if (metrics_) metrics_->add_documents_written(static_cast<int64_t>(batch.size()));
+  // Superseded duplicates report the outcome of the occurrence that was stored.
+  for (size_t i = 0; i < docs.size(); ++i) {
+    if (!results[i].status.is_ok() || docs[i].id.empty()) continue;
+    auto it = last.find(docs[i].id);
+    if (it != last.end() && it->second != i) results[i] = results[it->second];
+  }
+  return results;
+}
+
+StatusOr<std::vector<SearchHit>> Service::search(const std::string& collection,
+                                                 const SearchRequest& request,
+                                                 const ClientGone& client_gone) {
+  QS_ASSIGN_OR_RETURN(CollectionInfo info, store_->get_collection(collection));
+  int given = (request.query ? 1 : 0) + (request.vector ? 1 : 0) + (request.id ? 1 : 0);
+  if (given != 1)
+    return invalid_argument("give exactly one of \"query\", \"vector\" or \"id\"");
+  if (request.params.k < 1 || request.params.k > 1000)
+    return unprocessable("k must be in 1..1000, got " + std::to_string(request.params.k));
+  SearchParams params = request.params;
+  std::vector<float> query;
+  if (request.vector) {
+    query = *request.vector;
+    if (static_cast<int>(query.size()) != info.spec.dimension)
+      return unprocessable("vector has " + std::to_string(query.size()) +
+                           " components, the collection's dimension is " +
+                           std::to_string(info.spec.dimension));
+    double ss = 0;
+    for (float x : query) {
+      if (!std::isfinite(x)) return unprocessable("vector has a non-finite component");
+      ss += static_cast<double>(x) * x;
+    }
+    if (info.spec.metric == Metric::kCosine) {
+      if (ss == 0) return unprocessable("a zero vector has no cosine similarity");
+      float inv = static_cast<float>(1.0 / std::sqrt(ss));
+      for (float& x : query) x *= inv;
+    }
+  } else if (request.id) {
+    QS_ASSIGN_OR_RETURN(Document doc, store_->get(collection, *request.id, true));
+    query = std::move(doc.embedding);
+    params.exclude_id = *request.id;
+  } else {
+    const int max_tokens = std::min(config_.max_tokens_per_text, info.spec.max_tokens);
+    std::string_view instruction =
+        request.instruction ? std::string_view(*request.instruction)
+                            : std::string_view(info.spec.query_instruction);
+    auto prepared = prepare_texts({std::string_view(*request.query)}, instruction, max_tokens);
+    if (!prepared[0].is_ok()) return prepared[0].status().with_context("query");
+    std::vector<PreparedText> items;
+    items.push_back(std::move(prepared[0]).value());
+    QS_ASSIGN_OR_RETURN(Embeddings v, embed_prepared(items, {info.spec.dimension},
+                                                     Priority::kQuery, false, client_gone));
+    query = std::move(v[0]);
+  }
+  auto hits = store_->search(collection, query, params);
+  if (hits.is_ok() && metrics_) metrics_->add_search();
+  return hits;
+}
+
+}  // namespace qsearch

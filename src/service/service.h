@@ -1,0 +1,148 @@
+// The service: ties the embedder (tokenize on a CPU pool, embed through the scheduler) to the
+// collection store. The HTTP layer (src/api) turns JSON into the structs below and calls here;
+// nothing in this file knows about HTTP.
+//
+// Queries (search, /v1/embeddings) are embedded at Priority::kQuery, documents at kBulk.
+// Query text gets the collection's query instruction (or the request's override); documents
+// never get an instruction.
+//
+// Thread safety: every method may be called from many threads at once.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+#include "common/thread_pool.h"
+#include "embed/embedder.h"
+#include "service/collections.h"
+#include "service/config.h"
+#include "service/metrics.h"
+#include "service/scheduler.h"
+
+namespace qsearch {
+
+// Returns true once the client of the current request went away (then work is dropped).
+using ClientGone = std::function<bool()>;
+
+// One /v1/embeddings input: text, or token ids when is_ids.
+struct EmbedInput {
+  bool is_ids = false;
+  std::string text;
+  std::vector<int32_t> ids;
+};
+
+struct EmbedOutput {
+  Embeddings vectors;          // one per input, dim floats each, L2-normalised
+  int64_t prompt_tokens = 0;   // tokens embedded (after truncation, EOS included)
+};
+
+struct DocumentInput {
+  std::string id;
+  std::string text;
+  nlohmann::json metadata = nlohmann::json::object();
+};
+
+struct DocumentResult {
+  std::string id;
+  Status status;               // per-document outcome
+  int32_t tokens = 0;          // tokens embedded
+  int32_t truncated_tokens = 0;
+};
+
+struct SearchRequest {
+  std::optional<std::string> query;
+  std::optional<std::vector<float>> vector;
+  std::optional<std::string> id;
+  std::optional<std::string> instruction;  // overrides the collection's query instruction
+  SearchParams params;
+};
+
+inline constexpr size_t kMaxIdBytes = 512;
+
+// kNotFound with instructions to download a model (or run the test model) when dir has no
+// config.json.
+Status check_model_dir(const std::string& dir);
+
+class Service {
+ public:
+  // Loads the model, opens the store and starts the scheduler and the index saver.
+  static StatusOr<std::unique_ptr<Service>> open(const ServerConfig& config, Metrics* metrics);
+  ~Service();
+
+  // Stops the scheduler (queued work fails with kUnavailable) and saves the indexes.
+  Status shutdown();
+
+  const ServerConfig& config() const { return config_; }
+  Embedder& embedder() { return *embedder_; }
+  CollectionStore& store() { return *store_; }
+  Scheduler& scheduler() { return *scheduler_; }
+  // Directory name of the model (echoed as "model"), and name + checksum for the store.
+  const std::string& model_name() const { return model_name_; }
+  const std::string& model_identity() const { return model_identity_; }
+  int hidden_size() const { return embedder_->hidden_size(); }
+  // Smallest output dimension accepted (32, or the hidden size of a smaller test model).
+  int min_dimension() const;
+
+  // /v1/embeddings: dim 0 means the hidden size.
+  StatusOr<EmbedOutput> embed_inputs(const std::vector<EmbedInput>& inputs,
+                                     std::string_view instruction, int dim,
+                                     const ClientGone& client_gone);
+
+  // Fills defaults (dimension, model) and validates ranges, then creates the collection.
+  Status create_collection(CollectionSpec spec);
+
+  // Embeds and upserts documents in one store call. Per-document problems (empty or long id,
+  // text too long with truncation off) are reported per item; the returned Status is for the
+  // whole request (unknown collection, queue full, client gone). wait_for_room: when the queue
+  // is full, wait for room instead of failing with kResourceExhausted.
+  StatusOr<std::vector<DocumentResult>> upsert_documents(const std::string& collection,
+                                                         std::vector<DocumentInput> docs,
+                                                         bool wait_for_room,
+                                                         const ClientGone& client_gone);
+
+  StatusOr<std::vector<SearchHit>> search(const std::string& collection,
+                                          const SearchRequest& request,
+                                          const ClientGone& client_gone);
+
+ private:
+  Service(const ServerConfig& config, Metrics* metrics);
+  // Tokenizes on the pool; per-item results (truncation policy applied).
+  std::vector<StatusOr<PreparedText>> prepare_texts(const std::vector<std::string_view>& texts,
+                                                    std::string_view instruction,
+                                                    int max_tokens) const;
+  Status check_truncation(const PreparedText& p, int max_tokens) const;
+  // Embeds through the scheduler in chunks that fit the queue.
+  StatusOr<Embeddings> embed_prepared(const std::vector<PreparedText>& items,
+                                      const std::vector<int32_t>& dims, Priority priority,
+                                      bool wait_for_room, const ClientGone& client_gone);
+  void saver_loop();
+
+  ServerConfig config_;
+  Metrics* metrics_;
+  std::string model_name_;
+  std::string model_identity_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::unique_ptr<Embedder> embedder_;
+  std::unique_ptr<CollectionStore> store_;
+  std::unique_ptr<Scheduler> scheduler_;
+
+  std::mutex saver_mu_;
+  std::condition_variable saver_cv_;
+  bool saver_stop_ = false;
+  std::thread saver_;
+  std::atomic<bool> shut_down_{false};
+};
+
+}  // namespace qsearch
