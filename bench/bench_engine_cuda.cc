@@ -1,0 +1,284 @@
+// qsearch-bench-engine-cuda: throughput and latency of the CUDA engine on random bf16 weights of
+// the exact Qwen3-Embedding shapes (drawn on the GPU: no checkpoint needed), with the workloads of
+// ../shared/bench/hf_baseline.py, so the two can be compared side by side on one machine:
+//   fixed512  1024 documents of exactly 512 tokens (512 documents for 8B, as HF's run)
+//   mixed     4096 documents (1024 for 4B and 8B) of log-normal lengths, median 180, sigma 0.9,
+//             clipped to 8..2048, sorted longest first and packed to the token budget
+//   single    one request of 32 and of 512 tokens: latency mean and p50 over 50 calls
+//   gemm      the cuBLASLt bf16 GEMM ceiling at the model's shapes (M = 16384)
+// Every measurement times whole Backend::embed() calls (host packing, copies in and out, sync).
+// Output: one JSON line per measurement, then a table.
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "embed/engine/cuda/cuda_engine.h"
+#include "embed/engine/cuda/gemm.h"
+#include "embed/model/test_model.h"
+#include "fill.cuh"
+
+using namespace qsearch;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Result {
+  std::string model, workload;
+  int64_t docs = 0, tokens = 0;
+  double seconds = 0, tok_s = 0, docs_s = 0, tflops = 0, ms_mean = 0, ms_p50 = 0;
+};
+
+std::vector<int> mixed_lengths(int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<double> z(0.0, 1.0);
+  std::vector<int> v(n);
+  for (auto& x : v)
+    x = static_cast<int>(std::min(2048.0, std::max(8.0, std::exp(z(rng) * 0.9 + std::log(180.0)))));
+  return v;
+}
+
+std::vector<int32_t> random_ids(int len, std::mt19937& rng) {
+  std::vector<int32_t> ids(len);
+  for (auto& id : ids) id = static_cast<int32_t>(rng() % 150000);
+  ids.back() = 151643;
+  return ids;
+}
+
+// Packs docs (in the given order) into batches of at most budget tokens and embeds them all.
+Status run_docs(Backend& b, const ModelConfig& c, const std::string& model, const std::string& name,
+                std::vector<int> lengths, bool sort_longest_first, Result* r) {
+  if (sort_longest_first) std::sort(lengths.begin(), lengths.end(), std::greater<int>());
+  std::mt19937 rng(1);
+  std::vector<std::vector<int32_t>> docs;
+  for (int l : lengths) docs.push_back(random_ids(l, rng));
+  const int64_t budget = b.max_batch_tokens();
+  std::vector<float> out(static_cast<size_t>(docs.size()) * b.hidden_size());
+  auto embed_range = [&](size_t from, size_t to) -> Status {
+    EngineBatch batch;
+    for (size_t i = from; i < to; ++i) batch.add(docs[i], b.hidden_size());
+    return b.embed(batch, out.data() + from * b.hidden_size());
+  };
+  // warm-up: the first batch (plans its GEMMs)
+  {
+    size_t to = 0;
+    int64_t t = 0;
+    while (to < docs.size() && t + static_cast<int64_t>(docs[to].size()) <= budget) t += docs[to++].size();
+    QS_RETURN_IF_ERROR(embed_range(0, std::max<size_t>(to, 1)));
+  }
+  double flops = 0;
+  int64_t tokens = 0;
+  for (int l : lengths) {
+    flops += c.flops_per_sequence(l);
+    tokens += l;
+  }
+  auto t0 = Clock::now();
+  size_t i = 0;
+  while (i < docs.size()) {
+    size_t j = i;
+    int64_t t = 0;
+    while (j < docs.size() && (j == i || t + static_cast<int64_t>(docs[j].size()) <= budget))
+      t += docs[j++].size();
+    QS_RETURN_IF_ERROR(embed_range(i, j));
+    i = j;
+  }
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  r->model = model;
+  r->workload = name;
+  r->docs = static_cast<int64_t>(docs.size());
+  r->tokens = tokens;
+  r->seconds = s;
+  r->tok_s = tokens / s;
+  r->docs_s = docs.size() / s;
+  r->tflops = flops / s / 1e12;
+  return Status::ok();
+}
+
+Status run_single(Backend& b, const ModelConfig& c, const std::string& model, int len, Result* r) {
+  std::mt19937 rng(len);
+  std::vector<float> out(b.hidden_size());
+  std::vector<double> ms;
+  for (int it = 0; it < 60; ++it) {
+    EngineBatch batch;
+    batch.add(random_ids(len, rng), b.hidden_size());
+    auto t0 = Clock::now();
+    QS_RETURN_IF_ERROR(b.embed(batch, out.data()));
+    if (it >= 10) ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+  }
+  double sum = 0;
+  for (double v : ms) sum += v;
+  std::sort(ms.begin(), ms.end());
+  r->model = model;
+  r->workload = "single" + std::to_string(len);
+  r->docs = 1;
+  r->tokens = len;
+  r->ms_mean = sum / ms.size();
+  r->ms_p50 = ms[ms.size() / 2];
+  r->seconds = r->ms_mean / 1e3;
+  r->tok_s = len / r->seconds;
+  r->docs_s = 1 / r->seconds;
+  r->tflops = c.flops_per_sequence(len) / r->seconds / 1e12;
+  return Status::ok();
+}
+
+// cuBLASLt ceiling at (M, K, N) shapes of one layer, as hf_baseline.py's gemm_tflops.
+Status gemm_ceiling(const ModelConfig& c, const std::string& model) {
+  GemmRunner g;
+  QS_RETURN_IF_ERROR(g.init());
+  const int m = 16384, h = c.hidden_size, inter = c.intermediate_size;
+  struct Shape {
+    const char* name;
+    int k, n;
+  } shapes[] = {{"qkv", h, c.q_width() + 2 * c.kv_width()}, {"o", c.q_width(), h},
+                {"mlp_up", h, 2 * inter}, {"mlp_down", inter, h}};
+  std::printf("{\"model\":\"%s\",\"gemm_tflops\":{", model.c_str());
+  bool first = true;
+  for (const auto& s : shapes) {
+    void *x = nullptr, *w = nullptr, *y = nullptr;
+    CUDA_CHECK(cudaMalloc(&x, static_cast<size_t>(m) * s.k * 2));
+    CUDA_CHECK(cudaMalloc(&w, static_cast<size_t>(s.n) * s.k * 2));
+    CUDA_CHECK(cudaMalloc(&y, static_cast<size_t>(m) * s.n * 2));
+    QS_RETURN_IF_ERROR(launch_fill_random_bf16(static_cast<bf16*>(x), static_cast<int64_t>(m) * s.k, 1.0f, 1, 0));
+    QS_RETURN_IF_ERROR(launch_fill_random_bf16(static_cast<bf16*>(w), static_cast<int64_t>(s.n) * s.k, 0.02f, 2, 0));
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    for (int it = 0; it < 3; ++it)
+      QS_RETURN_IF_ERROR(g.gemm(static_cast<bf16*>(x), static_cast<bf16*>(w), static_cast<bf16*>(y), m, s.n, s.k, 0));
+    cudaEventRecord(e0);
+    const int iters = 20;
+    for (int it = 0; it < iters; ++it)
+      QS_RETURN_IF_ERROR(g.gemm(static_cast<bf16*>(x), static_cast<bf16*>(w), static_cast<bf16*>(y), m, s.n, s.k, 0));
+    cudaEventRecord(e1);
+    CUDA_CHECK(cudaEventSynchronize(e1));
+    float ms = 0;
+    cudaEventElapsedTime(&ms, e0, e1);
+    const double tflops = 2.0 * m * s.k * static_cast<double>(s.n) / (ms / iters * 1e-3) / 1e12;
+    std::printf("%s\"%s\":%.1f", first ? "" : ",", s.name, tflops);
+    first = false;
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaFree(x);
+    cudaFree(w);
+    cudaFree(y);
+  }
+  std::printf("}}\n");
+  std::fflush(stdout);
+  return Status::ok();
+}
+
+void print_json(const Result& r, const EngineMemory& m, int64_t budget) {
+  std::printf("{\"engine\":\"qsearch-cuda\",\"model\":\"%s\",\"workload\":\"%s\",\"docs\":%lld,"
+              "\"tokens\":%lld,\"batch_tokens\":%lld,\"seconds\":%.4f,\"tok_per_s\":%.0f,"
+              "\"docs_per_s\":%.1f,\"tflops\":%.1f,\"ms_mean\":%.3f,\"ms_p50\":%.3f,"
+              "\"weights_gib\":%.2f,\"workspace_gib\":%.2f,\"gpu_used_gib\":%.2f}\n",
+              r.model.c_str(), r.workload.c_str(), static_cast<long long>(r.docs),
+              static_cast<long long>(r.tokens), static_cast<long long>(budget), r.seconds, r.tok_s,
+              r.docs_s, r.tflops, r.ms_mean, r.ms_p50, m.weights_bytes / 1073741824.0,
+              m.workspace_bytes / 1073741824.0,
+              (m.device_total_bytes - m.device_free_bytes) / 1073741824.0);
+  std::fflush(stdout);
+}
+
+int usage(int code) {
+  std::printf(
+      "usage: qsearch-bench-engine-cuda [--model 0.6B|4B|8B|all] [--workload all|fixed512|mixed|"
+      "single|gemm]\n"
+      "                                 [--max-batch-tokens N] [--layers N] [--device N]\n");
+  return code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> models = {"0.6B"};
+  std::string workload = "all";
+  int64_t budget = 0;
+  int layers = 0, device = 0;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--help" || a == "-h") return usage(0);
+    if (a == "--model") {
+      std::string m = next();
+      models = m == "all" ? std::vector<std::string>{"0.6B", "4B", "8B"} : std::vector<std::string>{m};
+    } else if (a == "--workload") {
+      workload = next();
+    } else if (a == "--max-batch-tokens") {
+      budget = std::stoll(next());
+    } else if (a == "--layers") {
+      layers = std::stoi(next());
+    } else if (a == "--device") {
+      device = std::stoi(next());
+    } else {
+      std::fprintf(stderr, "unknown option %s\n", a.c_str());
+      return usage(2);
+    }
+  }
+  auto want = [&](const char* w) { return workload == "all" || workload == w; };
+  std::vector<Result> results;
+  for (const auto& model : models) {
+    auto cfg = test_model_config(model, layers);
+    if (!cfg.is_ok()) {
+      std::fprintf(stderr, "%s\n", cfg.status().to_string().c_str());
+      return 2;
+    }
+    if (want("gemm")) {
+      Status st = gemm_ceiling(*cfg, model);
+      if (!st.is_ok()) std::fprintf(stderr, "gemm: %s\n", st.to_string().c_str());
+    }
+    if (workload == "gemm") continue;
+    CudaEngineOptions o;
+    o.device = device;
+    o.max_batch_tokens = budget;
+    auto t0 = Clock::now();
+    auto eng = make_random_cuda_engine(*cfg, o, 1);
+    if (!eng.is_ok()) {
+      std::fprintf(stderr, "%s: %s\n", model.c_str(), eng.status().to_string().c_str());
+      return 1;
+    }
+    Backend& b = **eng;
+    std::fprintf(stderr, "%s: engine ready in %.1f s\n", model.c_str(),
+                 std::chrono::duration<double>(Clock::now() - t0).count());
+    auto report = [&](const Status& st, const Result& r) {
+      if (!st.is_ok()) {
+        std::fprintf(stderr, "%s %s: %s\n", model.c_str(), r.workload.c_str(), st.to_string().c_str());
+        return false;
+      }
+      print_json(r, b.memory(), b.max_batch_tokens());
+      results.push_back(r);
+      return true;
+    };
+    Result r;
+    if (want("fixed512")) {
+      std::vector<int> lens(model == "8B" ? 512 : 1024, 512);
+      r.workload = "fixed512";
+      if (!report(run_docs(b, *cfg, model, "fixed512", lens, false, &r), r)) return 1;
+    }
+    if (want("mixed")) {
+      r.workload = "mixed";
+      if (!report(run_docs(b, *cfg, model, "mixed-lognormal180",
+                           mixed_lengths(model == "0.6B" ? 4096 : 1024, 0), true, &r), r))
+        return 1;
+    }
+    if (want("single")) {
+      for (int len : {32, 512}) {
+        r.workload = "single";
+        if (!report(run_single(b, *cfg, model, len, &r), r)) return 1;
+      }
+    }
+  }
+  std::printf("\n%-6s %-20s %7s %9s %10s %9s %8s %9s %9s\n", "model", "workload", "docs", "tokens",
+              "tok/s", "docs/s", "TFLOP/s", "ms mean", "ms p50");
+  for (const auto& r : results)
+    std::printf("%-6s %-20s %7lld %9lld %10.0f %9.1f %8.1f %9.3f %9.3f\n", r.model.c_str(),
+                r.workload.c_str(), static_cast<long long>(r.docs), static_cast<long long>(r.tokens),
+                r.tok_s, r.docs_s, r.tflops, r.ms_mean, r.ms_p50);
+  return 0;
+}
