@@ -1,5 +1,7 @@
 #include "embed/tokenizer/tokenizer.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -164,10 +166,20 @@ std::vector<StatusOr<std::vector<int32_t>>> Tokenizer::encode_batch(
   auto run = [&](size_t begin, size_t end) {
     for (size_t i = begin; i < end; ++i) results[i] = encode(texts[i], add_special);
   };
-  if (pool && pool->size() > 0 && texts.size() > 1)
-    pool->parallel_for(texts.size(), run);
-  else
+  if (pool && pool->size() > 0 && texts.size() > 1) {
+    // Dynamic scheduling in small steps: text lengths vary a lot.
+    std::atomic<size_t> next{0};
+    const size_t step = std::max<size_t>(1, std::min<size_t>(16, texts.size() / (8 * (pool->size() + 1))));
+    pool->parallel_for(pool->size() + 1, [&](size_t, size_t) {
+      for (;;) {
+        size_t b = next.fetch_add(step);
+        if (b >= texts.size()) break;
+        run(b, std::min(texts.size(), b + step));
+      }
+    });
+  } else {
     run(0, texts.size());
+  }
   return results;
 }
 
