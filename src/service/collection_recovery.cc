@@ -129,13 +129,17 @@ Status RocksCollectionStore::catch_up(CollectionState* c, uint64_t from_seq, boo
       }));
   QS_RETURN_IF_ERROR(decode_status);
   *changed = !log.empty();
+  // The log must hold exactly the entries from_seq+1 .. log_seq (sequences are contiguous); a
+  // gap means the file is older than the trimmed log and cannot be caught up.
+  if (log.size() != c->log_seq - from_seq ||
+      (!log.empty() && (log.front().first != from_seq + 1 || log.back().first != c->log_seq))) {
+    return corruption("change log after sequence " + std::to_string(from_seq) + " is incomplete (" +
+                      std::to_string(log.size()) + " entries, counter at " +
+                      std::to_string(c->log_seq) + ")");
+  }
   if (log.empty()) {
     c->applied_seq = c->log_seq;
     return Status::ok();
-  }
-  if (log.back().first != c->log_seq) {
-    return corruption("change log ends at " + std::to_string(log.back().first) + ", counter says " +
-                      std::to_string(c->log_seq));
   }
   // Embeddings of the added labels that are still current (label -> id -> record.label == label).
   std::vector<std::string> label_keys;
@@ -326,6 +330,73 @@ void RocksCollectionStore::saver_loop() {
     }
     lock.lock();
   }
+}
+
+}  // namespace qsearch
+
+namespace qsearch {
+
+void RocksCollectionStore::set_save_on_close(bool save) { save_on_close_ = save; }
+
+StatusOr<std::vector<std::string>> RocksCollectionStore::document_ids(const std::string& name) {
+  auto c = find(name);
+  if (!c) return not_found("collection '" + name + "' not found");
+  std::vector<std::string> ids;
+  QS_RETURN_IF_ERROR(kv_->scan(store::collection_range_begin(KeyPrefix::kDocument, c->id),
+                               store::collection_range_end(KeyPrefix::kDocument, c->id),
+                               [&](std::string_view key, std::string_view) {
+                                 uint64_t cid = 0;
+                                 std::string id;
+                                 if (store::parse_document_key(key, &cid, &id)) ids.push_back(id);
+                                 return true;
+                               }));
+  return ids;
+}
+
+Status RocksCollectionStore::check_consistency(const std::string& name) {
+  auto c = find(name);
+  if (!c) return not_found("collection '" + name + "' not found");
+  std::lock_guard<std::mutex> write_lock(c->write_mu);
+  std::shared_lock<std::shared_mutex> index_lock(c->index_mu);
+  int64_t count = 0;
+  Status problem;
+  std::vector<std::pair<int64_t, std::string>> labels;
+  QS_RETURN_IF_ERROR(kv_->scan(
+      store::collection_range_begin(KeyPrefix::kDocument, c->id),
+      store::collection_range_end(KeyPrefix::kDocument, c->id),
+      [&](std::string_view key, std::string_view value) {
+        uint64_t cid = 0;
+        std::string id;
+        store::DocumentRecord rec;
+        if (!store::parse_document_key(key, &cid, &id)) return true;
+        problem = store::decode_document(value, &rec, store::kPartLabel);
+        if (!problem.is_ok()) return false;
+        if (!c->index->contains(rec.label)) {
+          problem = corruption("document '" + id + "' (label " + std::to_string(rec.label) +
+                               ") is not in the index");
+          return false;
+        }
+        labels.emplace_back(rec.label, id);
+        ++count;
+        return true;
+      }));
+  QS_RETURN_IF_ERROR(problem);
+  std::vector<std::string> keys;
+  for (const auto& [label, id] : labels) keys.push_back(store::label_key(c->id, label));
+  std::vector<std::optional<std::string>> ids;
+  QS_RETURN_IF_ERROR(kv_->multi_get(keys, &ids));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!ids[i] || *ids[i] != labels[i].second) {
+      return corruption("label " + std::to_string(labels[i].first) + " does not map back to '" +
+                        labels[i].second + "'");
+    }
+  }
+  if (count != c->documents.load() || count != c->index->size()) {
+    return corruption("counts disagree: " + std::to_string(count) + " stored documents, counter " +
+                      std::to_string(c->documents.load()) + ", index " +
+                      std::to_string(c->index->size()));
+  }
+  return Status::ok();
 }
 
 }  // namespace qsearch

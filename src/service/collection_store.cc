@@ -119,6 +119,7 @@ RocksCollectionStore::~RocksCollectionStore() {
   }
   saver_cv_.notify_all();
   if (saver_.joinable()) saver_.join();
+  if (!save_on_close_) return;
   Status s = save_indexes();
   if (!s.is_ok()) spdlog::error("store: saving indexes at shutdown: {}", s.to_string());
 }

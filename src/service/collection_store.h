@@ -77,6 +77,13 @@ class RocksCollectionStore : public CollectionStore {
   // For tests and diagnostics: how the index of `name` was obtained at open().
   enum class IndexOrigin { kCreated, kLoaded, kCaughtUp, kRebuilt };
   StatusOr<IndexOrigin> index_origin(const std::string& name);
+  // Full scan: every stored document's label is in the index and maps back to its id, and the
+  // stored count, the document counter and the index size agree. kCorruption otherwise.
+  Status check_consistency(const std::string& name);
+  // Every document id of a collection, in key order (full scan).
+  StatusOr<std::vector<std::string>> document_ids(const std::string& name);
+  // Tests: false skips the index save in the destructor (as a crash would).
+  void set_save_on_close(bool save);
 
  private:
   explicit RocksCollectionStore(StoreOptions options);
@@ -106,6 +113,7 @@ class RocksCollectionStore : public CollectionStore {
   std::mutex saver_mu_;
   std::condition_variable saver_cv_;
   bool stop_saver_ = false;
+  bool save_on_close_ = true;
 };
 
 // The index settings of a collection.
