@@ -155,8 +155,8 @@ const TensorView* SafetensorsFile::find(std::string_view name) const {
   return it == index_.end() ? nullptr : &tensors_[it->second];
 }
 
-Status write_safetensors(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
-                         const std::map<std::string, std::string>& metadata) {
+std::string safetensors_header(const std::vector<SafetensorsTensor>& tensors,
+                               const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
@@ -171,12 +171,18 @@ Status write_safetensors(const std::string& path, const std::vector<SafetensorsT
   }
   std::string h = header.dump();
   while (h.size() % 8 != 0) h.push_back(' ');
+  std::string out(8, '\0');
+  uint64_t n = h.size();
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return out + h;
+}
+
+Status write_safetensors(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
+                         const std::map<std::string, std::string>& metadata) {
+  std::string header = safetensors_header(tensors, metadata);
   FILE* out = std::fopen(path.c_str(), "wb");
   if (!out) return io_error(path + ": cannot create: " + std::strerror(errno));
-  uint8_t len[8];
-  uint64_t n = h.size();
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
-  bool ok = std::fwrite(len, 1, 8, out) == 8 && std::fwrite(h.data(), 1, h.size(), out) == h.size();
+  bool ok = std::fwrite(header.data(), 1, header.size(), out) == header.size();
   for (const auto& t : tensors) {
     if (!ok) break;
     TensorView v;

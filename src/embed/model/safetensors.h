@@ -60,6 +60,11 @@ struct SafetensorsTensor {
   const void* data = nullptr;
 };
 
+// The header bytes (8-byte length + JSON, padded with spaces to a multiple of 8) for tensors
+// stored back to back in the given order; data follows. For writers that stream the data.
+std::string safetensors_header(const std::vector<SafetensorsTensor>& tensors,
+                               const std::map<std::string, std::string>& metadata = {});
+
 // Writes a safetensors file (header padded with spaces to a multiple of 8, tensors in the
 // given order, back to back). For the test-model generator and tests.
 Status write_safetensors(const std::string& path, const std::vector<SafetensorsTensor>& tensors,
