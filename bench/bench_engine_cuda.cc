@@ -69,7 +69,8 @@ Status run_docs(Backend& b, const ModelConfig& c, const std::string& model, cons
   {
     size_t to = 0;
     int64_t t = 0;
-    while (to < docs.size() && t + static_cast<int64_t>(docs[to].size()) <= budget) t += docs[to++].size();
+    while (to < docs.size() && t + static_cast<int64_t>(docs[to].size()) <= budget)
+      t += docs[to++].size();
     QS_RETURN_IF_ERROR(embed_range(0, std::max<size_t>(to, 1)));
   }
   double flops = 0;
@@ -109,7 +110,8 @@ Status run_single(Backend& b, const ModelConfig& c, const std::string& model, in
     batch.add(random_ids(len, rng), b.hidden_size());
     auto t0 = Clock::now();
     QS_RETURN_IF_ERROR(b.embed(batch, out.data()));
-    if (it >= 10) ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+    if (it >= 10)
+      ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   }
   double sum = 0;
   for (double v : ms) sum += v;
@@ -135,8 +137,10 @@ Status gemm_ceiling(const ModelConfig& c, const std::string& model) {
   struct Shape {
     const char* name;
     int k, n;
-  } shapes[] = {{"qkv", h, c.q_width() + 2 * c.kv_width()}, {"o", c.q_width(), h},
-                {"mlp_up", h, 2 * inter}, {"mlp_down", inter, h}};
+  } shapes[] = {{"qkv", h, c.q_width() + 2 * c.kv_width()},
+                {"o", c.q_width(), h},
+                {"mlp_up", h, 2 * inter},
+                {"mlp_down", inter, h}};
   std::printf("{\"model\":\"%s\",\"gemm_tflops\":{", model.c_str());
   bool first = true;
   for (const auto& s : shapes) {
@@ -144,17 +148,21 @@ Status gemm_ceiling(const ModelConfig& c, const std::string& model) {
     CUDA_CHECK(cudaMalloc(&x, static_cast<size_t>(m) * s.k * 2));
     CUDA_CHECK(cudaMalloc(&w, static_cast<size_t>(s.n) * s.k * 2));
     CUDA_CHECK(cudaMalloc(&y, static_cast<size_t>(m) * s.n * 2));
-    QS_RETURN_IF_ERROR(launch_fill_random_bf16(static_cast<bf16*>(x), static_cast<int64_t>(m) * s.k, 1.0f, 1, 0));
-    QS_RETURN_IF_ERROR(launch_fill_random_bf16(static_cast<bf16*>(w), static_cast<int64_t>(s.n) * s.k, 0.02f, 2, 0));
+    QS_RETURN_IF_ERROR(
+        launch_fill_random_bf16(static_cast<bf16*>(x), static_cast<int64_t>(m) * s.k, 1.0f, 1, 0));
+    QS_RETURN_IF_ERROR(launch_fill_random_bf16(static_cast<bf16*>(w),
+                                               static_cast<int64_t>(s.n) * s.k, 0.02f, 2, 0));
     cudaEvent_t e0, e1;
     cudaEventCreate(&e0);
     cudaEventCreate(&e1);
     for (int it = 0; it < 3; ++it)
-      QS_RETURN_IF_ERROR(g.gemm(static_cast<bf16*>(x), static_cast<bf16*>(w), static_cast<bf16*>(y), m, s.n, s.k, 0));
+      QS_RETURN_IF_ERROR(g.gemm(static_cast<bf16*>(x), static_cast<bf16*>(w), static_cast<bf16*>(y),
+                                m, s.n, s.k, 0));
     cudaEventRecord(e0);
     const int iters = 20;
     for (int it = 0; it < iters; ++it)
-      QS_RETURN_IF_ERROR(g.gemm(static_cast<bf16*>(x), static_cast<bf16*>(w), static_cast<bf16*>(y), m, s.n, s.k, 0));
+      QS_RETURN_IF_ERROR(g.gemm(static_cast<bf16*>(x), static_cast<bf16*>(w), static_cast<bf16*>(y),
+                                m, s.n, s.k, 0));
     cudaEventRecord(e1);
     CUDA_CHECK(cudaEventSynchronize(e1));
     float ms = 0;
@@ -174,15 +182,16 @@ Status gemm_ceiling(const ModelConfig& c, const std::string& model) {
 }
 
 void print_json(const Result& r, const EngineMemory& m, int64_t budget) {
-  std::printf("{\"engine\":\"qsearch-cuda\",\"model\":\"%s\",\"workload\":\"%s\",\"docs\":%lld,"
-              "\"tokens\":%lld,\"batch_tokens\":%lld,\"seconds\":%.4f,\"tok_per_s\":%.0f,"
-              "\"docs_per_s\":%.1f,\"tflops\":%.1f,\"ms_mean\":%.3f,\"ms_p50\":%.3f,"
-              "\"weights_gib\":%.2f,\"workspace_gib\":%.2f,\"gpu_used_gib\":%.2f}\n",
-              r.model.c_str(), r.workload.c_str(), static_cast<long long>(r.docs),
-              static_cast<long long>(r.tokens), static_cast<long long>(budget), r.seconds, r.tok_s,
-              r.docs_s, r.tflops, r.ms_mean, r.ms_p50, m.weights_bytes / 1073741824.0,
-              m.workspace_bytes / 1073741824.0,
-              (m.device_total_bytes - m.device_free_bytes) / 1073741824.0);
+  std::printf(
+      "{\"engine\":\"qsearch-cuda\",\"model\":\"%s\",\"workload\":\"%s\",\"docs\":%lld,"
+      "\"tokens\":%lld,\"batch_tokens\":%lld,\"seconds\":%.4f,\"tok_per_s\":%.0f,"
+      "\"docs_per_s\":%.1f,\"tflops\":%.1f,\"ms_mean\":%.3f,\"ms_p50\":%.3f,"
+      "\"weights_gib\":%.2f,\"workspace_gib\":%.2f,\"gpu_used_gib\":%.2f}\n",
+      r.model.c_str(), r.workload.c_str(), static_cast<long long>(r.docs),
+      static_cast<long long>(r.tokens), static_cast<long long>(budget), r.seconds, r.tok_s,
+      r.docs_s, r.tflops, r.ms_mean, r.ms_p50, m.weights_bytes / 1073741824.0,
+      m.workspace_bytes / 1073741824.0,
+      (m.device_total_bytes - m.device_free_bytes) / 1073741824.0);
   std::fflush(stdout);
 }
 
@@ -207,7 +216,8 @@ int main(int argc, char** argv) {
     if (a == "--help" || a == "-h") return usage(0);
     if (a == "--model") {
       std::string m = next();
-      models = m == "all" ? std::vector<std::string>{"0.6B", "4B", "8B"} : std::vector<std::string>{m};
+      models =
+          m == "all" ? std::vector<std::string>{"0.6B", "4B", "8B"} : std::vector<std::string>{m};
     } else if (a == "--workload") {
       workload = next();
     } else if (a == "--max-batch-tokens") {
@@ -248,7 +258,8 @@ int main(int argc, char** argv) {
                  std::chrono::duration<double>(Clock::now() - t0).count());
     auto report = [&](const Status& st, const Result& r) {
       if (!st.is_ok()) {
-        std::fprintf(stderr, "%s %s: %s\n", model.c_str(), r.workload.c_str(), st.to_string().c_str());
+        std::fprintf(stderr, "%s %s: %s\n", model.c_str(), r.workload.c_str(),
+                     st.to_string().c_str());
         return false;
       }
       print_json(r, b.memory(), b.max_batch_tokens());
@@ -264,7 +275,8 @@ int main(int argc, char** argv) {
     if (want("mixed")) {
       r.workload = "mixed";
       if (!report(run_docs(b, *cfg, model, "mixed-lognormal180",
-                           mixed_lengths(model == "0.6B" ? 4096 : 1024, 0), true, &r), r))
+                           mixed_lengths(model == "0.6B" ? 4096 : 1024, 0), true, &r),
+                  r))
         return 1;
     }
     if (want("single")) {
@@ -278,7 +290,7 @@ int main(int argc, char** argv) {
               "tok/s", "docs/s", "TFLOP/s", "ms mean", "ms p50");
   for (const auto& r : results)
     std::printf("%-6s %-20s %7lld %9lld %10.0f %9.1f %8.1f %9.3f %9.3f\n", r.model.c_str(),
-                r.workload.c_str(), static_cast<long long>(r.docs), static_cast<long long>(r.tokens),
-                r.tok_s, r.docs_s, r.tflops, r.ms_mean, r.ms_p50);
+                r.workload.c_str(), static_cast<long long>(r.docs),
+                static_cast<long long>(r.tokens), r.tok_s, r.docs_s, r.tflops, r.ms_mean, r.ms_p50);
   return 0;
 }

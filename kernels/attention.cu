@@ -6,14 +6,12 @@
 namespace qsearch {
 namespace {
 
-constexpr int kD = 128;                // head_dim
-constexpr int kBM = kAttentionBlockM;  // query rows per block (16 per warp)
-constexpr int kBN = 64;                // key rows per iteration
-constexpr int kWarps = kBM / 16;
+constexpr int kD = 128;    // head_dim
+constexpr int kBN = 64;    // key rows per iteration
+constexpr int kWarps = 4;  // 16 or 32 query rows each
 constexpr int kThreads = kWarps * 32;
 constexpr int kTileElems = kBN * kD;                // one K or V tile
 constexpr int kSmemBytes = 2 * 2 * kTileElems * 2;  // 2 stages x (K, V), bf16
-static_assert(kBM == kBN, "the causal loop bound assumes square blocks");
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(p));
@@ -72,20 +70,36 @@ __device__ __forceinline__ void load_tile(bf16* tile, const bf16* base, int ld, 
   }
 }
 
-__global__ void __launch_bounds__(kThreads, 3)
+// MT = m16 tiles per warp. MT 1: 64 query rows per block, Q kept in registers (fewer registers,
+// 3 blocks per SM). MT 2: 128 query rows per block, each K/V fragment read from shared memory
+// feeds two MMAs (half the shared-memory traffic per FLOP), Q re-read from shared memory.
+template <int MT>
+struct AttnShape {
+  static constexpr int kBlockM = 64 * MT;
+  static constexpr int kQBytes = MT == 1 ? 0 : kBlockM * kD * 2;  // MT 1 aliases Q into stage 1
+  static constexpr int kSmem = kSmemBytes + kQBytes;
+  static constexpr int kMinBlocks = MT == 1 ? 3 : 2;
+};
+
+template <int MT>
+__global__ void __launch_bounds__(kThreads, AttnShape<MT>::kMinBlocks)
     attention_kernel(const bf16* __restrict__ qkv, bf16* __restrict__ out,
                      const AttentionTile* __restrict__ tiles, const int32_t* __restrict__ num_tiles,
                      int num_q_heads, int num_kv_heads, float scale_log2) {
+  constexpr int kBlockM = AttnShape<MT>::kBlockM;
+  constexpr int kRowsPerWarp = 16 * MT;
   const int tile_idx = blockIdx.x / num_q_heads;
   const int head = blockIdx.x % num_q_heads;
   if (tile_idx >= *num_tiles) return;
   const AttentionTile tile = tiles[tile_idx];
 
-  extern __shared__ __align__(128) unsigned char smem_raw[];
+  // the XOR addressing below needs 256-byte aligned tiles
+  extern __shared__ __align__(1024) unsigned char smem_raw[];
   bf16* smem = reinterpret_cast<bf16*>(smem_raw);
-  // stage s: K at smem + 2*s*tile, V right after it
+  // stage s: K at smem + 2*s*tile, V right after it; MT 2: Q (128 rows) after both stages
   auto k_tile = [&](int s) { return smem + (2 * s) * kTileElems; };
   auto v_tile = [&](int s) { return smem + (2 * s + 1) * kTileElems; };
+  bf16* q_tile = MT == 1 ? k_tile(1) : smem + 4 * kTileElems;
 
   const int ld = (num_q_heads + 2 * num_kv_heads) * kD;
   const int ld_out = num_q_heads * kD;
@@ -95,36 +109,46 @@ __global__ void __launch_bounds__(kThreads, 3)
   const bf16* k_base = seq_base + (num_q_heads + kvh) * kD;
   const bf16* v_base = seq_base + (num_q_heads + num_kv_heads + kvh) * kD;
   const int len = tile.seq_len, q0 = tile.q_start, last = len - 1;
-  const int n_blocks = q0 / kBN + 1;
+  const int n_blocks = (min(q0 + kBlockM, len) + kBN - 1) / kBN;
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
 
-  // Q goes to stage 1's K slot (read into registers, then the slot is reused); K0, V0 to stage 0.
-  load_tile(k_tile(1), q_base, ld, q0, last, tid);
+#pragma unroll
+  for (int h = 0; h < MT; ++h)
+    load_tile(q_tile + h * kTileElems, q_base, ld, q0 + 64 * h, last, tid);
   load_tile(k_tile(0), k_base, ld, 0, last, tid);
   load_tile(v_tile(0), v_base, ld, 0, last, tid);
   cp_async_commit();
-  cp_async_wait<0>();
-  __syncthreads();
 
-  uint32_t qf[8][4];  // A fragments of this warp's 16 query rows, 8 chunks of 16 dims
-  {
-    const int r = warp * 16 + (lane & 7) + ((lane >> 3) & 1) * 8;
+  // ldmatrix source addresses (rows are 256 bytes, tiles 256-byte aligned): the swizzled chunk of
+  // logical chunk c is c ^ (row & 7), and for the rows a lane addresses row & 7 == lane & 7, so a
+  // chunk offset added to chunk (lane-dependent) is an XOR on the address bits 4-7.
+  const int ra = (lane & 7) + ((lane >> 3) & 1) * 8;  // A / trans-B row pattern (16 rows)
+  uint32_t q_addr[MT];
 #pragma unroll
-    for (int kk = 0; kk < 8; ++kk)
-      ldmatrix_x4(qf[kk], smem_addr(k_tile(1) + swz(r, 2 * kk + (lane >> 4))));
-  }
-  __syncthreads();
-
-  float o[16][4];
-#pragma unroll
-  for (int i = 0; i < 16; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
-  float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-  const int row_g = q0 + warp * 16 + (lane >> 2);  // position of this thread's first row
-  // ldmatrix source addresses in stage 0 (rows are 256 bytes, tiles 256-byte aligned)
+  for (int mt = 0; mt < MT; ++mt)
+    q_addr[mt] = smem_addr(q_tile + swz(warp * kRowsPerWarp + mt * 16 + ra, lane >> 4));
   const uint32_t k_addr0 = smem_addr(k_tile(0) + swz(lane & 7, lane >> 3));
-  const uint32_t v_addr0 =
-      smem_addr(v_tile(0) + swz((lane & 7) + ((lane >> 3) & 1) * 8, lane >> 4));
+  const uint32_t v_addr0 = smem_addr(v_tile(0) + swz(ra, lane >> 4));
+
+  uint32_t qf[MT == 1 ? 8 : 1][4];  // MT 1: the warp's Q fragments, 8 chunks of 16 dims
+  if constexpr (MT == 1) {
+    cp_async_wait<0>();
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < 8; ++kk) ldmatrix_x4(qf[kk], q_addr[0] ^ (kk << 5));
+    __syncthreads();  // stage 1 is refilled by the first prefetch
+  }
+
+  float o[MT][16][4];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int i = 0; i < 16; ++i) o[mt][i][0] = o[mt][i][1] = o[mt][i][2] = o[mt][i][3] = 0.0f;
+  float m[MT][2], l[MT][2];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
+  const int warp_row0 = q0 + warp * kRowsPerWarp;  // position of the warp's first row
 
   for (int nb = 0; nb < n_blocks; ++nb) {
     const int st = nb & 1;
@@ -138,111 +162,139 @@ __global__ void __launch_bounds__(kThreads, 3)
     }
     __syncthreads();
 
-    // S = Q K^T (16 x 64 per warp)
-    float s[8][4];
+    // a block entirely right of the warp's last row is fully masked: skip it (warp-uniform)
+    if (nb * kBN <= warp_row0 + kRowsPerWarp - 1) {
+      // S = Q K^T (16*MT x 64 per warp)
+      float s[MT][8][4];
 #pragma unroll
-    for (int j = 0; j < 8; ++j) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-    // chunk (4p + lane/8) of row 8j + lane%8, swizzled: the XOR only touches address bits 6-7
-    const uint32_t k_addr = k_addr0 + st * (2 * kTileElems * 2);
+      for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
+        for (int j = 0; j < 8; ++j) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
+      const uint32_t k_addr = k_addr0 + st * (2 * kTileElems * 2);
 #pragma unroll
       for (int p = 0; p < 4; ++p) {
-        uint32_t b[4];
-        ldmatrix_x4(b, (k_addr ^ (p << 6)) + j * 8 * kD * 2);
-        mma_bf16(s[j], qf[2 * p], b[0], b[1]);
-        mma_bf16(s[j], qf[2 * p + 1], b[2], b[3]);
-      }
-    }
-
-    // causal mask, only where this block reaches past the warp's first row
-    if (nb * kBN + kBN - 1 > q0 + warp * 16) {
+        uint32_t qa[MT][2][4];
+        if constexpr (MT > 1) {
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
+          for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int col = nb * kBN + 8 * j + 2 * (lane & 3) + (e & 1);
-          const int row = row_g + (e >= 2 ? 8 : 0);
-          if (col > row) s[j][e] = -INFINITY;
+            for (int k2 = 0; k2 < 2; ++k2)
+              ldmatrix_x4(qa[mt][k2], q_addr[mt] ^ ((2 * p + k2) << 5));
+        }
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          uint32_t b[4];
+          // chunks 4p..4p+3 of rows 8j..8j+7
+          ldmatrix_x4(b, (k_addr ^ (p << 6)) + j * 8 * kD * 2);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            const uint32_t* a0 = MT == 1 ? qf[2 * p] : qa[mt][0];
+            const uint32_t* a1 = MT == 1 ? qf[2 * p + 1] : qa[mt][1];
+            mma_bf16(s[mt][j], a0, b[0], b[1]);
+            mma_bf16(s[mt][j], a1, b[2], b[3]);
+          }
         }
       }
-    }
 
-    // online softmax, rows g (h = 0) and g + 8 (h = 1)
+      // causal mask where the block reaches past the warp's first row
+      if (nb * kBN + kBN - 1 > warp_row0) {
 #pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      float mx = -INFINITY;
+        for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-      for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(s[j][2 * h], s[j][2 * h + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_new = fmaxf(m[h], mx * scale_log2);
-      const float alpha = exp2f(m[h] - m_new);  // 0 on the first block (m = -inf)
-      m[h] = m_new;
-      float sum = 0.0f;
+          for (int j = 0; j < 8; ++j)
 #pragma unroll
-      for (int j = 0; j < 8; ++j) {
-        const float p0 = exp2f(fmaf(s[j][2 * h], scale_log2, -m_new));
-        const float p1 = exp2f(fmaf(s[j][2 * h + 1], scale_log2, -m_new));
-        s[j][2 * h] = p0;
-        s[j][2 * h + 1] = p1;
-        sum += p0 + p1;
+            for (int e = 0; e < 4; ++e) {
+              const int col = nb * kBN + 8 * j + 2 * (lane & 3) + (e & 1);
+              const int row = warp_row0 + mt * 16 + (lane >> 2) + (e >= 2 ? 8 : 0);
+              if (col > row) s[mt][j][e] = -INFINITY;
+            }
       }
-      l[h] = l[h] * alpha + sum;
-#pragma unroll
-      for (int dn = 0; dn < 16; ++dn) {
-        o[dn][2 * h] *= alpha;
-        o[dn][2 * h + 1] *= alpha;
-      }
-    }
 
-    // O += P V
-    const uint32_t v_addr = v_addr0 + st * (2 * kTileElems * 2);
+      // online softmax; a row fully masked in this block keeps m (alpha 1, p 0): row's block 0
+      // always has column 0 unmasked, so m is finite from the first block on
 #pragma unroll
-    for (int kc = 0; kc < 4; ++kc) {
-      uint32_t pa[4];
-      pa[0] = pack_bf16(s[2 * kc][0], s[2 * kc][1]);
-      pa[1] = pack_bf16(s[2 * kc][2], s[2 * kc][3]);
-      pa[2] = pack_bf16(s[2 * kc + 1][0], s[2 * kc + 1][1]);
-      pa[3] = pack_bf16(s[2 * kc + 1][2], s[2 * kc + 1][3]);
+      for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
-      for (int dp = 0; dp < 8; ++dp) {
-        uint32_t b[4];
-        // chunk (2dp + lane/16) of row 16kc + lane%16: the XOR touches address bits 5-7
-        ldmatrix_x4_trans(b, (v_addr ^ (dp << 5)) + kc * 16 * kD * 2);
-        mma_bf16(o[2 * dp], pa, b[0], b[1]);
-        mma_bf16(o[2 * dp + 1], pa, b[2], b[3]);
+        for (int h = 0; h < 2; ++h) {
+          float mx = -INFINITY;
+#pragma unroll
+          for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(s[mt][j][2 * h], s[mt][j][2 * h + 1]));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+          const float m_new = fmaxf(m[mt][h], mx * scale_log2);
+          const float alpha = exp2f(m[mt][h] - m_new);  // 0 on the first block (m = -inf)
+          m[mt][h] = m_new;
+          float sum = 0.0f;
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            const float p0 = exp2f(fmaf(s[mt][j][2 * h], scale_log2, -m_new));
+            const float p1 = exp2f(fmaf(s[mt][j][2 * h + 1], scale_log2, -m_new));
+            s[mt][j][2 * h] = p0;
+            s[mt][j][2 * h + 1] = p1;
+            sum += p0 + p1;
+          }
+          l[mt][h] = l[mt][h] * alpha + sum;
+#pragma unroll
+          for (int dn = 0; dn < 16; ++dn) {
+            o[mt][dn][2 * h] *= alpha;
+            o[mt][dn][2 * h + 1] *= alpha;
+          }
+        }
+      }
+
+      // O += P V
+      const uint32_t v_addr = v_addr0 + st * (2 * kTileElems * 2);
+#pragma unroll
+      for (int kc = 0; kc < 4; ++kc) {
+        uint32_t pa[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          pa[mt][0] = pack_bf16(s[mt][2 * kc][0], s[mt][2 * kc][1]);
+          pa[mt][1] = pack_bf16(s[mt][2 * kc][2], s[mt][2 * kc][3]);
+          pa[mt][2] = pack_bf16(s[mt][2 * kc + 1][0], s[mt][2 * kc + 1][1]);
+          pa[mt][3] = pack_bf16(s[mt][2 * kc + 1][2], s[mt][2 * kc + 1][3]);
+        }
+#pragma unroll
+        for (int dp = 0; dp < 8; ++dp) {
+          uint32_t b[4];
+          // chunks 2dp, 2dp+1 of rows 16kc..16kc+15, transposed
+          ldmatrix_x4_trans(b, (v_addr ^ (dp << 5)) + kc * 16 * kD * 2);
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            mma_bf16(o[mt][2 * dp], pa[mt], b[0], b[1]);
+            mma_bf16(o[mt][2 * dp + 1], pa[mt], b[2], b[3]);
+          }
+        }
       }
     }
     __syncthreads();  // this stage is refilled by the next iteration's prefetch
   }
 
-  // normalise and write through shared memory (16-byte coalesced stores)
-  float inv_l[2];
+  // normalise and write through shared memory (16-byte coalesced stores); each warp touches
+  // only its own rows of the staging tile (stage 0's K for MT 1, the Q tile for MT 2)
+  bf16* so = MT == 1 ? smem : q_tile;
 #pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    float t = l[h];
-    t += __shfl_xor_sync(0xffffffffu, t, 1);
-    t += __shfl_xor_sync(0xffffffffu, t, 2);
-    inv_l[h] = 1.0f / t;
-  }
-  bf16* so = smem;  // rows 0..63; each warp touches only its own 16 rows
-#pragma unroll
-  for (int dn = 0; dn < 16; ++dn) {
+  for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int row = warp * 16 + (lane >> 2) + 8 * h;
-      *reinterpret_cast<uint32_t*>(so + swz(row, dn) + 2 * (lane & 3)) =
-          pack_bf16(o[dn][2 * h] * inv_l[h], o[dn][2 * h + 1] * inv_l[h]);
+      float t = l[mt][h];
+      t += __shfl_xor_sync(0xffffffffu, t, 1);
+      t += __shfl_xor_sync(0xffffffffu, t, 2);
+      const float inv_l = 1.0f / t;
+      const int row = warp * kRowsPerWarp + mt * 16 + (lane >> 2) + 8 * h;
+#pragma unroll
+      for (int dn = 0; dn < 16; ++dn)
+        *reinterpret_cast<uint32_t*>(so + swz(row, dn) + 2 * (lane & 3)) =
+            pack_bf16(o[mt][dn][2 * h] * inv_l, o[mt][dn][2 * h + 1] * inv_l);
     }
   }
   __syncwarp();
   bf16* out_base = out + static_cast<int64_t>(tile.seq_start) * ld_out + head * kD;
 #pragma unroll
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 8 * MT; ++i) {
     const int id = lane + 32 * i;
     const int r = id >> 4, c = id & 15;
-    const int row = warp * 16 + r;
+    const int row = warp * kRowsPerWarp + r;
     const int qpos = q0 + row;
     if (qpos < len)
       *reinterpret_cast<int4*>(out_base + static_cast<int64_t>(qpos) * ld_out + c * 8) =
@@ -250,13 +302,36 @@ __global__ void __launch_bounds__(kThreads, 3)
   }
 }
 
+template <int MT>
+Status launch_mt(const bf16* qkv, int num_q_heads, int num_kv_heads, const AttentionTile* tiles,
+                 const int32_t* num_tiles, int grid_tiles, float softmax_scale, bf16* out,
+                 cudaStream_t stream) {
+  // the dynamic shared memory beyond 48 KB must be allowed once per device
+  static std::atomic<uint64_t> configured{0};
+  int dev = 0;
+  CUDA_CHECK(cudaGetDevice(&dev));
+  const uint64_t bit = 1ull << (dev & 63);
+  if (!(configured.load() & bit)) {
+    CUDA_CHECK(cudaFuncSetAttribute(
+        attention_kernel<MT>, cudaFuncAttributeMaxDynamicSharedMemorySize, AttnShape<MT>::kSmem));
+    configured.fetch_or(bit);
+  }
+  const int64_t blocks = static_cast<int64_t>(grid_tiles) * num_q_heads;
+  const float scale_log2 = softmax_scale * 1.4426950408889634f;
+  attention_kernel<MT><<<static_cast<unsigned>(blocks), kThreads, AttnShape<MT>::kSmem, stream>>>(
+      qkv, out, tiles, num_tiles, num_q_heads, num_kv_heads, scale_log2);
+  QS_CHECK_LAUNCH();
+  return Status::ok();
+}
+
 }  // namespace
 
-void build_attention_tiles(const int32_t* cu_seqlens, int n, std::vector<AttentionTile>* tiles) {
+void build_attention_tiles(const int32_t* cu_seqlens, int n, int block_m,
+                           std::vector<AttentionTile>* tiles) {
   const size_t first = tiles->size();
   for (int i = 0; i < n; ++i) {
     const int32_t start = cu_seqlens[i], len = cu_seqlens[i + 1] - cu_seqlens[i];
-    for (int32_t q = 0; q < len; q += kAttentionBlockM) tiles->push_back({start, len, q, 0});
+    for (int32_t q = 0; q < len; q += block_m) tiles->push_back({start, len, q, 0});
   }
   // a tile's work grows with q_start (causal): schedule the long ones first
   std::stable_sort(
@@ -264,28 +339,26 @@ void build_attention_tiles(const int32_t* cu_seqlens, int n, std::vector<Attenti
       [](const AttentionTile& a, const AttentionTile& b) { return a.q_start > b.q_start; });
 }
 
-Status launch_attention(const bf16* qkv, int num_q_heads, int num_kv_heads,
+int attention_block_m(const int32_t* cu_seqlens, int n) {
+  int64_t longest = 0;
+  for (int i = 0; i < n; ++i)
+    longest = std::max<int64_t>(longest, cu_seqlens[i + 1] - cu_seqlens[i]);
+  return longest >= kAttentionLongSequence ? 128 : 64;
+}
+
+Status launch_attention(const bf16* qkv, int num_q_heads, int num_kv_heads, int block_m,
                         const AttentionTile* tiles, const int32_t* num_tiles, int grid_tiles,
                         float softmax_scale, bf16* out, cudaStream_t stream) {
   if (num_kv_heads <= 0 || num_q_heads % num_kv_heads != 0)
     return invalid_argument("attention: q heads must be a multiple of kv heads");
+  if (block_m != 64 && block_m != 128)
+    return invalid_argument("attention: block_m must be 64 or 128");
   if (grid_tiles == 0) return Status::ok();
-  // the 64 KB of dynamic shared memory must be allowed once per device
-  static std::atomic<uint64_t> configured{0};
-  int dev = 0;
-  CUDA_CHECK(cudaGetDevice(&dev));
-  const uint64_t bit = 1ull << (dev & 63);
-  if (!(configured.load() & bit)) {
-    CUDA_CHECK(cudaFuncSetAttribute(attention_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    kSmemBytes));
-    configured.fetch_or(bit);
-  }
-  const int64_t blocks = static_cast<int64_t>(grid_tiles) * num_q_heads;
-  const float scale_log2 = softmax_scale * 1.4426950408889634f;
-  attention_kernel<<<static_cast<unsigned>(blocks), kThreads, kSmemBytes, stream>>>(
-      qkv, out, tiles, num_tiles, num_q_heads, num_kv_heads, scale_log2);
-  QS_CHECK_LAUNCH();
-  return Status::ok();
+  if (block_m == 64)
+    return launch_mt<1>(qkv, num_q_heads, num_kv_heads, tiles, num_tiles, grid_tiles, softmax_scale,
+                        out, stream);
+  return launch_mt<2>(qkv, num_q_heads, num_kv_heads, tiles, num_tiles, grid_tiles, softmax_scale,
+                      out, stream);
 }
 
 }  // namespace qsearch

@@ -143,7 +143,7 @@ TEST(CudaEngine, Sequence32kTokensRuns) {
     norm += static_cast<double>(v) * v;
   }
   EXPECT_NEAR(norm, 1.0, 1e-4);
-  // the same text again, in a batch with a short one: same result
+  // the same text again: same result
   std::vector<float> again;
   QS_ASSERT_OK(embed_all(*e.cuda, {random_sequence(32768, 9)}, {}, &again));
   EXPECT_GE(cosine(out.data(), again.data(), e.config.hidden_size), 0.99999);
@@ -214,8 +214,8 @@ TEST(CudaEngine, GraphReplayMatchesEager) {
   ASSERT_TRUE(graph.is_ok() && eager.is_ok());
   const int h = cfg->hidden_size;
   for (int round = 0; round < 3; ++round) {  // replays of the same captured graph
-    std::vector<std::vector<int32_t>> seqs = {random_sequence(30, round), random_sequence(5, 7 + round),
-                                              random_sequence(1, 9)};
+    std::vector<std::vector<int32_t>> seqs = {random_sequence(30, round),
+                                              random_sequence(5, 7 + round), random_sequence(1, 9)};
     std::vector<float> a, b;
     QS_ASSERT_OK(embed_all(**graph, seqs, {}, &a));
     QS_ASSERT_OK(embed_all(**eager, seqs, {}, &b));

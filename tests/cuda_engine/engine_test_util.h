@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -17,9 +18,9 @@
 #include "embed/engine/backend.h"
 #include "embed/model/test_model.h"
 
-#define QS_REQUIRE_GPU()                                                          \
-  do {                                                                            \
-    if (::qsearch::cuda_device_count() == 0)                                      \
+#define QS_REQUIRE_GPU()                                                         \
+  do {                                                                           \
+    if (::qsearch::cuda_device_count() == 0)                                     \
       GTEST_SKIP() << "no CUDA device visible (or built without CUDA): skipped"; \
   } while (0)
 
@@ -31,7 +32,11 @@
 
 namespace qsearch::testing {
 
-inline std::string tokenizer_path() { return std::string(QSEARCH_DEPS_DIR) + "/qwen3/tokenizer.json"; }
+// $QSEARCH_DEPS_DIR overrides the build's .deps (the GPU machine runs a copied bundle).
+inline std::string tokenizer_path() {
+  const char* env = std::getenv("QSEARCH_DEPS_DIR");
+  return std::string(env && *env ? env : QSEARCH_DEPS_DIR) + "/qwen3/tokenizer.json";
+}
 
 // A test model directory for (shape, layers, dtype, shards, prefix), written on first use.
 // Returns "" (and the test should skip) when the tokenizer from `make deps` is missing.

@@ -49,8 +49,9 @@ std::vector<double> reference_row(const std::vector<float>& qkv, int hq, int hkv
 }
 
 // Runs the kernel on sequences of the given lengths; checks `rows_to_check` rows (all if empty).
-void check_attention(int hq, int hkv, const std::vector<int>& lens, int extra_grid,
+void check_attention(int hq, int hkv, const std::vector<int>& lens, int extra_grid, int block_m,
                      const std::set<int>& rows_to_check = {}) {
+  SCOPED_TRACE("block_m " + std::to_string(block_m));
   std::vector<int32_t> cu = {0};
   for (int l : lens) cu.push_back(cu.back() + l);
   const int tokens = cu.back(), n = static_cast<int>(lens.size());
@@ -65,14 +66,14 @@ void check_attention(int hq, int hkv, const std::vector<int>& lens, int extra_gr
   const auto qkv = to_float(qkv_b);
 
   std::vector<AttentionTile> tiles;
-  build_attention_tiles(cu.data(), n, &tiles);
+  build_attention_tiles(cu.data(), n, block_m, &tiles);
   const int num_tiles = static_cast<int>(tiles.size());
   std::vector<int32_t> nt = {num_tiles};
   DeviceArray<bf16> d_qkv(qkv_b), d_out(static_cast<size_t>(tokens) * ld_out);
   DeviceArray<int32_t> d_nt(nt);
   DeviceArray<AttentionTile> d_tiles(tiles);
   d_out.poison();
-  QS_ASSERT_OK(launch_attention(d_qkv.get(), hq, hkv, d_tiles.get(), d_nt.get(),
+  QS_ASSERT_OK(launch_attention(d_qkv.get(), hq, hkv, block_m, d_tiles.get(), d_nt.get(),
                                 num_tiles + extra_grid, 1.0f / std::sqrt(128.0f), d_out.get(), 0));
   QS_ASSERT_CUDA(cudaDeviceSynchronize());
   const auto out = to_float(d_out.download());
@@ -92,50 +93,62 @@ void check_attention(int hq, int hkv, const std::vector<int>& lens, int extra_gr
 
 TEST(AttentionTiles, CoverEveryRowOnceLongestFirst) {
   std::vector<int32_t> cu = {0, 1, 65, 200, 328};
-  std::vector<AttentionTile> tiles;
-  build_attention_tiles(cu.data(), 4, &tiles);
-  std::vector<int> covered(328, 0);
-  for (size_t k = 0; k < tiles.size(); ++k) {
-    const auto& t = tiles[k];
-    if (k > 0) {
-      EXPECT_LE(t.q_start, tiles[k - 1].q_start);
+  for (int block_m : {64, 128}) {
+    std::vector<AttentionTile> tiles;
+    build_attention_tiles(cu.data(), 4, block_m, &tiles);
+    std::vector<int> covered(328, 0);
+    for (size_t k = 0; k < tiles.size(); ++k) {
+      const auto& t = tiles[k];
+      if (k > 0) {
+        EXPECT_LE(t.q_start, tiles[k - 1].q_start);
+      }
+      EXPECT_EQ(t.q_start % block_m, 0);
+      for (int r = t.q_start; r < std::min(t.q_start + block_m, t.seq_len); ++r)
+        covered[t.seq_start + r]++;
     }
-    EXPECT_EQ(t.q_start % kAttentionBlockM, 0);
-    for (int r = t.q_start; r < std::min(t.q_start + kAttentionBlockM, t.seq_len); ++r)
-      covered[t.seq_start + r]++;
+    for (int r = 0; r < 328; ++r) EXPECT_EQ(covered[r], 1) << r;
+    EXPECT_LE(static_cast<int64_t>(tiles.size()), max_attention_tiles(328, 4));
   }
-  for (int r = 0; r < 328; ++r) EXPECT_EQ(covered[r], 1) << r;
-  EXPECT_LE(static_cast<int64_t>(tiles.size()), max_attention_tiles(328, 4));
+}
+
+TEST(AttentionTiles, BlockMFollowsTheLongestSequence) {
+  std::vector<int32_t> short_cu = {0, 100, 611};
+  std::vector<int32_t> long_cu = {0, 3, 3 + kAttentionLongSequence};
+  EXPECT_EQ(attention_block_m(short_cu.data(), 2), 64);
+  EXPECT_EQ(attention_block_m(long_cu.data(), 2), 128);
 }
 
 TEST(AttentionKernel, VarlenGqa2) {
   QS_REQUIRE_GPU();
-  check_attention(4, 2, {1, 7, 63, 64, 65, 130, 17, 300}, 0);
+  for (int bm : {64, 128}) check_attention(4, 2, {1, 7, 63, 64, 65, 130, 17, 300, 128, 256}, 0, bm);
 }
 
 TEST(AttentionKernel, VarlenGqa4) {
   QS_REQUIRE_GPU();
-  check_attention(8, 2, {129, 2, 64, 255, 1}, 0);
+  for (int bm : {64, 128}) check_attention(8, 2, {129, 2, 64, 255, 1}, 0, bm);
 }
 
 TEST(AttentionKernel, SurplusGridBlocksExit) {
   QS_REQUIRE_GPU();
-  check_attention(2, 1, {40, 3, 100}, 37);
+  for (int bm : {64, 128}) check_attention(2, 1, {40, 3, 100}, 37, bm);
 }
 
 TEST(AttentionKernel, LongSequence2048) {
   QS_REQUIRE_GPU();
-  check_attention(2, 1, {2048}, 0, {0, 1, 63, 64, 65, 500, 1023, 1024, 1500, 2046, 2047});
+  for (int bm : {64, 128})
+    check_attention(2, 1, {2048}, 0, bm, {0, 1, 63, 64, 65, 500, 1023, 1024, 1500, 2046, 2047});
 }
 
 TEST(AttentionKernel, Sequence32kSampledRows) {
   QS_REQUIRE_GPU();
-  check_attention(2, 1, {32768}, 0, {0, 5, 64, 4097, 16383, 16384, 30000, 32704, 32767});
+  for (int bm : {64, 128})
+    check_attention(2, 1, {32768}, 0, bm, {0, 5, 64, 4097, 16383, 16384, 30000, 32704, 32767});
 }
 
 TEST(AttentionKernel, RejectsBadGqa) {
   QS_REQUIRE_GPU();
-  EXPECT_FALSE(launch_attention(nullptr, 6, 4, nullptr, nullptr, 1, 1.0f, nullptr, 0).is_ok());
+  EXPECT_FALSE(launch_attention(nullptr, 6, 4, 64, nullptr, nullptr, 1, 1.0f, nullptr, 0).is_ok());
+  EXPECT_FALSE(launch_attention(nullptr, 4, 2, 96, nullptr, nullptr, 1, 1.0f, nullptr, 0).is_ok());
 }
 
 }  // namespace

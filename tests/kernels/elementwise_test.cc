@@ -152,7 +152,8 @@ TEST(PoolKernel, FinalNormMrlAndL2PerSequence) {
     }
     EXPECT_TRUE(all_close(got, want, 1e-5, 1e-6)) << "hidden " << hidden;
     for (int i = 0; i < n; ++i)  // exact zeros past dims[i]
-      for (int j = dims[i]; j < hidden; ++j) ASSERT_EQ(got[static_cast<size_t>(i) * hidden + j], 0.0f);
+      for (int j = dims[i]; j < hidden; ++j)
+        ASSERT_EQ(got[static_cast<size_t>(i) * hidden + j], 0.0f);
   }
 }
 

@@ -15,9 +15,9 @@
 #include "embed/embedder.h"
 #include "embed/model/weights.h"
 
-#define QS_REQUIRE_GPU()                                                          \
-  do {                                                                            \
-    if (::qsearch::cuda_device_count() == 0)                                      \
+#define QS_REQUIRE_GPU()                                                         \
+  do {                                                                           \
+    if (::qsearch::cuda_device_count() == 0)                                     \
       GTEST_SKIP() << "no CUDA device visible (or built without CUDA): skipped"; \
   } while (0)
 
@@ -28,10 +28,10 @@
 
 namespace qsearch::testing {
 
-#define QS_ASSERT_OK(expr)                                   \
-  do {                                                       \
-    ::qsearch::Status qs_st_ = (expr);                       \
-    ASSERT_TRUE(qs_st_.is_ok()) << qs_st_.to_string();       \
+#define QS_ASSERT_OK(expr)                             \
+  do {                                                 \
+    ::qsearch::Status qs_st_ = (expr);                 \
+    ASSERT_TRUE(qs_st_.is_ok()) << qs_st_.to_string(); \
   } while (0)
 #define QS_ASSERT_CUDA(expr) ASSERT_EQ((expr), cudaSuccess) << #expr
 
@@ -40,7 +40,8 @@ template <typename T>
 class DeviceArray {
  public:
   explicit DeviceArray(size_t n) : n_(n) {
-    if (cudaMalloc(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T)) != cudaSuccess)
+    if (cudaMalloc(reinterpret_cast<void**>(&p_), std::max<size_t>(n, 1) * sizeof(T)) !=
+        cudaSuccess)
       p_ = nullptr;
   }
   explicit DeviceArray(const std::vector<T>& host) : DeviceArray(host.size()) { upload(host); }

@@ -35,8 +35,8 @@ void check_qk_norm_rope(int hq, int hkv, const std::vector<int32_t>& positions, 
   DeviceArray<bf16> d_qkv(qkv);
   DeviceArray<int32_t> d_pos(positions);
   DeviceArray<float> d_f(inv_freq), d_qw(qw), d_kw(kw);
-  QS_ASSERT_OK(launch_qk_norm_rope(d_qkv.get(), tokens, hq, hkv, d_pos.get(), d_f.get(),
-                                   d_qw.get(), d_kw.get(), eps, 0));
+  QS_ASSERT_OK(launch_qk_norm_rope(d_qkv.get(), tokens, hq, hkv, d_pos.get(), d_f.get(), d_qw.get(),
+                                   d_kw.get(), eps, 0));
   auto got = to_float(d_qkv.download());
   std::vector<double> want(got.size());
   for (int t = 0; t < tokens; ++t) {
@@ -57,7 +57,8 @@ void check_qk_norm_rope(int hq, int hkv, const std::vector<int32_t>& positions, 
       for (int j = 0; j < d; ++j) x[j] = x[j] * inv * w[j];
       for (int j = 0; j < d / 2; ++j) {
         const float angle = static_cast<float>(positions[t]) * inv_freq[j];  // fp32, as HF
-        const double c = std::cos(static_cast<double>(angle)), s = std::sin(static_cast<double>(angle));
+        const double c = std::cos(static_cast<double>(angle)),
+                     s = std::sin(static_cast<double>(angle));
         want[base + j] = x[j] * c - x[j + d / 2] * s;
         want[base + j + d / 2] = x[j + d / 2] * c + x[j] * s;
       }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -72,9 +73,10 @@ class CudaEngine final : public Backend {
 
  private:
   Status allocate_workspace();
-  Status enqueue_forward(int64_t t_run, int64_t grid_tiles, const BatchLayout& lay);
+  Status enqueue_forward(int64_t t_run, int64_t grid_tiles, int block_m, const BatchLayout& lay);
   Status prepare_gemms(int64_t t_run);
-  Status graph_for(int64_t t_run, int64_t tile_cap, const BatchLayout& lay, cudaGraphExec_t* out);
+  Status graph_for(int64_t t_run, int64_t tile_cap, int block_m, const BatchLayout& lay,
+                   cudaGraphExec_t* out);
   Status run(const EngineBatch& batch, float* out, bool allow_graph);
 
   ModelConfig c_;
@@ -96,7 +98,7 @@ class CudaEngine final : public Backend {
   float* out_host_ = nullptr;     // pinned, grows
   int64_t out_host_elems_ = 0;
   std::vector<AttentionTile> tiles_;
-  std::map<std::pair<int64_t, int64_t>, cudaGraphExec_t> graphs_;
+  std::map<std::tuple<int64_t, int64_t, int>, cudaGraphExec_t> graphs_;
 };
 
 CudaEngine::~CudaEngine() {
@@ -225,7 +227,8 @@ Status CudaEngine::prepare_gemms(int64_t t_run) {
 }
 
 // Everything from the token ids to the last layer's output; stream-ordered, capturable.
-Status CudaEngine::enqueue_forward(int64_t t_run, int64_t grid_tiles, const BatchLayout& lay) {
+Status CudaEngine::enqueue_forward(int64_t t_run, int64_t grid_tiles, int block_m,
+                                   const BatchLayout& lay) {
   const int t = static_cast<int>(t_run), h = c_.hidden_size, inter = c_.intermediate_size;
   const int qkv_w = c_.q_width() + 2 * c_.kv_width();
   const float eps = static_cast<float>(c_.rms_norm_eps);
@@ -244,8 +247,9 @@ Status CudaEngine::enqueue_forward(int64_t t_run, int64_t grid_tiles, const Batc
     QS_RETURN_IF_ERROR(gemm_.gemm(normed_, l.qkv, buf_a_, t, qkv_w, h, stream_));
     QS_RETURN_IF_ERROR(launch_qk_norm_rope(buf_a_, t, c_.num_heads, c_.num_kv_heads, positions,
                                            w_.inv_freq(), l.q_norm, l.k_norm, eps, stream_));
-    QS_RETURN_IF_ERROR(launch_attention(buf_a_, c_.num_heads, c_.num_kv_heads, tiles, num_tiles,
-                                        static_cast<int>(grid_tiles), scale, buf_b_, stream_));
+    QS_RETURN_IF_ERROR(launch_attention(buf_a_, c_.num_heads, c_.num_kv_heads, block_m, tiles,
+                                        num_tiles, static_cast<int>(grid_tiles), scale, buf_b_,
+                                        stream_));
     QS_RETURN_IF_ERROR(gemm_.gemm(buf_b_, l.o, buf_a_, t, h, c_.q_width(), stream_));
     QS_RETURN_IF_ERROR(
         launch_add_rms_norm(resid_, buf_a_, l.post_norm, normed_, t, h, eps, stream_));
@@ -256,9 +260,9 @@ Status CudaEngine::enqueue_forward(int64_t t_run, int64_t grid_tiles, const Batc
   return Status::ok();
 }
 
-Status CudaEngine::graph_for(int64_t t_run, int64_t tile_cap, const BatchLayout& lay,
+Status CudaEngine::graph_for(int64_t t_run, int64_t tile_cap, int block_m, const BatchLayout& lay,
                              cudaGraphExec_t* out) {
-  auto key = std::make_pair(t_run, tile_cap);
+  auto key = std::make_tuple(t_run, tile_cap, block_m);
   auto it = graphs_.find(key);
   if (it != graphs_.end()) {
     *out = it->second;
@@ -266,7 +270,7 @@ Status CudaEngine::graph_for(int64_t t_run, int64_t tile_cap, const BatchLayout&
   }
   QS_RETURN_IF_ERROR(prepare_gemms(t_run));
   CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-  Status st = enqueue_forward(t_run, tile_cap, lay);
+  Status st = enqueue_forward(t_run, tile_cap, block_m, lay);
   cudaGraph_t graph = nullptr;
   cudaError_t end = cudaStreamEndCapture(stream_, &graph);
   if (!st.is_ok()) {
@@ -297,7 +301,8 @@ Status CudaEngine::run(const EngineBatch& batch, float* out, bool allow_graph) {
   const int64_t h = c_.hidden_size;
 
   tiles_.clear();
-  build_attention_tiles(batch.cu_seqlens.data(), static_cast<int>(n), &tiles_);
+  const int block_m = attention_block_m(batch.cu_seqlens.data(), static_cast<int>(n));
+  build_attention_tiles(batch.cu_seqlens.data(), static_cast<int>(n), block_m, &tiles_);
   const int64_t num_tiles = static_cast<int64_t>(tiles_.size());
   const bool use_graph = allow_graph && opt_.graph_max_tokens > 0 &&
                          t_run <= opt_.graph_max_tokens && (graphs_.size() < kMaxGraphs);
@@ -321,10 +326,10 @@ Status CudaEngine::run(const EngineBatch& batch, float* out, bool allow_graph) {
 
   if (use_graph) {
     cudaGraphExec_t exec = nullptr;
-    QS_RETURN_IF_ERROR(graph_for(t_run, tile_cap, lay, &exec));
+    QS_RETURN_IF_ERROR(graph_for(t_run, tile_cap, block_m, lay, &exec));
     CUDA_CHECK(cudaGraphLaunch(exec, stream_));
   } else {
-    QS_RETURN_IF_ERROR(enqueue_forward(t_run, num_tiles, lay));
+    QS_RETURN_IF_ERROR(enqueue_forward(t_run, num_tiles, block_m, lay));
   }
   // final residual add + norm + MRL + L2 of each last token, into buf_b (free again)
   float* pooled = reinterpret_cast<float*>(buf_b_);
