@@ -79,6 +79,42 @@ void use_string_merges(nlohmann::json& doc) {
     if (m.is_array()) m = m[0].get<std::string>() + " " + m[1].get<std::string>();
 }
 
+// Extra added tokens exercising every AddedToken flag: lstrip, rstrip, single_word, and
+// normalized (matched after NFC; "\u2126" OHM SIGN normalises to GREEK CAPITAL OMEGA).
+void use_flagged_added_tokens(nlohmann::json& doc) {
+  auto add = [&](int id, const char* content, bool special, bool single_word, bool lstrip, bool rstrip,
+                 bool normalized) {
+    doc["added_tokens"].push_back({{"id", id}, {"content", content}, {"single_word", single_word},
+                                   {"lstrip", lstrip}, {"rstrip", rstrip}, {"normalized", normalized},
+                                   {"special", special}});
+  };
+  add(151669, "[MASK]", true, false, true, false, false);
+  add(151670, "[SEP]", true, false, false, true, false);
+  add(151671, "foo", false, true, false, false, true);
+  add(151672, "\xE2\x84\xA6m", false, false, false, false, true);
+  add(151673, "<|endoftext|>x", false, false, true, true, false);
+  add(151674, "bar", false, true, true, true, false);
+}
+
+// BPE.ignore_merges: a piece found whole in the vocabulary is taken as is.
+void use_ignore_merges(nlohmann::json& doc) { doc["model"]["ignore_merges"] = true; }
+
+std::vector<std::string> flagged_corpus() {
+  std::vector<std::string> texts = {
+      "I saw a [MASK] there", "a   [MASK]", "[MASK][MASK]", "  [MASK]  ", "x[SEP]   y", "[SEP]\n\n z",
+      "foo", "a foo b", "xfoo", "foox", "foo_", "_foo", "foo1", "1foo", "\xC3\xA9" "foo", "foo\xE4\xB8\xAD", "foo!",
+      "(foo)", "foo foo", "\xE2\x84\xA6m", "\xCE\xA9m", "\xCE\xA9\xCC\x81m", "x\xE2\x84\xA6mx", "<|endoftext|>x",
+      "a <|endoftext|>x b", "<|endoftext|>y", " <|endoftext|>  x  ", "bar", " bar ", "a bar b", "abar", "bar\tbaz",
+      "\xE3\x80\x80" "bar\xE3\x80\x80", "[MASK]foo[SEP]bar", "",
+  };
+  auto random = random_corpus(77, 600);
+  for (auto& r : random) {
+    texts.push_back(r + " [MASK] " + r);
+    texts.push_back(r + "foo bar" + r);
+  }
+  return texts;
+}
+
 std::vector<std::string> full_corpus() {
   auto texts = handwritten_corpus();
   auto random = random_corpus(20240917, 4000);
@@ -117,6 +153,19 @@ TEST(TokenizerParity, TemplateProcessingVariant) {
   auto empty = (*tok)->encode("", true);
   ASSERT_TRUE(empty.is_ok());
   EXPECT_EQ(*empty, std::vector<int32_t>{151643});
+}
+
+TEST(TokenizerParity, AddedTokenFlagsVariant) {
+  std::string path = make_variant("flagged", use_flagged_added_tokens);
+  auto texts = flagged_corpus();
+  expect_parity(path, texts, true);
+  auto more = handwritten_corpus();
+  expect_parity(path, more, false);
+}
+
+TEST(TokenizerParity, IgnoreMergesVariant) {
+  std::string path = make_variant("ignore_merges", use_ignore_merges);
+  expect_parity(path, full_corpus(), true);
 }
 
 TEST(TokenizerParity, StringMergesVariant) {

@@ -192,6 +192,21 @@ const std::vector<std::string>& fragments() {
   return f;
 }
 
+// A base letter and a few combining marks, some new since Unicode 9.0 (which HF's NFC does not
+// know), some that compose, some that reorder; and Unicode 16 letters and digits.
+std::string mark_soup(std::mt19937_64& rng) {
+  static const char32_t bases[] = {'a', 'e', 'o', 'A', 0x0915, 0x0B47, 0x1100, 0xAC00, 0x11935, 0x05D1,
+                                   0x0627, 0x0E01, 0x1C89, 0x13460, 0x10D40, 0x16D70, 0x1E5D0};
+  static const char32_t marks[] = {0x0301, 0x0300, 0x0308, 0x0323, 0x0327, 0x0345, 0x0334, 0x093C,
+                                   0x094D, 0x0B3E, 0x0B57, 0x1161, 0x11A8, 0x11930, 0x05BC, 0x0651,
+                                   0x0E38, 0x0E48, 0x1DF6, 0x1DFA, 0x1ABF, 0x0898, 0x1E4EC, 0x1133B,
+                                   0x200D, 0xFE0F, 0x1F3FD};
+  std::string s = utf8(bases[rng() % std::size(bases)]);
+  size_t n = rng() % 5;
+  for (size_t k = 0; k < n; ++k) s += utf8(marks[rng() % std::size(marks)]);
+  return s;
+}
+
 char32_t random_code_point(std::mt19937_64& rng) {
   for (;;) {
     uint64_t r = rng() % 100;
@@ -283,8 +298,10 @@ std::vector<std::string> random_corpus(uint64_t seed, size_t count) {
     size_t parts = 1 + rng() % 12;
     for (size_t p = 0; p < parts; ++p) {
       uint64_t r = rng() % 100;
-      if (r < 60) {
+      if (r < 55) {
         s += frag[rng() % frag.size()];
+      } else if (r < 62) {
+        s += mark_soup(rng);
       } else if (r < 80) {
         s += utf8(random_code_point(rng));
       } else if (r < 90) {

@@ -165,26 +165,48 @@ Status parse_model(const json& m, VocabAndMerges& vm, TokenizerData* d) {
   return Status::ok();
 }
 
+// Ids are assigned the way Hugging Face does when it loads the file (one add_tokens call per
+// token, in file order), not taken from the file's "id" (HF only warns when they differ): a
+// content already in the model vocabulary gets that id, an already added content keeps its
+// id (with the new flags), anything else the next free id.
 Status parse_added_tokens(const json& j, TokenizerData* d) {
   if (j.is_null()) return Status::ok();
   if (!j.is_array()) return corruption("added_tokens is not an array");
-  std::vector<AddedToken> raw, normalized;
-  std::vector<std::string> raw_patterns, normalized_patterns;
+  const int64_t model_size = static_cast<int64_t>(d->vocab.size());
+  int64_t max_added = -1;
   for (const json& t : j) {
-    if (!t.is_object() || !t.contains("id") || !t.contains("content"))
-      return corruption("added token without id/content: " + t.dump());
+    if (!t.is_object() || !t.contains("content") || !t["content"].is_string())
+      return corruption("added token without content: " + t.dump());
     AddedToken a;
-    a.id = t["id"].get<int32_t>();
     a.content = t["content"].get<std::string>();
-    if (auto bad = unicode::find_invalid_utf8(a.content)) return corruption("added token with invalid UTF-8");
+    if (unicode::find_invalid_utf8(a.content)) return corruption("added token with invalid UTF-8");
     a.special = flag(t, "special");
     a.single_word = flag(t, "single_word");
     a.lstrip = flag(t, "lstrip");
     a.rstrip = flag(t, "rstrip");
     a.normalized = flag(t, "normalized", !a.special);
-    d->added.push_back(a);
+    if (a.content.empty()) continue;  // HF ignores empty added tokens
+    auto known = d->added_by_content.find(a.content);
+    if (known != d->added_by_content.end()) {
+      a.id = known->second;
+      for (AddedToken& old : d->added)
+        if (old.content == a.content) old = a;
+      continue;
+    }
+    int32_t in_vocab = d->vocab.find(a.content);
+    int64_t id = in_vocab >= 0                                  ? in_vocab
+                 : max_added < 0                                ? model_size
+                 : (max_added >= model_size || model_size == 0) ? max_added + 1
+                                                                : model_size;
+    if (id > INT32_MAX - 1) return corruption("too many added tokens");
+    a.id = static_cast<int32_t>(id);
+    max_added = std::max(max_added, id);
     d->added_by_content[a.content] = a.id;
-    if (a.id < 0) return corruption("added token '" + a.content + "' has a negative id");
+    d->added.push_back(std::move(a));
+  }
+  std::vector<AddedToken> raw, normalized;
+  std::vector<std::string> raw_patterns, normalized_patterns;
+  for (const AddedToken& a : d->added) {
     if (static_cast<size_t>(a.id) >= d->id_bytes.size()) d->id_bytes.resize(static_cast<size_t>(a.id) + 1);
     d->id_bytes[static_cast<size_t>(a.id)] = a.content;
     d->vocab_size = std::max<int64_t>(d->vocab_size, int64_t{a.id} + 1);
@@ -192,10 +214,10 @@ Status parse_added_tokens(const json& j, TokenizerData* d) {
       std::string pattern = a.content, norm;
       if (d->nfc && unicode::nfc_normalize(a.content, &norm, nullptr)) pattern = norm;
       normalized_patterns.push_back(pattern);
-      normalized.push_back(std::move(a));
+      normalized.push_back(a);
     } else {
       raw_patterns.push_back(a.content);
-      raw.push_back(std::move(a));
+      raw.push_back(a);
     }
   }
   d->raw_matcher.build(std::move(raw), std::move(raw_patterns));

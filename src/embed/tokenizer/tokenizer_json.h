@@ -26,7 +26,7 @@ struct TokenizerData {
   // id -> the bytes it decodes to (raw bytes for vocabulary tokens, the content of added
   // tokens); empty for ids not in use.
   std::vector<std::string> id_bytes;
-  std::vector<AddedToken> added;                          // as listed in the file
+  std::vector<AddedToken> added;  // one per content, in file order, ids as HF assigns them
   std::unordered_map<std::string, int32_t> added_by_content;
   AddedTokenMatcher raw_matcher;         // added tokens with normalized == false
   AddedTokenMatcher normalized_matcher;  // added tokens with normalized == true
