@@ -52,6 +52,13 @@ __device__ __forceinline__ void mma_bf16(float* c, const uint32_t* a, uint32_t b
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// 2^x on the special-function unit (flush-to-zero; 2^-inf = 0)
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
   __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
   return *reinterpret_cast<uint32_t*>(&v);
@@ -117,8 +124,9 @@ __global__ void __launch_bounds__(kThreads, AttnShape<MT>::kMinBlocks)
   for (int h = 0; h < MT; ++h)
     load_tile(q_tile + h * kTileElems, q_base, ld, q0 + 64 * h, last, tid);
   load_tile(k_tile(0), k_base, ld, 0, last, tid);
+  cp_async_commit();  // group: Q, K0
   load_tile(v_tile(0), v_base, ld, 0, last, tid);
-  cp_async_commit();
+  cp_async_commit();  // group: V0 (lands while S0 is computed)
 
   // ldmatrix source addresses (rows are 256 bytes, tiles 256-byte aligned): the swizzled chunk of
   // logical chunk c is c ^ (row & 7), and for the rows a lane addresses row & 7 == lane & 7, so a
@@ -133,11 +141,11 @@ __global__ void __launch_bounds__(kThreads, AttnShape<MT>::kMinBlocks)
 
   uint32_t qf[MT == 1 ? 8 : 1][4];  // MT 1: the warp's Q fragments, 8 chunks of 16 dims
   if constexpr (MT == 1) {
-    cp_async_wait<0>();
+    cp_async_wait<1>();
     __syncthreads();
 #pragma unroll
     for (int kk = 0; kk < 8; ++kk) ldmatrix_x4(qf[kk], q_addr[0] ^ (kk << 5));
-    __syncthreads();  // stage 1 is refilled by the first prefetch
+    // stage 1's K slot (Q) is refilled only after the loop's first barrier
   }
 
   float o[MT][16][4];
@@ -150,22 +158,21 @@ __global__ void __launch_bounds__(kThreads, AttnShape<MT>::kMinBlocks)
   for (int mt = 0; mt < MT; ++mt) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
   const int warp_row0 = q0 + warp * kRowsPerWarp;  // position of the warp's first row
 
+  // Pipeline (FlashAttention-2): K(nb+1) loads during S(nb) and the softmax, V(nb+1) during
+  // P.V(nb); cp.async groups alternate K, V (an empty group when there is no next block).
   for (int nb = 0; nb < n_blocks; ++nb) {
     const int st = nb & 1;
-    if (nb + 1 < n_blocks) {
-      load_tile(k_tile(st ^ 1), k_base, ld, (nb + 1) * kBN, last, tid);
-      load_tile(v_tile(st ^ 1), v_base, ld, (nb + 1) * kBN, last, tid);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    __syncthreads();
+    const bool has_next = nb + 1 < n_blocks;
+    cp_async_wait<1>();  // K(nb) landed (V(nb) may still be in flight)
+    __syncthreads();     // ... for all threads; everyone is past S(nb-1) and P.V(nb-1)
+    if (has_next) load_tile(k_tile(st ^ 1), k_base, ld, (nb + 1) * kBN, last, tid);
+    cp_async_commit();
 
-    // a block entirely right of the warp's last row is fully masked: skip it (warp-uniform)
-    if (nb * kBN <= warp_row0 + kRowsPerWarp - 1) {
+    // (MT 2: the last block is fully masked for warps 0-1; they compute p = 0 there rather than
+    // branch around it, which costs registers and saves no time: the block waits at the barrier)
+    float s[MT][8][4];
+    {
       // S = Q K^T (16*MT x 64 per warp)
-      float s[MT][8][4];
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
@@ -210,38 +217,66 @@ __global__ void __launch_bounds__(kThreads, AttnShape<MT>::kMinBlocks)
             }
       }
 
-      // online softmax; a row fully masked in this block keeps m (alpha 1, p 0): row's block 0
-      // always has column 0 unmasked, so m is finite from the first block on
+      // online softmax with lazy rescaling (as FlashAttention-4): the running max m moves only
+      // when some row of the warp would exceed it by more than 8 (log2 units), so probabilities
+      // stay <= 2^8 and the O rescale is skipped in most blocks of long rows. Block 0 always has
+      // column 0 unmasked for every row, so m is finite from the first block on.
+      float mx[MT][2];
+      bool grow = false;
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          float mx = -INFINITY;
+          float v = -INFINITY;
 #pragma unroll
-          for (int j = 0; j < 8; ++j) mx = fmaxf(mx, fmaxf(s[mt][j][2 * h], s[mt][j][2 * h + 1]));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-          mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-          const float m_new = fmaxf(m[mt][h], mx * scale_log2);
-          const float alpha = exp2f(m[mt][h] - m_new);  // 0 on the first block (m = -inf)
-          m[mt][h] = m_new;
+          for (int j = 0; j < 8; ++j) v = fmaxf(v, fmaxf(s[mt][j][2 * h], s[mt][j][2 * h + 1]));
+          v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+          v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+          mx[mt][h] = v * scale_log2;
+          grow |= mx[mt][h] > m[mt][h] + 8.0f;  // always true on the first block (m = -inf)
+        }
+      }
+      if (__any_sync(0xffffffffu, grow)) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const float m_new = fmaxf(m[mt][h], mx[mt][h]);
+            const float alpha = fast_exp2(m[mt][h] - m_new);  // 0 when m was -inf
+            m[mt][h] = m_new;
+            l[mt][h] *= alpha;
+#pragma unroll
+            for (int dn = 0; dn < 16; ++dn) {
+              o[mt][dn][2 * h] *= alpha;
+              o[mt][dn][2 * h + 1] *= alpha;
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
           float sum = 0.0f;
 #pragma unroll
           for (int j = 0; j < 8; ++j) {
-            const float p0 = exp2f(fmaf(s[mt][j][2 * h], scale_log2, -m_new));
-            const float p1 = exp2f(fmaf(s[mt][j][2 * h + 1], scale_log2, -m_new));
+            const float p0 = fast_exp2(fmaf(s[mt][j][2 * h], scale_log2, -m[mt][h]));
+            const float p1 = fast_exp2(fmaf(s[mt][j][2 * h + 1], scale_log2, -m[mt][h]));
             s[mt][j][2 * h] = p0;
             s[mt][j][2 * h + 1] = p1;
             sum += p0 + p1;
           }
-          l[mt][h] = l[mt][h] * alpha + sum;
-#pragma unroll
-          for (int dn = 0; dn < 16; ++dn) {
-            o[mt][dn][2 * h] *= alpha;
-            o[mt][dn][2 * h + 1] *= alpha;
-          }
+          l[mt][h] += sum;
         }
       }
+    }
 
+    cp_async_wait<1>();  // V(nb) landed (K(nb+1) may still be in flight)
+    __syncthreads();
+    if (has_next) load_tile(v_tile(st ^ 1), v_base, ld, (nb + 1) * kBN, last, tid);
+    cp_async_commit();
+
+    {
       // O += P V
       const uint32_t v_addr = v_addr0 + st * (2 * kTileElems * 2);
 #pragma unroll
@@ -267,8 +302,8 @@ __global__ void __launch_bounds__(kThreads, AttnShape<MT>::kMinBlocks)
         }
       }
     }
-    __syncthreads();  // this stage is refilled by the next iteration's prefetch
   }
+  __syncthreads();  // the output staging below reuses shared memory
 
   // normalise and write through shared memory (16-byte coalesced stores); each warp touches
   // only its own rows of the staging tile (stage 0's K for MT 1, the Q tile for MT 2)

@@ -8,8 +8,10 @@
 #
 # quick (default, ~1-2 minutes): the GPU tests (kernels vs CPU references, 100k x 1024 join vs
 # brute force on every GPU path, CPU == GPU), 1M x 1024 on the GPU (fused and cuBLAS, whole)
-# against FAISS IndexFlatIP::range_search on 4000 query rows (extrapolated), and 10M x 1024 on
+# against FAISS IndexFlatIP::range_search on 2000 query rows (extrapolated), and 10M x 1024 on
 # 2% of its block pairs (extrapolated). full: the same, with 10M run whole (several minutes).
+# Environment: OUT (report folder), T_TESTS / T_1M / T_10M (time limits of the three steps,
+# seconds), FAISS_QUERIES, KERNEL_10M (fused or cublas).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PACK=${PACK:-.devpack-dedup}
@@ -53,7 +55,7 @@ fi
 
 # 1. GPU tests (the CPU-only tests run in CI; the CLI tests need the test model).
 echo "== tests" | tee -a "$report"
-timeout 240 "$PACK/run.sh" test_dedup --gtest_filter='SimilarityKernel.*:GpuJoin.*' \
+timeout "${T_TESTS:-240}" "$PACK/run.sh" test_dedup --gtest_filter='SimilarityKernel.*:GpuJoin.*' \
   > "$OUT/tests.log" 2>&1
 rc=$?
 [ $rc -ne 0 ] && status=1
@@ -67,8 +69,8 @@ rc=$?
 
 # 2. 1M: both GPU kernels whole, FAISS on a measured fraction.
 echo "== bench 1M" | tee -a "$report"
-timeout 300 "$PACK/run.sh" qsearch-bench-dedup --n 1000000 --dim 1024 --threshold 0.92 \
-  --kernel both --faiss-queries 4000 --json "$OUT/bench_1m.json" > "$OUT/bench_1m.log" 2>&1
+timeout "${T_1M:-300}" "$PACK/run.sh" qsearch-bench-dedup --n 1000000 --dim 1024 --threshold 0.92 \
+  --kernel both --faiss-queries "${FAISS_QUERIES:-2000}" --json "$OUT/bench_1m.json" > "$OUT/bench_1m.log" 2>&1
 rc=$?
 [ $rc -ne 0 ] && status=1
 { cat "$OUT/bench_1m.log"; echo "exit code $rc"; echo; } >> "$report"
@@ -77,7 +79,7 @@ rc=$?
 echo "== bench 10M ($size)" | tee -a "$report"
 fraction=0.02
 [ "$size" = full ] && fraction=1
-timeout 580 "$PACK/run.sh" qsearch-bench-dedup --n 10000000 --dim 1024 --threshold 0.92 \
+timeout "${T_10M:-580}" "$PACK/run.sh" qsearch-bench-dedup --n 10000000 --dim 1024 --threshold 0.92 \
   --kernel "${KERNEL_10M:-fused}" --gpu-fraction "$fraction" --json "$OUT/bench_10m.json" \
   > "$OUT/bench_10m.log" 2>&1
 rc=$?

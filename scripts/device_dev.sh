@@ -17,6 +17,9 @@ export LD_LIBRARY_PATH=$PWD/.devpack/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH
 # the engine tests read the Qwen3 tokenizer from $QSEARCH_DEPS_DIR/qwen3/tokenizer.json
 mkdir -p /tmp/qsearch-deps/qwen3 && cp .devpack/extra/tokenizer.json /tmp/qsearch-deps/qwen3/
 export QSEARCH_DEPS_DIR=/tmp/qsearch-deps
+# ... and run the bundled qsearch binary through $QSEARCH_BINARY
+printf '#!/bin/sh\nexec %s/.devpack/run.sh qsearch "$@"\n' "$PWD" > /tmp/qsearch-bin && chmod +x /tmp/qsearch-bin
+export QSEARCH_BINARY=/tmp/qsearch-bin
 has() { [[ " $stages " == *" $1 "* ]]; }
 if has info; then
   nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv 2>&1 | tee "$OUT/info.txt"

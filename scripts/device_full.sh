@@ -23,6 +23,9 @@ export LD_LIBRARY_PATH=$PWD/.devpack/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH
 P=.devpack/run.sh
 mkdir -p /tmp/qsearch-deps/qwen3 && cp .devpack/extra/tokenizer.json /tmp/qsearch-deps/qwen3/
 export QSEARCH_DEPS_DIR=/tmp/qsearch-deps
+# ... and run the bundled qsearch binary through $QSEARCH_BINARY
+printf '#!/bin/sh\nexec %s/.devpack/run.sh qsearch "$@"\n' "$PWD" > /tmp/qsearch-bin && chmod +x /tmp/qsearch-bin
+export QSEARCH_BINARY=/tmp/qsearch-bin
 status=0
 t_start=$(date +%s)
 stamp() { echo "[device_full +$(( $(date +%s) - t_start ))s] $*"; }

@@ -49,8 +49,10 @@ std::vector<double> reference_row(const std::vector<float>& qkv, int hq, int hkv
 }
 
 // Runs the kernel on sequences of the given lengths; checks `rows_to_check` rows (all if empty).
+// k_growth > 0 scales key j of each sequence by 1 + k_growth * j / len: scores grow along the
+// sequence, so row maxima jump late (exercises the softmax's lazy rescaling).
 void check_attention(int hq, int hkv, const std::vector<int>& lens, int extra_grid, int block_m,
-                     const std::set<int>& rows_to_check = {}) {
+                     const std::set<int>& rows_to_check = {}, float k_growth = 0.0f) {
   SCOPED_TRACE("block_m " + std::to_string(block_m));
   std::vector<int32_t> cu = {0};
   for (int l : lens) cu.push_back(cu.back() + l);
@@ -63,6 +65,14 @@ void check_attention(int hq, int hkv, const std::vector<int>& lens, int extra_gr
       auto& x = qkv_b[static_cast<size_t>(t) * ld + e];
       x = to_bf16(to_float(x) * 1.5f);
     }
+  if (k_growth > 0) {
+    for (size_t i = 0; i < lens.size(); ++i)
+      for (int j = 0; j < lens[i]; ++j)
+        for (int e = hq * kD; e < (hq + hkv) * kD; ++e) {
+          auto& x = qkv_b[static_cast<size_t>(cu[i] + j) * ld + e];
+          x = to_bf16(to_float(x) * (1.0f + k_growth * j / lens[i]));
+        }
+  }
   const auto qkv = to_float(qkv_b);
 
   std::vector<AttentionTile> tiles;
@@ -143,6 +153,11 @@ TEST(AttentionKernel, Sequence32kSampledRows) {
   QS_REQUIRE_GPU();
   for (int bm : {64, 128})
     check_attention(2, 1, {32768}, 0, bm, {0, 5, 64, 4097, 16383, 16384, 30000, 32704, 32767});
+}
+
+TEST(AttentionKernel, LateMaximaRescale) {
+  QS_REQUIRE_GPU();
+  for (int bm : {64, 128}) check_attention(4, 1, {1000, 70}, 0, bm, {}, 6.0f);
 }
 
 TEST(AttentionKernel, RejectsBadGqa) {

@@ -1,6 +1,7 @@
 #include "embed/engine/cuda/cuda_engine.h"
 
 #include <cuda_runtime_api.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -30,6 +31,18 @@ constexpr size_t kGemmWorkspace = 32u << 20;
 constexpr size_t kMaxGraphs = 256;
 
 double gib(int64_t b) { return static_cast<double>(b) / (1ll << 30); }
+
+// The engine's start-up report goes to stderr, never stdout: `qsearch embed` writes its vectors
+// to stdout. Level and pattern follow the default logger's level.
+std::shared_ptr<spdlog::logger> engine_log() {
+  static std::shared_ptr<spdlog::logger> log = [] {
+    auto l = spdlog::get("qsearch-cuda");
+    if (!l) l = spdlog::stderr_color_mt("qsearch-cuda");
+    return l;
+  }();
+  log->set_level(spdlog::get_level());
+  return log;
+}
 
 int64_t next_pow2(int64_t x) {
   int64_t p = 1;
@@ -164,7 +177,7 @@ Status CudaEngine::init(const ModelWeights* weights, uint64_t seed) {
   QS_RETURN_IF_ERROR(allocate_workspace());
 
   CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-  spdlog::info(
+  engine_log()->info(
       "{}: weights {:.2f} GiB, workspace {:.2f} GiB ({} tokens), {:.2f} of {:.2f} GiB free", name(),
       gib(w_.bytes()), gib(ws_bytes_ + static_cast<int64_t>(kGemmWorkspace)), ws_tokens_,
       gib(free_b), gib(total_b));
