@@ -96,6 +96,9 @@ void use_flagged_added_tokens(nlohmann::json& doc) {
   add(151674, "bar", false, true, true, true, false);
 }
 
+// No normalizer at all: decomposed input stays decomposed.
+void use_no_normalizer(nlohmann::json& doc) { doc["normalizer"] = nullptr; }
+
 // BPE.ignore_merges: a piece found whole in the vocabulary is taken as is.
 void use_ignore_merges(nlohmann::json& doc) { doc["model"]["ignore_merges"] = true; }
 
@@ -119,6 +122,8 @@ std::vector<std::string> full_corpus() {
   auto texts = handwritten_corpus();
   auto random = random_corpus(20240917, 4000);
   texts.insert(texts.end(), random.begin(), random.end());
+  auto soup = testing::regex_soup(23, 2000);
+  texts.insert(texts.end(), soup.begin(), soup.end());
   return texts;
 }
 
@@ -135,6 +140,8 @@ TEST(TokenizerParity, HandwrittenCorpusWithSpecial) { expect_parity(qwen3_tokeni
 TEST(TokenizerParity, HandwrittenCorpusNoSpecial) { expect_parity(qwen3_tokenizer_path(), handwritten_corpus(), false); }
 
 TEST(TokenizerParity, RandomStrings) { expect_parity(qwen3_tokenizer_path(), random_corpus(1, 5000), true); }
+
+TEST(TokenizerParity, RegexSoup) { expect_parity(qwen3_tokenizer_path(), testing::regex_soup(17, 8000), true); }
 
 TEST(TokenizerParity, RandomStringsOtherSeed) { expect_parity(qwen3_tokenizer_path(), random_corpus(99, 3000), false); }
 
@@ -166,6 +173,18 @@ TEST(TokenizerParity, AddedTokenFlagsVariant) {
 TEST(TokenizerParity, IgnoreMergesVariant) {
   std::string path = make_variant("ignore_merges", use_ignore_merges);
   expect_parity(path, full_corpus(), true);
+}
+
+TEST(TokenizerParity, NoNormalizerVariant) {
+  std::string path = make_variant("no_normalizer", use_no_normalizer);
+  auto texts = handwritten_corpus();
+  auto random = random_corpus(4242, 1500);
+  texts.insert(texts.end(), random.begin(), random.end());
+  expect_parity(path, texts, true);
+  auto with_nfc = Tokenizer::from_file(qwen3_tokenizer_path());
+  auto without = Tokenizer::from_file(path);
+  ASSERT_TRUE(with_nfc.is_ok() && without.is_ok());
+  EXPECT_NE(*(*with_nfc)->encode("cafe\xCC\x81"), *(*without)->encode("cafe\xCC\x81"));
 }
 
 TEST(TokenizerParity, StringMergesVariant) {

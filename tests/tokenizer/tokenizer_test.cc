@@ -68,7 +68,7 @@ TEST(Bpe, LinearAndHeapMergeLoopsAgree) {
   for (const auto& text : corpus()) {
     std::string norm = nfc(text);
     split_qwen2(norm, unicode::ClassTable::get(), [&](size_t b, size_t e) {
-      std::string_view piece = std::string_view(norm).substr(b, std::min<size_t>(e - b, 48));
+      std::string_view piece = std::string_view(norm).substr(b, std::min(e - b, BpeModel::kLinearMaxBytes));
       std::vector<int32_t> a, h;
       bpe.merge_linear(piece, &a);
       bpe.merge_heap(piece, &h);
@@ -78,7 +78,7 @@ TEST(Bpe, LinearAndHeapMergeLoopsAgree) {
   }
   for (int n = 0; n < 20000; ++n) {
     std::string w;
-    size_t len = 1 + rng() % 48;
+    size_t len = 1 + rng() % BpeModel::kLinearMaxBytes;
     const char* alphabet = "aaeeinorst  \xE4\xB8\xAD\xE6\x96\x87";
     for (size_t k = 0; k < len; ++k) w += (rng() % 4) ? alphabet[rng() % 18] : static_cast<char>(rng() % 256);
     std::vector<int32_t> a, h;

@@ -318,4 +318,22 @@ std::vector<std::string> random_corpus(uint64_t seed, size_t count) {
   return out;
 }
 
+std::vector<std::string> regex_soup(uint64_t seed, size_t count) {
+  static const std::vector<std::string> alphabet = {
+      " ", " ", "  ", "\n", "\r", "\r\n", "\t", "\xC2\xA0", "\xE3\x80\x80", "\x0B", "\xC2\x85", "'", "'", "s",
+      "S", "t", "l", "L", "e", "E", "r", "v", "m", "d", "D", "\xC5\xBF", "a", "Z", "\xC3\xA9", "e\xCC\x81",
+      "\xCC\x81", "\xE4\xB8\xAD", "1", "\xD9\xA3", "\xC2\xB2", "!", ".", "-", "_", "\"", "<", "|", ">",
+      "<|endoftext|>", "<|im_end|>", "\xF0\x9F\x98\x80", "\xE2\x80\x8D", std::string("\0", 1)};
+  std::mt19937_64 rng(seed);
+  std::vector<std::string> out;
+  out.reserve(count);
+  for (size_t n = 0; n < count; ++n) {
+    std::string s;
+    size_t len = 1 + rng() % 16;
+    for (size_t k = 0; k < len; ++k) s += alphabet[rng() % alphabet.size()];
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 }  // namespace qsearch::testing

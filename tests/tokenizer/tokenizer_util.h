@@ -35,5 +35,9 @@ std::vector<std::string> handwritten_corpus();
 // `count` random strings mixing the corpus fragments, scripts, white space, digits,
 // contractions, special tokens and random code points (deterministic for a seed).
 std::vector<std::string> random_corpus(uint64_t seed, size_t count);
+// `count` short strings over a small alphabet chosen to hit every branch of the Split regex
+// densely (white space kinds, newlines, apostrophes and contraction letters, punctuation,
+// letters, digits, marks, added tokens).
+std::vector<std::string> regex_soup(uint64_t seed, size_t count);
 
 }  // namespace qsearch::testing

@@ -13,8 +13,6 @@ namespace {
 // Pieces of up to this many bytes go through the word cache; longer ones (CJK sentences,
 // long identifiers) rarely repeat.
 constexpr size_t kMaxCachedBytes = 96;
-// Words up to this many bytes use the linear merge loop; longer ones the heap.
-constexpr size_t kLinearMaxBytes = 48;
 
 }  // namespace
 
@@ -45,7 +43,7 @@ namespace {
 
 // A per-thread cache of piece -> ids for one model. Cleared when full.
 struct WordCache {
-  static constexpr size_t kSlots = 1 << 15;
+  static constexpr size_t kSlots = 1 << 13;  // ~200 KB per thread and tokenizer
   static constexpr size_t kMaxUsed = kSlots / 2;
   struct Slot {
     uint64_t hash = 0;  // 0: empty
@@ -229,7 +227,7 @@ void BpeModel::set_byte_ids(const int32_t ids[256]) { std::copy(ids, ids + 256, 
 void BpeModel::merge_linear(std::string_view piece, std::vector<int32_t>* out) const {
   const size_t n = piece.size();
   int32_t ids[kLinearMaxBytes], rank[kLinearMaxBytes], merged[kLinearMaxBytes];
-  if (n > kLinearMaxBytes) {
+  if (n > BpeModel::kLinearMaxBytes) {
     merge_heap(piece, out);
     return;
   }
@@ -330,7 +328,7 @@ void BpeModel::encode_word(std::string_view piece, std::vector<int32_t>* out) co
   size_t where;
   if (cache.lookup(piece, h, out, &where)) return;
   size_t before = out->size();
-  if (piece.size() <= kLinearMaxBytes)
+  if (piece.size() <= BpeModel::kLinearMaxBytes)
     merge_linear(piece, out);
   else
     merge_heap(piece, out);

@@ -119,8 +119,10 @@ class BpeModel {
   // word cache for short pieces.
   void encode_word(std::string_view piece, std::vector<int32_t>* out) const;
 
-  // The two merge loops, exposed for tests (they must agree): a linear scan for short words
-  // and a heap over a linked list for long ones (n log n: 3000-byte words stay fast).
+  // The two merge loops, exposed for tests (they must agree): a linear scan for words of up
+  // to kLinearMaxBytes bytes and a heap over a linked list for longer ones (n log n:
+  // 3000-byte words stay fast).
+  static constexpr size_t kLinearMaxBytes = 32;
   void merge_linear(std::string_view piece, std::vector<int32_t>* out) const;
   void merge_heap(std::string_view piece, std::vector<int32_t>* out) const;
 
