@@ -3,7 +3,19 @@
 // Split pre-tokenizer with the Qwen2 regex, ByteLevel mapping, BPE by merge rank, and the
 // post-processor (TemplateProcessing or ByteLevel).
 //
+// Supported tokenizer.json components (anything else is a kInvalidArgument naming it):
+//   normalizer      null, NFC, or a Sequence of NFC (HF's NFC uses Unicode 9.0 data; so do we)
+//   pre_tokenizer   Sequence[Split(the Qwen2 regex, Isolated), ByteLevel(use_regex false)]
+//   model           BPE (merges "a b" or ["a", "b"], ignore_merges, no dropout/affixes)
+//   post_processor  null, ByteLevel, TemplateProcessing (single template), Sequence of those
+//   added_tokens    all flags (special, normalized, lstrip, rstrip, single_word); ids are
+//                   assigned as HF assigns them when it loads the file
+// "truncation" and "padding" in the file are ignored: callers truncate (see embedder.h).
+// Implementation: src/embed/tokenizer/{tokenizer_json, added_tokens, unicode, pretokenizer,
+// bpe}; parity with HF is tested in tests/tokenizer/ against the Rust library itself.
+//
 // Thread safety: a loaded Tokenizer is immutable; encode() may be called from many threads.
+// Each thread keeps a small word cache per tokenizer (~200 KB).
 #pragma once
 
 #include <cstdint>
