@@ -24,11 +24,16 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--model") model = next();
-    else if (a == "--seq-len") seq_len = std::stoll(next());
-    else if (a == "--batch-tokens") batch_tokens = std::stoll(next());
-    else if (a == "--threads") threads = std::stoi(next());
-    else if (a == "--iters") iters = std::stoi(next());
+    if (a == "--model")
+      model = next();
+    else if (a == "--seq-len")
+      seq_len = std::stoll(next());
+    else if (a == "--batch-tokens")
+      batch_tokens = std::stoll(next());
+    else if (a == "--threads")
+      threads = std::stoi(next());
+    else if (a == "--iters")
+      iters = std::stoi(next());
     else {
       std::fprintf(stderr,
                    "usage: qsearch-bench-engine-cpu --model DIR [--seq-len N] "
@@ -51,8 +56,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", engine.status().to_string().c_str());
     return 1;
   }
-  double load_s =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+  double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
   TestRng rng(1);
   EngineBatch batch;
   int64_t n = std::max<int64_t>(1, batch_tokens / seq_len);

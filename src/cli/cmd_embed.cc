@@ -2,10 +2,9 @@
 // order). The contract of issue 2 section 6; later checks rely on it exactly.
 #include <cstdio>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "cli/command.h"
 #include "embed/embedder.h"
@@ -46,10 +45,18 @@ size_t invalid_utf8_offset(const std::string& s) {
     }
     int len;
     uint32_t cp;
-    if ((c & 0xe0) == 0xc0) len = 2, cp = c & 0x1f;
-    else if ((c & 0xf0) == 0xe0) len = 3, cp = c & 0x0f;
-    else if ((c & 0xf8) == 0xf0) len = 4, cp = c & 0x07;
-    else return i;
+    if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return i;
+    }
     if (i + len > n) return i;
     for (int k = 1; k < len; ++k) {
       unsigned char cc = static_cast<unsigned char>(s[i + k]);
@@ -81,8 +88,8 @@ int run_embed(const std::vector<std::string>& argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-  Args args(argv, {"model", "device", "instruction", "dim", "max-tokens", "batch-tokens",
-                   "threads"},
+  Args args(argv,
+            {"model", "device", "instruction", "dim", "max-tokens", "batch-tokens", "threads"},
             {"ids"});
   auto fail = [](const std::string& msg, int code) {
     std::fprintf(stderr, "qsearch embed: %s\n", msg.c_str());
@@ -122,9 +129,9 @@ int run_embed(const std::vector<std::string>& argv) {
                static_cast<double>(c.num_parameters()) / 1e9, e.device_name().c_str());
   const int out_dim = dim ? static_cast<int>(*dim) : 0;
   if (out_dim != 0 && (out_dim < 32 || out_dim > c.hidden_size))
-    return fail("--dim " + std::to_string(out_dim) + " out of range 32.." +
-                    std::to_string(c.hidden_size),
-                2);
+    return fail(
+        "--dim " + std::to_string(out_dim) + " out of range 32.." + std::to_string(c.hidden_size),
+        2);
   const int limit = max_tokens ? static_cast<int>(*max_tokens) : 0;
 
   // Read and prepare every line first, so that a bad line fails before any output.

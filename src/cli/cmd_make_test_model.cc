@@ -1,10 +1,9 @@
 // qsearch make-test-model: writes a small random-weight Qwen3 model directory (Hugging Face
 // layout) for tests and examples. See src/embed/model/test_model.h.
 #include <cstdio>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "cli/command.h"
 #include "embed/model/test_model.h"
@@ -41,8 +40,7 @@ int run_make_test_model(const std::vector<std::string>& argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-  Args args(argv, {"tokenizer", "out", "seed", "shape", "layers", "shards", "dtype"},
-            {"prefix"});
+  Args args(argv, {"tokenizer", "out", "seed", "shape", "layers", "shards", "dtype"}, {"prefix"});
   auto fail = [](const std::string& msg) {
     std::fprintf(stderr, "qsearch make-test-model: %s\n", msg.c_str());
     return 2;
@@ -73,10 +71,14 @@ int run_make_test_model(const std::vector<std::string>& argv) {
     o.shards = static_cast<int>(*shards);
   }
   std::string dtype = args.get_or("dtype", "bf16");
-  if (dtype == "bf16") o.dtype = DType::kBF16;
-  else if (dtype == "f16") o.dtype = DType::kF16;
-  else if (dtype == "f32") o.dtype = DType::kF32;
-  else return fail("--dtype must be bf16, f16 or f32, got " + dtype);
+  if (dtype == "bf16")
+    o.dtype = DType::kBF16;
+  else if (dtype == "f16")
+    o.dtype = DType::kF16;
+  else if (dtype == "f32")
+    o.dtype = DType::kF32;
+  else
+    return fail("--dtype must be bf16, f16 or f32, got " + dtype);
 
   auto info = write_test_model(o);
   if (!info.is_ok()) {

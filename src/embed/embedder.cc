@@ -78,8 +78,7 @@ Embedder::~Embedder() = default;
 StatusOr<std::unique_ptr<Embedder>> Embedder::open(const EmbedderOptions& options) {
   const std::string& dir = options.model_dir;
   if (dir.empty()) return invalid_argument(std::string("no model directory given") + kDownloadHint);
-  if (!is_dir(dir))
-    return not_found("model directory " + dir + " does not exist" + kDownloadHint);
+  if (!is_dir(dir)) return not_found("model directory " + dir + " does not exist" + kDownloadHint);
   std::string config_path = dir + "/config.json";
   if (!is_file(config_path))
     return not_found("model directory " + dir + " has no config.json" + kDownloadHint);
@@ -126,8 +125,7 @@ StatusOr<std::unique_ptr<Embedder>> Embedder::open(const EmbedderOptions& option
   } else {
     return invalid_argument("unknown device \"" + device + "\" (cpu, cuda, cuda:N or auto)");
   }
-  return std::make_unique<Embedder>(std::move(config), std::move(tok).value(),
-                                    std::move(backends));
+  return std::make_unique<Embedder>(std::move(config), std::move(tok).value(), std::move(backends));
 }
 
 int64_t Embedder::max_input_tokens() const {
@@ -165,8 +163,8 @@ StatusOr<PreparedText> Embedder::prepare(std::string_view text, std::string_view
   // tokenizer (ByteLevel post-processor) adds nothing, so we append it. Never test the last id:
   // a text may itself end in "<|endoftext|>".
   if (!tokenizer_->post_processor_appends(eos_id_)) ids->push_back(eos_id_);
-  int64_t limit = std::min<int64_t>(max_tokens == 0 ? kDefaultMaxTokens : max_tokens,
-                                    max_input_tokens());
+  int64_t limit =
+      std::min<int64_t>(max_tokens == 0 ? kDefaultMaxTokens : max_tokens, max_input_tokens());
   return truncate_keep_eos(std::move(ids).value(), limit, eos_id_);
 }
 
@@ -179,8 +177,8 @@ StatusOr<PreparedText> Embedder::prepare_ids(std::vector<int32_t> ids, int max_t
                               std::to_string(i) + " is outside the vocabulary 0.." +
                               std::to_string(config_.vocab_size - 1));
   if (ids.empty() || ids.back() != eos_id_) ids.push_back(eos_id_);
-  int64_t limit = std::min<int64_t>(max_tokens == 0 ? kDefaultMaxTokens : max_tokens,
-                                    max_input_tokens());
+  int64_t limit =
+      std::min<int64_t>(max_tokens == 0 ? kDefaultMaxTokens : max_tokens, max_input_tokens());
   return truncate_keep_eos(std::move(ids), limit, eos_id_);
 }
 

@@ -52,7 +52,8 @@ class CpuEngineTest : public ::testing::Test {
   }
 
   // Runs one batch; returns one vector of hidden floats per sequence.
-  static std::vector<std::vector<float>> run(CpuEngine& e, const std::vector<std::vector<int32_t>>& seqs,
+  static std::vector<std::vector<float>> run(CpuEngine& e,
+                                             const std::vector<std::vector<int32_t>>& seqs,
                                              const std::vector<int32_t>& dims = {}) {
     EngineBatch b;
     for (size_t i = 0; i < seqs.size(); ++i) b.add(seqs[i], dims.empty() ? 0 : dims[i]);
@@ -129,7 +130,7 @@ TEST_F(CpuEngineTest, EmbeddingsDependOnContentAndOrder) {
   auto swapped = a;
   std::swap(swapped[3], swapped[20]);  // same tokens, other order (EOS still last)
   auto rows = run(*engine_, {a, b, swapped});
-  EXPECT_LT(cosine(rows[0], rows[1]), 0.99);  // the test model is not degenerate
+  EXPECT_LT(cosine(rows[0], rows[1]), 0.99);    // the test model is not degenerate
   EXPECT_LT(cosine(rows[0], rows[2]), 0.9999);  // causal attention + RoPE see the order
   EXPECT_LE(max_abs_diff(rows[2], ref_->embed(swapped)), 1e-5);
 }

@@ -78,8 +78,8 @@ class EmbedderTest : public ::testing::Test {
     if (!dir_) GTEST_FAIL() << "test model setup failed";
   }
   static std::unique_ptr<Tokenizer> tokenizer(bool embedding_template) {
-    std::string path = embedding_template ? dir_->file("tokenizer.json")
-                                          : testing::qwen3_tokenizer_path();
+    std::string path =
+        embedding_template ? dir_->file("tokenizer.json") : testing::qwen3_tokenizer_path();
     auto t = Tokenizer::from_file(path);
     EXPECT_TRUE(t.is_ok()) << t.status().to_string();
     return t.is_ok() ? std::move(t).value() : nullptr;
@@ -149,8 +149,8 @@ TEST_F(EmbedderTest, InstructionOnQueriesOnly) {
   const std::string task = "Given a question, retrieve passages that answer it";
   auto q = e->prepare("how long is a year on Mars?", task);
   auto d = e->prepare("how long is a year on Mars?", "");
-  auto manual = e->tokenizer().encode(
-      "Instruct: " + task + "\nQuery:how long is a year on Mars?", true);
+  auto manual =
+      e->tokenizer().encode("Instruct: " + task + "\nQuery:how long is a year on Mars?", true);
   ASSERT_TRUE(q.is_ok() && d.is_ok() && manual.is_ok());
   EXPECT_EQ(q->ids, *manual);
   EXPECT_GT(q->ids.size(), d->ids.size());

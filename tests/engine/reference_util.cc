@@ -25,8 +25,7 @@ std::vector<double> rms_norm(const double* x, const std::vector<double>& w, doub
 }
 
 // y[o] = sum_i W[o, i] x[i], W row-major [out, in]
-std::vector<double> linear(const std::vector<double>& w, const std::vector<double>& x,
-                           size_t out) {
+std::vector<double> linear(const std::vector<double>& w, const std::vector<double>& x, size_t out) {
   size_t in = x.size();
   std::vector<double> y(out, 0.0);
   for (size_t o = 0; o < out; ++o) {
@@ -100,7 +99,7 @@ std::vector<double> ReferenceModel::embed(const std::vector<int32_t>& ids, int d
       double a = static_cast<double>(static_cast<float>(pos) * inv_freq[i]);
       double cs = std::cos(a), sn = std::sin(a);
       double x1 = v[i], x2 = v[i + half];
-      v[i] = x1 * cs - x2 * sn;       // first half: x1 cos - x2 sin
+      v[i] = x1 * cs - x2 * sn;         // first half: x1 cos - x2 sin
       v[i + half] = x2 * cs + x1 * sn;  // second half: x2 cos + x1 sin
     }
   };
@@ -149,7 +148,8 @@ std::vector<double> ReferenceModel::embed(const std::vector<int32_t>& ids, int d
       std::vector<double> h = rms_norm(x[t].data(), l.post_norm, eps);
       std::vector<double> gate = linear(l.wgate, h, c.intermediate_size);
       std::vector<double> up = linear(l.wup, h, c.intermediate_size);
-      for (size_t j = 0; j < gate.size(); ++j) gate[j] = gate[j] / (1.0 + std::exp(-gate[j])) * up[j];
+      for (size_t j = 0; j < gate.size(); ++j)
+        gate[j] = gate[j] / (1.0 + std::exp(-gate[j])) * up[j];
       std::vector<double> down = linear(l.wdown, gate, H);
       for (size_t j = 0; j < H; ++j) x[t][j] += down[j];
     }

@@ -25,7 +25,9 @@ json qwen3_06b() {
     "use_cache": true, "use_sliding_window": false, "vocab_size": 151669})");
 }
 
-StatusOr<ModelConfig> parse(const json& j) { return ModelConfig::from_json(j.dump(), "config.json"); }
+StatusOr<ModelConfig> parse(const json& j) {
+  return ModelConfig::from_json(j.dump(), "config.json");
+}
 
 TEST(ModelConfig, ParsesQwen3Embedding06B) {
   auto c = parse(qwen3_06b());
@@ -89,9 +91,9 @@ TEST(ModelConfig, RejectsOtherArchitectures) {
 }
 
 TEST(ModelConfig, MissingAndWrongTypedFieldsNameTheField) {
-  for (const char* field : {"hidden_size", "num_hidden_layers", "num_attention_heads",
-                            "intermediate_size", "vocab_size", "max_position_embeddings",
-                            "architectures"}) {
+  for (const char* field :
+       {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+        "vocab_size", "max_position_embeddings", "architectures"}) {
     json j = qwen3_06b();
     j.erase(field);
     auto c = parse(j);

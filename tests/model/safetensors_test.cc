@@ -80,8 +80,8 @@ TEST(Safetensors, HalfConversions) {
   EXPECT_EQ(float_to_f16(1.0f), 0x3c00);
   EXPECT_EQ(float_to_f16(65520.0f), 0x7c00);  // rounds to inf
   EXPECT_EQ(float_to_f16(65519.0f), 0x7bff);
-  EXPECT_EQ(float_to_f16(std::ldexp(1.0f, -25)), 0x0000);     // tie to even (0)
-  EXPECT_EQ(float_to_f16(std::ldexp(3.0f, -25)), 0x0002);     // tie to even (2)
+  EXPECT_EQ(float_to_f16(std::ldexp(1.0f, -25)), 0x0000);         // tie to even (0)
+  EXPECT_EQ(float_to_f16(std::ldexp(3.0f, -25)), 0x0002);         // tie to even (2)
   EXPECT_EQ(float_to_f16(1.0f + std::ldexp(1.0f, -11)), 0x3c00);  // tie to even
   EXPECT_EQ(float_to_f16(1.0f + std::ldexp(3.0f, -11)), 0x3c02);
   // Every finite half round-trips through float.
@@ -102,8 +102,7 @@ TEST(Safetensors, Corruptions) {
     testing::write_file(path, contents);
     return path;
   };
-  const std::string good =
-      R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}})";
+  const std::string good = R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[0,24]}})";
   ASSERT_TRUE(SafetensorsFile::open(write("good.safetensors", raw_file(good, data))).is_ok());
 
   expect_error(write("empty.safetensors", ""), "too short");
@@ -118,28 +117,26 @@ TEST(Safetensors, Corruptions) {
   expect_error(write("trunc.safetensors", full.substr(0, full.size() - 5)), "\"w\"");
   expect_error(write("trunc2.safetensors", full.substr(0, full.size() - 5)), "outside");
   expect_error(write("json.safetensors", raw_file("{\"w\": {", data)), "JSON");
-  expect_error(write("offsets.safetensors",
-                     raw_file(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[8,32]}})",
-                              data)),
-               "tensor \"w\"");
-  expect_error(write("size.safetensors",
-                     raw_file(R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,24]}})",
-                              data)),
-               "needs 16");
+  expect_error(
+      write("offsets.safetensors",
+            raw_file(R"({"w":{"dtype":"F32","shape":[2,3],"data_offsets":[8,32]}})", data)),
+      "tensor \"w\"");
+  expect_error(
+      write("size.safetensors",
+            raw_file(R"({"w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,24]}})", data)),
+      "needs 16");
   expect_error(write("dtype.safetensors",
-                     raw_file(R"({"w":{"dtype":"I64","shape":[3],"data_offsets":[0,24]}})",
-                              data)),
+                     raw_file(R"({"w":{"dtype":"I64","shape":[3],"data_offsets":[0,24]}})", data)),
                "unsupported dtype I64");
-  expect_error(write("shape.safetensors",
-                     raw_file(R"({"w":{"dtype":"F32","shape":[-1,3],"data_offsets":[0,24]}})",
-                              data)),
-               "tensor \"w\"");
+  expect_error(
+      write("shape.safetensors",
+            raw_file(R"({"w":{"dtype":"F32","shape":[-1,3],"data_offsets":[0,24]}})", data)),
+      "tensor \"w\"");
   expect_error(write("noshape.safetensors",
                      raw_file(R"({"w":{"dtype":"F32","data_offsets":[0,24]}})", data)),
                "missing shape");
   expect_error(write("order.safetensors",
-                     raw_file(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[9,8]}})",
-                              data)),
+                     raw_file(R"({"w":{"dtype":"F32","shape":[0],"data_offsets":[9,8]}})", data)),
                "tensor \"w\"");
   auto missing = SafetensorsFile::open(dir.file("missing.safetensors"));
   ASSERT_FALSE(missing.is_ok());

@@ -65,12 +65,11 @@ inline void softmax(float* s, int64_t n) {
 }
 
 // C[m, n] = beta * C + A[m, k] * B[n, k]^T, all row-major (B holds Linear weights [out, in]).
-inline void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-                      const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+inline void matmul_nt(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                      int64_t ldb, float beta, float* c, int64_t ldc) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(m),
-              static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a,
-              static_cast<blasint>(lda), b, static_cast<blasint>(ldb), beta, c,
-              static_cast<blasint>(ldc));
+              static_cast<blasint>(n), static_cast<blasint>(k), 1.0f, a, static_cast<blasint>(lda),
+              b, static_cast<blasint>(ldb), beta, c, static_cast<blasint>(ldc));
 }
 
 template <typename V>
@@ -119,8 +118,8 @@ StatusOr<std::unique_ptr<CpuEngine>> CpuEngine::create(const std::string& model_
     l.wo = w.o_proj.to_float();
     l.wgate_up = concat(w.gate_proj.to_float(), w.up_proj.to_float());
     l.wdown = w.down_proj.to_float();
-    for (const auto* v : {&l.input_norm, &l.post_norm, &l.q_norm, &l.k_norm, &l.wqkv, &l.wo,
-                          &l.wgate_up, &l.wdown})
+    for (const auto* v :
+         {&l.input_norm, &l.post_norm, &l.q_norm, &l.k_norm, &l.wqkv, &l.wo, &l.wgate_up, &l.wdown})
       bytes += static_cast<int64_t>(v->size() * sizeof(float));
   }
   e->final_norm_ = weights->norm().to_float();
@@ -197,8 +196,8 @@ void CpuEngine::ensure_rope_table(int64_t positions) {
 }
 
 // Causal attention of one short sequence and one query head, row by row.
-void CpuEngine::attention_short(const float* qkv, int64_t start, int64_t len, int head,
-                                float* attn, float* scores) const {
+void CpuEngine::attention_short(const float* qkv, int64_t start, int64_t len, int head, float* attn,
+                                float* scores) const {
   const int d = config_.head_dim, q_width = config_.q_width(), kv_width = config_.kv_width();
   const int64_t ld = q_width + 2 * kv_width;
   const int kv_head = head / (config_.num_heads / config_.num_kv_heads);
@@ -245,8 +244,7 @@ void CpuEngine::attention_long(const float* qkv, int64_t start, int64_t len, int
     });
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<blasint>(rows), d,
                 static_cast<blasint>(keys), 1.0f, s, static_cast<blasint>(keys), v0,
-                static_cast<blasint>(ld), 0.0f, attn + (start + r0) * q_width + head * d,
-                q_width);
+                static_cast<blasint>(ld), 0.0f, attn + (start + r0) * q_width + head * d, q_width);
   }
 }
 

@@ -64,10 +64,10 @@ class CpuEngine : public Backend {
  private:
   struct Layer {
     std::vector<float> input_norm, post_norm, q_norm, k_norm;
-    std::vector<float> wqkv;     // [q_width + 2 * kv_width, hidden]
-    std::vector<float> wo;       // [hidden, q_width]
-    std::vector<float> wgate_up; // [2 * intermediate, hidden]
-    std::vector<float> wdown;    // [hidden, intermediate]
+    std::vector<float> wqkv;      // [q_width + 2 * kv_width, hidden]
+    std::vector<float> wo;        // [hidden, q_width]
+    std::vector<float> wgate_up;  // [2 * intermediate, hidden]
+    std::vector<float> wdown;     // [hidden, intermediate]
   };
   CpuEngine(const ModelConfig& config, const CpuEngineOptions& options);
   void gather_embeddings(const std::vector<int32_t>& tokens, float* x) const;
@@ -87,7 +87,7 @@ class CpuEngine : public Backend {
   std::vector<float> inv_freq_;             // [head_dim / 2]
   std::vector<float> rope_cos_, rope_sin_;  // [positions, head_dim / 2]
   int64_t rope_positions_ = 0;
-  std::unique_ptr<ThreadPool> pool_;        // nullptr with threads == 1
+  std::unique_ptr<ThreadPool> pool_;  // nullptr with threads == 1
   size_t num_threads_ = 1;
   // Workspace, grown on demand and reused between calls.
   std::vector<float> x_, h_, qkv_, attn_, mlp_, act_, tile_;

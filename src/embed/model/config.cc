@@ -3,9 +3,8 @@
 #include "embed/model/config.h"
 
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace qsearch {
 namespace {
@@ -22,8 +21,7 @@ std::string type_name(const json& v) {
 }
 
 // Reads a required positive integer field.
-Status get_positive_int(const json& j, const char* field, const std::string& origin,
-                        int64_t* out) {
+Status get_positive_int(const json& j, const char* field, const std::string& origin, int64_t* out) {
   auto it = j.find(field);
   if (it == j.end() || it->is_null())
     return invalid_argument(origin + ": missing field \"" + field + "\"");
@@ -42,15 +40,15 @@ Status get_int32(const json& j, const char* field, const std::string& origin, in
   int64_t v = 0;
   QS_RETURN_IF_ERROR(get_positive_int(j, field, origin, &v));
   if (v > (1 << 30))
-    return invalid_argument(origin + ": field \"" + field + "\" is too large: " +
-                            std::to_string(v));
+    return invalid_argument(origin + ": field \"" + field +
+                            "\" is too large: " + std::to_string(v));
   *out = static_cast<int>(v);
   return Status::ok();
 }
 
 // Reads an optional number; absent or null leaves *out unchanged.
-Status get_optional_number(const json& j, const char* field, const std::string& origin,
-                           double* out, bool* found = nullptr) {
+Status get_optional_number(const json& j, const char* field, const std::string& origin, double* out,
+                           bool* found = nullptr) {
   auto it = j.find(field);
   if (found) *found = false;
   if (it == j.end() || it->is_null()) return Status::ok();
@@ -84,8 +82,7 @@ Status check_rope_type(const json& rope, const char* field, const std::string& o
   for (const char* key : {"rope_type", "type"}) {
     auto it = rope.find(key);
     if (it != rope.end() && it->is_string() && it->get<std::string>() != "default")
-      return invalid_argument(origin + ": " + field + "." + key + " \"" +
-                              it->get<std::string>() +
+      return invalid_argument(origin + ": " + field + "." + key + " \"" + it->get<std::string>() +
                               "\" is not supported (only the default RoPE of Qwen3)");
   }
   return Status::ok();
@@ -108,8 +105,8 @@ int64_t ModelConfig::num_parameters() const {
 // The embedding gather, norms, RoPE and softmax are ignored (lower order).
 double ModelConfig::flops_per_sequence(int64_t n) const {
   double h = hidden_size;
-  double per_layer_matmul = 2.0 * h * q_width() + 2.0 * h * kv_width() +
-                            3.0 * h * intermediate_size;
+  double per_layer_matmul =
+      2.0 * h * q_width() + 2.0 * h * kv_width() + 3.0 * h * intermediate_size;
   double nn = static_cast<double>(n);
   double matmul = 2.0 * nn * per_layer_matmul * num_layers;
   double attention = 2.0 * 2.0 * nn * nn / 2.0 * num_heads * head_dim * num_layers;
@@ -136,8 +133,10 @@ StatusOr<ModelConfig> ModelConfig::from_json(std::string_view text, const std::s
   if (arch == j.end() || arch->is_null())
     return invalid_argument(origin + ": missing field \"architectures\"");
   if (!arch->is_array() || arch->empty() || !(*arch)[0].is_string())
-    return invalid_argument(origin + ": field \"architectures\" must be a non-empty array of "
-                            "strings, got " + type_name(*arch));
+    return invalid_argument(origin +
+                            ": field \"architectures\" must be a non-empty array of "
+                            "strings, got " +
+                            type_name(*arch));
   c.architecture = (*arch)[0].get<std::string>();
   if (c.architecture != "Qwen3ForCausalLM" && c.architecture != "Qwen3Model")
     return invalid_argument(origin + ": architecture \"" + c.architecture +
@@ -192,7 +191,8 @@ StatusOr<ModelConfig> ModelConfig::from_json(std::string_view text, const std::s
     QS_RETURN_IF_ERROR(check_rope_type(*rp, "rope_parameters", origin));
   }
   if (!found_theta)
-    return invalid_argument(origin + ": missing field \"rope_theta\" (top level or inside "
+    return invalid_argument(origin +
+                            ": missing field \"rope_theta\" (top level or inside "
                             "\"rope_parameters\")");
   if (!(c.rope_theta > 1.0))
     return invalid_argument(origin + ": rope_theta must be > 1, got " +
@@ -202,8 +202,7 @@ StatusOr<ModelConfig> ModelConfig::from_json(std::string_view text, const std::s
 
   bool found_eps = false;
   QS_RETURN_IF_ERROR(get_optional_number(j, "rms_norm_eps", origin, &c.rms_norm_eps, &found_eps));
-  if (!(c.rms_norm_eps > 0.0))
-    return invalid_argument(origin + ": rms_norm_eps must be positive");
+  if (!(c.rms_norm_eps > 0.0)) return invalid_argument(origin + ": rms_norm_eps must be positive");
 
   // torch_dtype (transformers 4.x) or dtype (5.x); informational only.
   QS_RETURN_IF_ERROR(get_optional_string(j, "torch_dtype", origin, &c.dtype));

@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <cstring>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 namespace qsearch {
@@ -37,8 +36,7 @@ Status parse_tensor(const std::string& path, const std::string& name, const json
   auto dt = v.find("dtype");
   if (dt == v.end() || !dt->is_string()) return bad("missing dtype");
   auto dtype = dtype_from_safetensors_name(dt->get<std::string>());
-  if (!dtype)
-    return bad("unsupported dtype " + dt->get<std::string>() + " (only BF16, F16, F32)");
+  if (!dtype) return bad("unsupported dtype " + dt->get<std::string>() + " (only BF16, F16, F32)");
   auto sh = v.find("shape");
   if (sh == v.end() || !sh->is_array()) return bad("missing shape");
   std::vector<int64_t> shape;
@@ -84,9 +82,12 @@ std::optional<DType> dtype_from_safetensors_name(std::string_view name) {
 
 const char* dtype_safetensors_name(DType t) {
   switch (t) {
-    case DType::kBF16: return "BF16";
-    case DType::kF16: return "F16";
-    case DType::kF32: return "F32";
+    case DType::kBF16:
+      return "BF16";
+    case DType::kF16:
+      return "F16";
+    case DType::kF32:
+      return "F32";
   }
   return "?";
 }

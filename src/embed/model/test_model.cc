@@ -8,9 +8,8 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "embed/model/safetensors.h"
 
@@ -88,8 +87,7 @@ ojson embedding_post_processor() {
   p["single"] = ojson::array({seq_a, eos0});
   p["pair"] = ojson::array({seq_a, eos0, seq_b, eos1});
   p["special_tokens"] = {
-      {"<|endoftext|>",
-       {{"id", "<|endoftext|>"}, {"ids", {kEos}}, {"tokens", {"<|endoftext|>"}}}}};
+      {"<|endoftext|>", {{"id", "<|endoftext|>"}, {"ids", {kEos}}, {"tokens", {"<|endoftext|>"}}}}};
   return p;
 }
 
@@ -142,11 +140,11 @@ StatusOr<std::string> embedding_tokenizer_json(const std::string& path) {
   bool has_eos = false;
   if (tok.contains("added_tokens") && tok["added_tokens"].is_array())
     for (const auto& t : tok["added_tokens"])
-      if (t.is_object() && t.value("content", "") == "<|endoftext|>" &&
-          t.value("id", -1) == kEos)
+      if (t.is_object() && t.value("content", "") == "<|endoftext|>" && t.value("id", -1) == kEos)
         has_eos = true;
   if (!has_eos)
-    return invalid_argument(path + ": no added token <|endoftext|> with id 151643 "
+    return invalid_argument(path +
+                            ": no added token <|endoftext|> with id 151643 "
                             "(not a Qwen2/Qwen3 tokenizer.json)");
   tok["post_processor"] = nlohmann::json::parse(embedding_post_processor().dump());
   try {
@@ -198,9 +196,8 @@ StatusOr<ModelConfig> test_model_config(const std::string& shape, int layers) {
   for (const Shape& s : kShapes) {
     if (shape != s.name) continue;
     if (layers < 0) return invalid_argument("layers must be >= 0");
-    return ModelConfig::from_json(config_json(s, layers > 0 ? layers : s.layers, DType::kBF16)
-                                      .dump(),
-                                  "test model " + shape);
+    return ModelConfig::from_json(
+        config_json(s, layers > 0 ? layers : s.layers, DType::kBF16).dump(), "test model " + shape);
   }
   return invalid_argument("unknown test model shape \"" + shape + "\" (tiny, 0.6B, 4B, 8B)");
 }
@@ -225,8 +222,8 @@ StatusOr<TestModelInfo> write_test_model(const TestModelOptions& o) {
   auto add = [&](std::string name, std::vector<int64_t> shape_, Init init) {
     int64_t n = 1;
     for (int64_t d : shape_) n *= d;
-    plan.push_back({std::move(name), std::move(shape_), init,
-                    n * static_cast<int64_t>(dtype_size(o.dtype))});
+    plan.push_back(
+        {std::move(name), std::move(shape_), init, n * static_cast<int64_t>(dtype_size(o.dtype))});
   };
   const int64_t h = c.hidden_size, q = c.q_width(), kv = c.kv_width(), hd = c.head_dim;
   const int64_t inter = c.intermediate_size;
@@ -260,9 +257,8 @@ StatusOr<TestModelInfo> write_test_model(const TestModelOptions& o) {
       acc += plan[i].bytes;
       size_t remaining_tensors = plan.size() - i - 1;
       size_t remaining_shards = static_cast<size_t>(o.shards) - shard_end.size() - 1;
-      if (remaining_shards > 0 &&
-          (acc >= target * static_cast<int64_t>(shard_end.size() + 1) ||
-           remaining_tensors == remaining_shards))
+      if (remaining_shards > 0 && (acc >= target * static_cast<int64_t>(shard_end.size() + 1) ||
+                                   remaining_tensors == remaining_shards))
         shard_end.push_back(i + 1);
     }
     shard_end.push_back(plan.size());
@@ -342,8 +338,8 @@ StatusOr<TestModelInfo> write_test_model(const TestModelOptions& o) {
   meta["shards"] = o.shards;
   meta["checksum"] = checksum_hex(checksum);
   QS_RETURN_IF_ERROR(write_text(o.out_dir + "/test_model.json", meta.dump(2) + "\n"));
-  for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json",
-                        "test_model.json"})
+  for (const char* f :
+       {"config.json", "tokenizer.json", "tokenizer_config.json", "test_model.json"})
     info.files.push_back(f);
   return info;
 }

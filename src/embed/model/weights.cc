@@ -8,9 +8,8 @@
 #include <cstring>
 #include <fstream>
 #include <map>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "embed/model/safetensors.h"
 
@@ -31,8 +30,8 @@ std::string shape_string(const std::vector<int64_t>& shape) {
 // Where each tensor name lives: one file, or the weight_map of an index.
 struct TensorSource {
   std::string model_dir;
-  std::string index_path;                      // empty for a single model.safetensors
-  std::vector<SafetensorsFile*> files;         // all opened files
+  std::string index_path;                              // empty for a single model.safetensors
+  std::vector<SafetensorsFile*> files;                 // all opened files
   std::map<std::string, SafetensorsFile*> weight_map;  // index: name -> shard
 
   // Looks a tensor up by its bare name ("norm.weight"), trying "model." + name first.
@@ -57,8 +56,7 @@ struct TensorSource {
       return *t;
     }
     std::string where = index_path.empty() ? files[0]->path() : index_path;
-    return not_found(where + ": tensor \"" + name + "\" (or \"model." + name +
-                     "\") is missing");
+    return not_found(where + ": tensor \"" + name + "\" (or \"model." + name + "\") is missing");
   }
 };
 
@@ -74,9 +72,12 @@ StatusOr<std::string> read_file(const std::string& path) {
 
 const char* dtype_name(DType t) {
   switch (t) {
-    case DType::kBF16: return "bfloat16";
-    case DType::kF16: return "float16";
-    case DType::kF32: return "float32";
+    case DType::kBF16:
+      return "bfloat16";
+    case DType::kF16:
+      return "float16";
+    case DType::kF32:
+      return "float32";
   }
   return "?";
 }
@@ -107,9 +108,9 @@ uint16_t float_to_f16(float f) {
   std::memcpy(&u, &f, 4);
   uint16_t sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
   uint32_t a = u & 0x7fffffffu;
-  if (a > 0x7f800000u) return sign | 0x7e00u;    // NaN
-  if (a >= 0x477ff000u) return sign | 0x7c00u;   // >= 65520 rounds to inf
-  if (a < 0x38800000u) {                         // below 2^-14: half subnormal or zero
+  if (a > 0x7f800000u) return sign | 0x7e00u;   // NaN
+  if (a >= 0x477ff000u) return sign | 0x7c00u;  // >= 65520 rounds to inf
+  if (a < 0x38800000u) {                        // below 2^-14: half subnormal or zero
     float af;
     std::memcpy(&af, &a, 4);
     return sign | static_cast<uint16_t>(std::nearbyint(af * 16777216.0f));  // exact scale, RNE
@@ -169,9 +170,9 @@ ModelWeights::~ModelWeights() = default;
 int64_t ModelWeights::total_bytes() const {
   int64_t total = static_cast<int64_t>(embed_tokens_.nbytes() + norm_.nbytes());
   for (const auto& l : layers_) {
-    for (const TensorView* t : {&l.input_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj,
-                                &l.q_norm, &l.k_norm, &l.post_attention_layernorm, &l.gate_proj,
-                                &l.up_proj, &l.down_proj})
+    for (const TensorView* t :
+         {&l.input_layernorm, &l.q_proj, &l.k_proj, &l.v_proj, &l.o_proj, &l.q_norm, &l.k_norm,
+          &l.post_attention_layernorm, &l.gate_proj, &l.up_proj, &l.down_proj})
       total += static_cast<int64_t>(t->nbytes());
   }
   return total;
@@ -192,8 +193,7 @@ StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::open(const std::string& mo
     src.index_path = index;
     QS_ASSIGN_OR_RETURN(std::string text, read_file(index));
     auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object())
-      return corruption(index + ": not a valid JSON object");
+    if (j.is_discarded() || !j.is_object()) return corruption(index + ": not a valid JSON object");
     auto wm = j.find("weight_map");
     if (wm == j.end() || !wm->is_object())
       return corruption(index + ": missing \"weight_map\" object");
