@@ -6,6 +6,7 @@
 //             clipped to 8..2048, sorted longest first and packed to the token budget
 //   single    one request of 32 and of 512 tokens: latency mean and p50 over 50 calls
 //   gemm      the cuBLASLt bf16 GEMM ceiling at the model's shapes (M = 16384)
+//   profile   one layer's kernels and GEMMs timed one by one (32 x 512 tokens): where time goes
 // Every measurement times whole Backend::embed() calls (host packing, copies in and out, sync).
 // Output: one JSON line per measurement, then a table.
 #include <cuda_runtime_api.h>
@@ -14,14 +15,19 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "attention.cuh"
 #include "embed/engine/cuda/cuda_engine.h"
 #include "embed/engine/cuda/gemm.h"
 #include "embed/model/test_model.h"
 #include "fill.cuh"
+#include "qk_norm_rope.cuh"
+#include "rms_norm.cuh"
+#include "swiglu.cuh"
 
 using namespace qsearch;
 
@@ -33,6 +39,7 @@ struct Result {
   std::string model, workload;
   int64_t docs = 0, tokens = 0;
   double seconds = 0, tok_s = 0, docs_s = 0, tflops = 0, ms_mean = 0, ms_p50 = 0;
+  double gpu_gib = 0;  // device memory in use after the run
 };
 
 std::vector<int> mixed_lengths(int n, uint32_t seed) {
@@ -181,6 +188,142 @@ Status gemm_ceiling(const ModelConfig& c, const std::string& model) {
   return Status::ok();
 }
 
+// Per-kernel profile of one layer at the engine's own kernels and GEMMs (the sequence of
+// enqueue_forward), for a batch of `seqs` sequences of `len` tokens: each step timed alone with
+// CUDA events (median of 20), times the number of layers. Shows where the time goes.
+Status layer_profile(const ModelConfig& c, const std::string& model, int seqs, int len) {
+  const int t = seqs * len, h = c.hidden_size, inter = c.intermediate_size;
+  const int qkv_w = c.q_width() + 2 * c.kv_width();
+  GemmRunner g;
+  QS_RETURN_IF_ERROR(g.init());
+  std::vector<void*> bufs;
+  auto alloc = [&bufs](size_t bytes, void** p) -> Status {
+    CUDA_CHECK(cudaMalloc(p, bytes));
+    bufs.push_back(*p);
+    return Status::ok();
+  };
+  void *resid, *normed, *qkv, *attn, *delta, *gu, *act, *w_qkv, *w_o, *w_gu, *w_down, *vec, *meta;
+  QS_RETURN_IF_ERROR(alloc(size_t(t) * h * 4, &resid));
+  QS_RETURN_IF_ERROR(alloc(size_t(t) * h * 2, &normed));
+  QS_RETURN_IF_ERROR(alloc(size_t(t) * qkv_w * 2, &qkv));
+  QS_RETURN_IF_ERROR(alloc(size_t(t) * c.q_width() * 2, &attn));
+  QS_RETURN_IF_ERROR(alloc(size_t(t) * h * 2, &delta));
+  QS_RETURN_IF_ERROR(alloc(size_t(t) * 2 * inter * 2, &gu));
+  QS_RETURN_IF_ERROR(alloc(size_t(t) * inter * 2, &act));
+  QS_RETURN_IF_ERROR(alloc(size_t(qkv_w) * h * 2, &w_qkv));
+  QS_RETURN_IF_ERROR(alloc(size_t(h) * c.q_width() * 2, &w_o));
+  QS_RETURN_IF_ERROR(alloc(size_t(2) * inter * h * 2, &w_gu));
+  QS_RETURN_IF_ERROR(alloc(size_t(h) * inter * 2, &w_down));
+  QS_RETURN_IF_ERROR(alloc(size_t(h + 256) * 4, &vec));
+  auto rnd = [](void* p, size_t n, float std, uint64_t seed) {
+    return launch_fill_random_bf16(static_cast<bf16*>(p), static_cast<int64_t>(n), std, seed, 0);
+  };
+  QS_RETURN_IF_ERROR(rnd(normed, size_t(t) * h, 1.0f, 1));
+  QS_RETURN_IF_ERROR(rnd(qkv, size_t(t) * qkv_w, 1.0f, 2));
+  QS_RETURN_IF_ERROR(rnd(attn, size_t(t) * c.q_width(), 1.0f, 3));
+  QS_RETURN_IF_ERROR(rnd(delta, size_t(t) * h, 1.0f, 4));
+  QS_RETURN_IF_ERROR(rnd(gu, size_t(t) * 2 * inter, 1.0f, 5));
+  QS_RETURN_IF_ERROR(rnd(act, size_t(t) * inter, 1.0f, 6));
+  QS_RETURN_IF_ERROR(rnd(w_qkv, size_t(qkv_w) * h, 0.02f, 7));
+  QS_RETURN_IF_ERROR(rnd(w_o, size_t(h) * c.q_width(), 0.02f, 8));
+  QS_RETURN_IF_ERROR(rnd(w_gu, size_t(2) * inter * h, 0.02f, 9));
+  QS_RETURN_IF_ERROR(rnd(w_down, size_t(h) * inter, 0.02f, 10));
+  QS_RETURN_IF_ERROR(launch_fill_f32(static_cast<float*>(resid), int64_t(t) * h, 0.5f, 0));
+  QS_RETURN_IF_ERROR(launch_fill_f32(static_cast<float*>(vec), h + 256, 1.0f, 0));
+  std::vector<int32_t> cu(seqs + 1), pos(t);
+  for (int i = 0; i <= seqs; ++i) cu[i] = i * len;
+  for (int i = 0; i < t; ++i) pos[i] = i % len;
+  const int block_m = attention_block_m(cu.data(), seqs);
+  std::vector<AttentionTile> tiles;
+  build_attention_tiles(cu.data(), seqs, block_m, &tiles);
+  const int num_tiles = static_cast<int>(tiles.size());
+  QS_RETURN_IF_ERROR(alloc(16 + tiles.size() * 16 + size_t(t) * 4, &meta));
+  int32_t* m = static_cast<int32_t*>(meta);
+  CUDA_CHECK(cudaMemcpy(m, &num_tiles, 4, cudaMemcpyHostToDevice));
+  CUDA_CHECK(cudaMemcpy(m + 4, tiles.data(), tiles.size() * 16, cudaMemcpyHostToDevice));
+  int32_t* d_pos = m + 4 + 4 * num_tiles;
+  CUDA_CHECK(cudaMemcpy(d_pos, pos.data(), pos.size() * 4, cudaMemcpyHostToDevice));
+  const auto* d_tiles = reinterpret_cast<const AttentionTile*>(m + 4);
+  float* fv = static_cast<float*>(vec);
+  auto B = [](void* p) { return static_cast<bf16*>(p); };
+
+  struct Step {
+    const char* name;
+    double flops;
+    std::function<Status()> run;
+  };
+  const double attn_flops = 2.0 * 2.0 * double(len) * len / 2.0 * c.head_dim * c.num_heads * seqs;
+  std::vector<Step> steps = {
+      {"add_rms_norm", 0,
+       [&] {
+         return launch_add_rms_norm(static_cast<float*>(resid), B(delta), fv, B(normed), t, h,
+                                    1e-6f, 0);
+       }},
+      {"gemm_qkv", 2.0 * t * h * qkv_w,
+       [&] { return g.gemm(B(normed), B(w_qkv), B(qkv), t, qkv_w, h, 0); }},
+      {"qk_norm_rope", 0,
+       [&] {
+         return launch_qk_norm_rope(B(qkv), t, c.num_heads, c.num_kv_heads, d_pos, fv + h, fv, fv,
+                                    1e-6f, 0);
+       }},
+      {"attention", attn_flops,
+       [&] {
+         return launch_attention(B(qkv), c.num_heads, c.num_kv_heads, block_m, d_tiles, m,
+                                 num_tiles, 0.0883883f, B(attn), 0);
+       }},
+      {"gemm_o", 2.0 * t * c.q_width() * h,
+       [&] { return g.gemm(B(attn), B(w_o), B(delta), t, h, c.q_width(), 0); }},
+      {"add_rms_norm", 0,
+       [&] {
+         return launch_add_rms_norm(static_cast<float*>(resid), B(delta), fv, B(normed), t, h,
+                                    1e-6f, 0);
+       }},
+      {"gemm_gate_up", 2.0 * t * h * 2.0 * inter,
+       [&] { return g.gemm(B(normed), B(w_gu), B(gu), t, 2 * inter, h, 0); }},
+      {"swiglu", 0, [&] { return launch_swiglu(B(gu), t, inter, B(act), 0); }},
+      {"gemm_down", 2.0 * t * inter * h,
+       [&] { return g.gemm(B(act), B(w_down), B(delta), t, h, inter, 0); }},
+  };
+  cudaEvent_t e0, e1;
+  cudaEventCreate(&e0);
+  cudaEventCreate(&e1);
+  double total = 0;
+  std::printf("\nlayer profile: %s, %d x %d tokens (block_m %d), times x %d layers\n",
+              model.c_str(), seqs, len, block_m, c.num_layers);
+  std::printf("%-14s %10s %8s %9s\n", "step", "us/layer", "share", "TFLOP/s");
+  std::vector<double> us(steps.size());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    std::vector<float> times;
+    for (int it = 0; it < 25; ++it) {
+      CUDA_CHECK(cudaEventRecord(e0));
+      QS_RETURN_IF_ERROR(steps[i].run());
+      CUDA_CHECK(cudaEventRecord(e1));
+      CUDA_CHECK(cudaEventSynchronize(e1));
+      float ms = 0;
+      cudaEventElapsedTime(&ms, e0, e1);
+      if (it >= 5) times.push_back(ms);
+    }
+    std::sort(times.begin(), times.end());
+    us[i] = times[times.size() / 2] * 1e3;
+    total += us[i];
+  }
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const double tf = steps[i].flops > 0 ? steps[i].flops / (us[i] * 1e-6) / 1e12 : 0;
+    std::printf("%-14s %10.1f %7.1f%% %9.1f\n", steps[i].name, us[i], 100 * us[i] / total, tf);
+    std::printf(
+        "{\"model\":\"%s\",\"profile_step\":\"%s\",\"tokens\":%d,\"seq_len\":%d,\"us_per_layer\":%."
+        "1f,\"tflops\":%.1f}\n",
+        model.c_str(), steps[i].name, t, len, us[i], tf);
+  }
+  const double tok_s = t / (total * 1e-6 * c.num_layers);
+  std::printf("%-14s %10.1f  -> %.0f tok/s for the layers alone (%d layers)\n", "sum", total, tok_s,
+              c.num_layers);
+  cudaEventDestroy(e0);
+  cudaEventDestroy(e1);
+  for (void* p : bufs) cudaFree(p);
+  return Status::ok();
+}
+
 void print_json(const Result& r, const EngineMemory& m, int64_t budget) {
   std::printf(
       "{\"engine\":\"qsearch-cuda\",\"model\":\"%s\",\"workload\":\"%s\",\"docs\":%lld,"
@@ -198,7 +341,7 @@ void print_json(const Result& r, const EngineMemory& m, int64_t budget) {
 int usage(int code) {
   std::printf(
       "usage: qsearch-bench-engine-cuda [--model 0.6B|4B|8B|all] [--workload all|fixed512|mixed|"
-      "single|gemm]\n"
+      "single|gemm|profile]\n"
       "                                 [--max-batch-tokens N] [--layers N] [--device N]\n");
   return code;
 }
@@ -243,7 +386,11 @@ int main(int argc, char** argv) {
       Status st = gemm_ceiling(*cfg, model);
       if (!st.is_ok()) std::fprintf(stderr, "gemm: %s\n", st.to_string().c_str());
     }
-    if (workload == "gemm") continue;
+    if (want("profile")) {
+      Status st = layer_profile(*cfg, model, 32, 512);
+      if (!st.is_ok()) std::fprintf(stderr, "profile: %s\n", st.to_string().c_str());
+    }
+    if (workload == "gemm" || workload == "profile") continue;
     CudaEngineOptions o;
     o.device = device;
     o.max_batch_tokens = budget;
@@ -262,8 +409,11 @@ int main(int argc, char** argv) {
                      st.to_string().c_str());
         return false;
       }
-      print_json(r, b.memory(), b.max_batch_tokens());
-      results.push_back(r);
+      const EngineMemory mem = b.memory();
+      print_json(r, mem, b.max_batch_tokens());
+      Result kept = r;
+      kept.gpu_gib = (mem.device_total_bytes - mem.device_free_bytes) / 1073741824.0;
+      results.push_back(kept);
       return true;
     };
     Result r;
@@ -286,11 +436,12 @@ int main(int argc, char** argv) {
       }
     }
   }
-  std::printf("\n%-6s %-20s %7s %9s %10s %9s %8s %9s %9s\n", "model", "workload", "docs", "tokens",
-              "tok/s", "docs/s", "TFLOP/s", "ms mean", "ms p50");
+  std::printf("\n%-6s %-20s %7s %9s %10s %9s %8s %9s %9s %8s\n", "model", "workload", "docs",
+              "tokens", "tok/s", "docs/s", "TFLOP/s", "ms mean", "ms p50", "GPU GiB");
   for (const auto& r : results)
-    std::printf("%-6s %-20s %7lld %9lld %10.0f %9.1f %8.1f %9.3f %9.3f\n", r.model.c_str(),
+    std::printf("%-6s %-20s %7lld %9lld %10.0f %9.1f %8.1f %9.3f %9.3f %8.2f\n", r.model.c_str(),
                 r.workload.c_str(), static_cast<long long>(r.docs),
-                static_cast<long long>(r.tokens), r.tok_s, r.docs_s, r.tflops, r.ms_mean, r.ms_p50);
+                static_cast<long long>(r.tokens), r.tok_s, r.docs_s, r.tflops, r.ms_mean, r.ms_p50,
+                r.gpu_gib);
   return 0;
 }
