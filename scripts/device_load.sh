@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The embedding-server stress test on the GPU machine (issue 5), for the final device run:
+# `qsearch serve --device cuda` with a random-weight model of the exact Qwen3-Embedding-0.6B
+# shape (qsearch make-test-model --shape 0.6B; random weights run at the speed of real ones)
+# and qsearch-load against it: concurrency 1,4,8,16,32,64, 512-token inputs, dimensions 1024.
+# Writes to $OUT (default ./device-results): load.json, load.png (+ .dat/.gp), load.txt (the
+# table), device_load.md (machine, date, commit, tables), server.log, nvidia-smi.txt.
+#
+#   scripts/device_load.sh                      # the load test (~3 minutes with the defaults)
+#   MODE=ingest scripts/device_load.sh          # + end-to-end ingestion vs the raw engine
+#   MODE=search SEARCH_N=1000000 scripts/device_load.sh   # flat/HNSW/IVF at 1M x 1024 (CPU FAISS)
+#   MODE=all ...                                # everything (mind a 10-minute command limit)
+# Environment: BUILD (a CUDA build with qsearch, qsearch-load, qsearch-bench-ingest,
+# qsearch-bench-search; default build; built here when missing), TOKENIZER (default
+# .deps/qwen3/tokenizer.json), SHAPE (0.6B), LEVELS (1,4,8,16,32,64), DURATION (20 s per level),
+# WARMUP (3), TOKENS (512), DIMENSIONS (1024), MAX_BATCH_TOKENS (engine default), PORT (18500),
+# INGEST_DOCS (20000), INGEST_TOKENS (256), SEARCH_N (1000000), SEARCH_QUERIES (1000),
+# SEARCH_TYPES (flat,hnsw,ivf), SEARCH_DATA (clustered), DEVICE (cuda).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+out=${OUT:-$root/device-results}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+build=${BUILD:-build}
+mode=${MODE:-load}
+tokenizer=${TOKENIZER:-.deps/qwen3/tokenizer.json}
+shape=${SHAPE:-0.6B}
+device=${DEVICE:-cuda}   # DEVICE=cpu SHAPE=tiny: a dry run of this script without a GPU
+port=${PORT:-18500}
+log() { echo "device_load: $*" | tee -a "$out/device_load.log"; }
+
+[ -f "$tokenizer" ] || { log "no tokenizer at $tokenizer (run make deps, or carry .deps/qwen3)"; exit 2; }
+need=(qsearch bench/qsearch-load bench/qsearch-bench-ingest bench/qsearch-bench-search)
+missing=0
+for b in "${need[@]}"; do [ -x "$build/$b" ] || missing=1; done
+if [ "$missing" = 1 ]; then
+  log "building $build (CUDA)"
+  [ -f "$build/build.ninja" ] || cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DQSEARCH_TESTS=OFF > "$out/cmake.log" 2>&1
+  cmake --build "$build" -j "$(nproc)" --target qsearch qsearch-load qsearch-bench-ingest qsearch-bench-search >> "$out/cmake.log" 2>&1
+fi
+nvidia-smi > "$out/nvidia-smi.txt" 2>&1 || true
+gpu=$(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | head -1 || echo "no GPU visible")
+cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+date_utc=$(date -u +%Y-%m-%dT%H:%MZ)
+tmp=$(mktemp -d /tmp/qsearch-device-XXXXXX)
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+model=$tmp/model-$shape
+log "writing a random-weight $shape model"
+"$build/qsearch" make-test-model --shape "$shape" --tokenizer "$tokenizer" --out "$model" > "$out/make-test-model.json"
+
+{
+  echo "# qsearch on the GPU machine"
+  echo
+  echo "- date: $date_utc, commit $commit"
+  echo "- GPU: $gpu; CPU: $cpu, $(nproc) threads"
+  echo "- model: random weights, Qwen3-Embedding-$shape shape ($(grep -o '"parameters":[0-9]*' "$out/make-test-model.json" | cut -d: -f2) parameters), bf16"
+} > "$out/device_load.md"
+
+if [ "$mode" = load ] || [ "$mode" = all ]; then
+  extra=()
+  [ -n "${MAX_BATCH_TOKENS:-}" ] && extra+=(--max-batch-tokens "$MAX_BATCH_TOKENS")
+  # --http-threads above the highest concurrency: each keep-alive connection holds one thread.
+  "$build/qsearch" serve --model "$model" --device "$device" --data-dir "$tmp/data" --host 127.0.0.1 \
+    --port "$port" --http-threads 160 "${extra[@]}" > "$out/server.log" 2>&1 &
+  server=$!
+  for i in $(seq 1 600); do
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' \
+      "http://127.0.0.1:$port/ready" > /dev/null 2>&1 && break
+    kill -0 "$server" 2>/dev/null || { log "server exited"; tail -30 "$out/server.log"; exit 1; }
+    sleep 1
+  done
+  log "server ready (pid $server); load test"
+  "$build/bench/qsearch-load" --port "$port" --concurrency "${LEVELS:-1,4,8,16,32,64}" \
+    --duration "${DURATION:-20}" --warmup "${WARMUP:-3}" --tokens "${TOKENS:-512}" \
+    --dimensions "${DIMENSIONS:-1024}" --label "$gpu, random $shape" \
+    --json "$out/load.json" --plot "$out/load.png" | tee "$out/load.txt"
+  kill "$server"
+  wait "$server" 2>/dev/null || true
+  server=""
+  {
+    echo
+    echo "## Embedding server stress test (POST /v1/embeddings, ${TOKENS:-512}-token inputs, dimensions ${DIMENSIONS:-1024})"
+    echo
+    echo "Command: \`scripts/device_load.sh\` (qsearch-load --concurrency ${LEVELS:-1,4,8,16,32,64} --duration ${DURATION:-20} --warmup ${WARMUP:-3} --tokens ${TOKENS:-512} --dimensions ${DIMENSIONS:-1024})"
+    echo
+    grep '^|' "$out/load.txt"
+    echo
+    echo "![load](load.png)"
+  } >> "$out/device_load.md"
+fi
+
+if [ "$mode" = ingest ] || [ "$mode" = all ]; then
+  log "ingestion benchmark"
+  "$build/bench/qsearch-bench-ingest" --model "$model" --device "$device" --qsearch "$build/qsearch" \
+    --docs "${INGEST_DOCS:-20000}" --tokens "${INGEST_TOKENS:-256}" --batch 64 --clients 8 \
+    --server-args "--http-threads 64" --json "$out/ingest.json" | tee "$out/ingest.txt"
+  {
+    echo
+    echo "## Ingestion end to end vs the raw engine (${INGEST_DOCS:-20000} documents of ${INGEST_TOKENS:-256} tokens)"
+    echo
+    echo "Command: \`MODE=ingest scripts/device_load.sh\`"
+    echo
+    grep '^|' "$out/ingest.txt"
+  } >> "$out/device_load.md"
+fi
+
+if [ "$mode" = search ] || [ "$mode" = all ]; then
+  log "search benchmark, n ${SEARCH_N:-1000000}"
+  "$build/bench/qsearch-bench-search" --n "${SEARCH_N:-1000000}" --dim 1024 \
+    --queries "${SEARCH_QUERIES:-1000}" --types "${SEARCH_TYPES:-flat,hnsw,ivf}" \
+    --data "${SEARCH_DATA:-clustered}" --data-dir "$tmp/search" --json "$out/search.json" 2>&1 | tee "$out/search.txt"
+  {
+    echo
+    echo "## Search at ${SEARCH_N:-1000000} x 1024 (${SEARCH_DATA:-clustered} data, FAISS on the CPU)"
+    echo
+    echo "Command: \`MODE=search SEARCH_N=${SEARCH_N:-1000000} scripts/device_load.sh\`"
+    echo
+    grep '^|' "$out/search.txt"
+  } >> "$out/device_load.md"
+fi
+log "done: $out/device_load.md"
+cat "$out/device_load.md"
