@@ -75,12 +75,13 @@ rc=$?
 [ $rc -ne 0 ] && status=1
 { cat "$OUT/bench_1m.log"; echo "exit code $rc"; echo; } >> "$report"
 
-# 3. 10M: the fused kernel (the faster one is the default), a sample or whole.
+# 3. 10M: the default GPU path (cuBLAS + filter; KERNEL_10M=fused for the other), a sample or
+#    whole.
 echo "== bench 10M ($size)" | tee -a "$report"
 fraction=0.02
 [ "$size" = full ] && fraction=1
 timeout "${T_10M:-580}" "$PACK/run.sh" qsearch-bench-dedup --n 10000000 --dim 1024 --threshold 0.92 \
-  --kernel "${KERNEL_10M:-fused}" --gpu-fraction "$fraction" --json "$OUT/bench_10m.json" \
+  --kernel "${KERNEL_10M:-cublas}" --gpu-fraction "$fraction" --json "$OUT/bench_10m.json" \
   > "$OUT/bench_10m.log" 2>&1
 rc=$?
 [ $rc -ne 0 ] && status=1

@@ -119,7 +119,7 @@ StatusOr<std::vector<SimilarPair>> find_similar_pairs(const float* x, int64_t n,
   const int64_t pairs_total = n * (n - 1) / 2;
   CandidateSink sink(options, pairs_total);
   if (!gpus.empty()) {
-    const bool bf16_out = options.gpu_kernel == GpuJoinKernel::kCublas;
+    const bool bf16_out = options.gpu_kernel != GpuJoinKernel::kFused;  // kAuto: cuBLAS
     const double margin = bf16_candidate_margin(dim, bf16_out);
     const float threshold_lo = static_cast<float>(options.threshold - margin);
     Bf16Matrix m;

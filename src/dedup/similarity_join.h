@@ -39,9 +39,11 @@ struct SimilarPair {
 };
 
 enum class GpuJoinKernel {
-  kAuto,    // the default below (the fused kernel)
-  kFused,   // tensor-core tiles with the threshold filter fused (kernels/similarity.cu)
-  kCublas,  // a cuBLAS bf16 product per block pair into a bf16 tile, then a filter kernel
+  kAuto,    // the faster one on H100 (measured, docs/dedup.md): kCublas
+  kFused,   // mma.sync tiles with the threshold filter fused (kernels/similarity.cu): no
+            // score tile in memory at all
+  kCublas,  // cuBLAS bf16 product per block pair into a bf16 tile (one 2 GB tile per slot),
+            // then the filter kernel, overlapped with the next product
 };
 
 struct JoinProgress {

@@ -280,22 +280,34 @@ TEST_F(GpuJoin, StreamedBlocksEqualBruteForce) {
   SimilarityJoinOptions o;
   o.device = "cuda:0";
   o.block_rows = 8192;
+  o.gpu_kernel = GpuJoinKernel::kFused;
   o.gpu_memory_limit = 160ll << 20;  // < 200 MB of bf16 vectors: streamed
   JoinStats stats;
   run_and_compare(o, "fused, streamed", &stats);
+  EXPECT_TRUE(stats.streamed);
+  EXPECT_EQ(stats.block_rows, 8192);
+  EXPECT_EQ(stats.block_pairs, 13 * 14 / 2);
+  o.gpu_kernel = GpuJoinKernel::kCublas;
+  o.gpu_memory_limit = 600ll << 20;  // two 128 MB tiles besides the blocks: still streamed
+  run_and_compare(o, "cublas, streamed", &stats);
   EXPECT_TRUE(stats.streamed);
   EXPECT_EQ(stats.block_pairs, 13 * 14 / 2);
 }
 
 TEST_F(GpuJoin, SeveralWorkersAndOverflowEqualBruteForce) {
   REQUIRE_GPU();
-  SimilarityJoinOptions o;
-  o.device = "cuda:0,0,0";  // three workers splitting the block pairs
-  o.block_rows = 10240;
-  o.gpu_pair_capacity = 8;  // every block pair with more hits runs again
-  JoinStats stats;
-  run_and_compare(o, "3 workers, tiny result buffer", &stats);
-  EXPECT_GT(stats.reruns, 0);
+  for (GpuJoinKernel kernel : {GpuJoinKernel::kFused, GpuJoinKernel::kCublas}) {
+    SimilarityJoinOptions o;
+    o.device = "cuda:0,0,0";  // three workers splitting the block pairs
+    o.gpu_kernel = kernel;
+    o.block_rows = 10240;
+    o.gpu_pair_capacity = 8;  // every block pair with more hits runs again
+    JoinStats stats;
+    run_and_compare(o, kernel == GpuJoinKernel::kFused ? "3 workers, tiny buffer, fused"
+                                                       : "3 workers, tiny buffer, cublas",
+                    &stats);
+    EXPECT_GT(stats.reruns, 0);
+  }
 }
 
 TEST_F(GpuJoin, CpuPathEqualsGpuPath) {
@@ -308,8 +320,10 @@ TEST_F(GpuJoin, CpuPathEqualsGpuPath) {
   auto cpu = find_similar_pairs(data_->x.data(), n, data_->dim, o);
   ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
   o.device = "cuda";
-  auto gpu = find_similar_pairs(data_->x.data(), n, data_->dim, o);
+  JoinStats stats;
+  auto gpu = find_similar_pairs(data_->x.data(), n, data_->dim, o, &stats);
   ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+  EXPECT_NE(stats.device.find("cuBLAS"), std::string::npos) << "the default GPU path";
   EXPECT_GT(cpu->size(), 50u);
   expect_same_pairs(*gpu, *cpu, "gpu vs cpu");
 }
