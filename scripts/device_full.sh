@@ -14,6 +14,7 @@
 # Files written to OUT (7, the device tool returns at most 8): tests.txt, hf_parity.json,
 # hf_parity.txt, bench_engine.txt, bench_attention.txt, hf_baseline.txt, summary.md.
 # Exit status: non-zero when a test or the parity check failed.
+# For a quick check of this script: FULL_SHAPES=0.6B SKIP_HF_BASELINE=1 (default: all, with HF).
 set -uo pipefail
 OUT=${1:-${OUT:-/tmp/qsearch-full}}
 mkdir -p "$OUT"
@@ -39,19 +40,28 @@ stamp "GPU: $(nvidia-smi --query-gpu=name,memory.total,driver_version --format=c
 } > "$OUT/tests.txt" 2>&1 || status=1
 grep -E "^\[  (PASSED|FAILED|SKIPPED) |exit" "$OUT/tests.txt"
 
-stamp "hf_parity (0.6B 4B 8B)"
+SHAPES=${FULL_SHAPES:-0.6B 4B 8B}
+stamp "hf_parity ($SHAPES)"
 $P qsearch make-test-model --tokenizer .devpack/extra/tokenizer.json --out /tmp/qsearch-tok > /dev/null || status=1
 python3 tests/reference/hf_parity.py --qsearch "$PWD/$P qsearch" --tokenizer-dir /tmp/qsearch-tok \
-  --out "$OUT/hf_parity.json" --workdir /tmp/hf_parity > "$OUT/hf_parity.txt" 2>&1 || status=1
+  --shapes $SHAPES --out "$OUT/hf_parity.json" --workdir /tmp/hf_parity > "$OUT/hf_parity.txt" 2>&1 || status=1
 tail -32 "$OUT/hf_parity.txt"
 
-stamp "qsearch-bench-engine-cuda --model all"
-$P qsearch-bench-engine-cuda --model all > "$OUT/bench_engine.txt" 2>&1 || status=1
+stamp "qsearch-bench-engine-cuda ($SHAPES)"
+: > "$OUT/bench_engine.txt"
+for m in $SHAPES; do
+  $P qsearch-bench-engine-cuda --model $m --workload all >> "$OUT/bench_engine.txt" 2>&1 || status=1
+done
+grep -v '^{' "$OUT/bench_engine.txt" | grep -E "^(0.6B|4B|8B) |^[a-z_]+ +[0-9]" | head -60
 stamp "qsearch-bench-attention-cuda"
 $P qsearch-bench-attention-cuda > "$OUT/bench_attention.txt" 2>&1 || status=1
 tail -20 "$OUT/bench_attention.txt"
-stamp "hf_baseline.py"
-python3 .devpack/extra/hf_baseline.py > "$OUT/hf_baseline.txt" 2>&1 || status=1
+if [ -z "${SKIP_HF_BASELINE:-}" ]; then
+  stamp "hf_baseline.py"
+  python3 .devpack/extra/hf_baseline.py > "$OUT/hf_baseline.txt" 2>&1 || status=1
+else
+  echo '{"skipped": "SKIP_HF_BASELINE"}' > "$OUT/hf_baseline.txt"
+fi
 stamp "summary"
 
 python3 - "$OUT" <<'PY' | tee "$OUT/summary.md"
