@@ -53,15 +53,26 @@ inline float dot(const float* a, const float* b, int n) {
 
 // In-place softmax of s[0..n) (fp32, max-subtracted, like torch.softmax).
 inline void softmax(float* s, int64_t n) {
-  float m = -std::numeric_limits<float>::infinity();
-  for (int64_t j = 0; j < n; ++j) m = std::max(m, s[j]);
-  float sum = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    s[j] = std::exp(s[j] - m);
-    sum += s[j];
+  // Four partial maxima (vectorisable without -ffast-math; max is exact in any order).
+  const float lowest = -std::numeric_limits<float>::infinity();
+  float m0 = lowest, m1 = lowest, m2 = lowest, m3 = lowest;
+  int64_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    m0 = s[j] > m0 ? s[j] : m0;
+    m1 = s[j + 1] > m1 ? s[j + 1] : m1;
+    m2 = s[j + 2] > m2 ? s[j + 2] : m2;
+    m3 = s[j + 3] > m3 ? s[j + 3] : m3;
   }
-  float inv = 1.0f / sum;
-  for (int64_t j = 0; j < n; ++j) s[j] *= inv;
+  for (; j < n; ++j) m0 = s[j] > m0 ? s[j] : m0;
+  const float m = std::max(std::max(m0, m1), std::max(m2, m3));
+  float sum = 0;
+  for (j = 0; j < n; ++j) {
+    float e = std::exp(s[j] - m);
+    s[j] = e;
+    sum += e;
+  }
+  const float inv = 1.0f / sum;
+  for (j = 0; j < n; ++j) s[j] *= inv;
 }
 
 // C[m, n] = beta * C + A[m, k] * B[n, k]^T, all row-major (B holds Linear weights [out, in]).
@@ -234,11 +245,15 @@ void CpuEngine::attention_long(const float* qkv, int64_t start, int64_t len, int
     const int64_t rows = std::min<int64_t>(kTileRows, len - r0);
     const int64_t keys = r0 + rows;  // causal: the tile's last row sees keys [0, keys)
     float* s = tile_.data();
-    matmul_nt(rows, keys, d, qkv + (start + r0) * ld + head * d, ld, k0, ld, 0.0f, s, keys);
+    // scores = scale * Q K^T (alpha = scale: one rounding of the sum, then of the product, as
+    // torch's matmul(q, k^T) * scaling).
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
+                static_cast<blasint>(keys), d, scale, qkv + (start + r0) * ld + head * d,
+                static_cast<blasint>(ld), k0, static_cast<blasint>(ld), 0.0f, s,
+                static_cast<blasint>(keys));
     parallel(static_cast<size_t>(rows), [&](size_t r) {
       float* row = s + r * keys;
       const int64_t visible = r0 + static_cast<int64_t>(r) + 1;
-      for (int64_t j = 0; j < visible; ++j) row[j] *= scale;
       softmax(row, visible);
       std::fill(row + visible, row + keys, 0.0f);
     });

@@ -58,7 +58,7 @@ class CpuEngine : public Backend {
 
   // Rows of the attention query tile in the long-sequence path; sequences longer than
   // kShortSequence tokens take that path.
-  static constexpr int kTileRows = 128;
+  static constexpr int kTileRows = 256;
   static constexpr int kShortSequence = 128;
 
  private:
