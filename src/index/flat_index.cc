@@ -1,6 +1,10 @@
 #include "index/flat_index.h"
 
+#include <algorithm>
+#include <cfloat>
 #include <cstring>
+
+#include "index/distances.h"
 
 namespace qsearch {
 
@@ -25,6 +29,7 @@ Status FlatIndex::add(int64_t n, const int64_t* labels, const float* vectors) {
     auto it = positions_.find(labels[i]);
     if (it != positions_.end()) {  // replace in place
       std::memcpy(index_->codes.data() + it->second * row_bytes, row, row_bytes);
+      norms_[it->second] = index_internal::dot_product(row, row, dimension_);
       continue;
     }
     auto f = fresh_slot.find(labels[i]);
@@ -44,6 +49,8 @@ Status FlatIndex::add(int64_t n, const int64_t* labels, const float* vectors) {
   for (size_t i = 0; i < fresh_labels.size(); ++i) {
     positions_[fresh_labels[i]] = base + static_cast<int64_t>(i);
     labels_.push_back(fresh_labels[i]);
+    const float* row = fresh.data() + i * dimension_;
+    norms_.push_back(index_internal::dot_product(row, row, dimension_));
   }
   return Status::ok();
 }
@@ -60,27 +67,57 @@ Status FlatIndex::remove(int64_t n, const int64_t* labels) {
       std::memcpy(index_->codes.data() + pos * row_bytes, index_->codes.data() + last * row_bytes,
                   row_bytes);
       labels_[pos] = labels_[last];
+      norms_[pos] = norms_[last];
       positions_[labels_[pos]] = pos;
     }
     labels_.pop_back();
+    norms_.pop_back();
     index_->codes.resize(static_cast<size_t>(last) * row_bytes);
     index_->ntotal = last;
   }
   return Status::ok();
 }
 
+// Exact scan: BLAS scores every stored vector against the query (multi-threaded sgemv, at
+// memory bandwidth), then a bounded heap keeps the best k that pass the filter.
 Status FlatIndex::search(int64_t n, const float* queries, int k, const IndexSearchParams& /*params*/,
                          const LabelFilter* filter, int64_t* out_labels,
                          float* out_distances) const {
   if (k < 1) return invalid_argument("k must be >= 1");
-  faiss::SearchParameters sp;
-  FunctionSelector selector([this, filter](int64_t pos) { return (*filter)(labels_[pos]); });
-  if (filter) sp.sel = &selector;
-  QS_RETURN_IF_ERROR(guard_faiss("IndexFlat::search", [&] {
-    index_->search(n, queries, k, out_distances, out_labels, filter ? &sp : nullptr);
-  }));
-  for (int64_t i = 0; i < n * k; ++i) {
-    if (out_labels[i] >= 0) out_labels[i] = labels_[out_labels[i]];
+  const bool ip = metric_ == IndexMetric::kInnerProduct;
+  const int64_t nt = size();
+  std::vector<float> scores(static_cast<size_t>(nt));
+  std::vector<std::pair<float, int64_t>> heap;  // (key, position); smaller key is better
+  heap.reserve(static_cast<size_t>(std::min<int64_t>(k, nt)) + 1);
+  for (int64_t qi = 0; qi < n; ++qi) {
+    const float* q = queries + qi * dimension_;
+    index_internal::inner_products(vectors(), nt, dimension_, q, scores.data());
+    const float qn = ip ? 0.f : index_internal::dot_product(q, q, dimension_);
+    heap.clear();
+    for (int64_t j = 0; j < nt; ++j) {
+      const float key = ip ? -scores[j] : norms_[j] + qn - 2.f * scores[j];
+      if (static_cast<int>(heap.size()) == k && !(key < heap.front().first)) continue;
+      if (filter && !(*filter)(labels_[j])) continue;
+      if (static_cast<int>(heap.size()) == k) {
+        std::pop_heap(heap.begin(), heap.end());
+        heap.back() = {key, j};
+      } else {
+        heap.emplace_back(key, j);
+      }
+      std::push_heap(heap.begin(), heap.end());
+    }
+    std::sort_heap(heap.begin(), heap.end());
+    int64_t* lab = out_labels + qi * k;
+    float* dis = out_distances + qi * k;
+    for (int i = 0; i < k; ++i) {
+      if (i < static_cast<int>(heap.size())) {
+        lab[i] = labels_[heap[i].second];
+        dis[i] = ip ? -heap[i].first : std::max(0.f, heap[i].first);
+      } else {
+        lab[i] = -1;
+        dis[i] = ip ? -FLT_MAX : FLT_MAX;
+      }
+    }
   }
   return Status::ok();
 }

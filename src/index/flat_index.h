@@ -3,7 +3,9 @@
 // Why not IndexIDMap2: in FAISS 1.7.3 IndexIDMap::search rejects SearchParameters, so it cannot
 // take an IDSelector (the label filter). IndexFlat accepts one over positions, so we keep the
 // label of each position and translate. Removal swaps the last row into the hole: O(d) per
-// label instead of IndexFlat::remove_ids' O(n) compaction. Thread-safety: see vector_index.h.
+// label instead of IndexFlat::remove_ids' O(n) compaction. Search scores with BLAS rather than
+// FAISS's scan (scalar in Debian's baseline build; see distances.h). Thread-safety: see
+// vector_index.h.
 #pragma once
 
 #include <faiss/IndexFlat.h>
@@ -48,6 +50,7 @@ class FlatIndex : public VectorIndex {
   std::unique_ptr<faiss::IndexFlat> index_;
   std::vector<int64_t> labels_;                   // position -> label
   std::unordered_map<int64_t, int64_t> positions_;  // label -> position
+  std::vector<float> norms_;                        // position -> squared L2 norm (for L2)
 };
 
 }  // namespace qsearch

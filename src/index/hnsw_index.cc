@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "index/distances.h"
+
 namespace qsearch {
 
 using index_internal::ByteReader;
@@ -15,6 +17,10 @@ HnswIndex::HnswIndex(const VectorIndexConfig& config) : config_(config), index_(
 
 std::unique_ptr<faiss::IndexHNSWFlat> HnswIndex::new_graph() const {
   auto g = std::make_unique<faiss::IndexHNSWFlat>(config_.dimension, config_.hnsw_m,
+                                                   index_internal::to_faiss(config_.metric));
+  // SIMD distances (see distances.h); serialised by FAISS as a plain IndexFlat.
+  delete g->storage;
+  g->storage = new index_internal::FastFlatStorage(config_.dimension,
                                                    index_internal::to_faiss(config_.metric));
   g->hnsw.efConstruction = config_.hnsw_ef_construction;
   g->hnsw.efSearch = config_.hnsw_ef_search;
@@ -143,6 +149,10 @@ StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::read_payload(const VectorIndexCo
   if (!hnsw) return corruption("HNSW index payload holds another FAISS index type");
   raw.release();
   index->index_.reset(hnsw);
+  if (auto* flat = dynamic_cast<faiss::IndexFlat*>(hnsw->storage)) {
+    hnsw->storage = index_internal::FastFlatStorage::adopt(flat);
+    delete flat;
+  }
   if (index->dead_.size() != index->labels_.size() ||
       index->index_->ntotal != static_cast<faiss::Index::idx_t>(index->labels_.size()) ||
       index->index_->d != config.dimension || index->stored_vectors() == nullptr) {

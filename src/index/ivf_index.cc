@@ -1,11 +1,15 @@
 #include "index/ivf_index.h"
 
 #include <faiss/IndexFlat.h>
+#include <faiss/invlists/DirectMap.h>
 #include <faiss/invlists/InvertedLists.h>
+#include <faiss/utils/Heap.h>
 
 #include <algorithm>
 #include <cmath>
 #include <unordered_map>
+
+#include "index/distances.h"
 
 namespace qsearch {
 
@@ -14,6 +18,55 @@ using index_internal::ByteWriter;
 using index_internal::FunctionSelector;
 using index_internal::guard_faiss;
 using index_internal::IndexKind;
+
+namespace {
+
+// Scans inverted lists with the SIMD kernels of distances.h (FAISS's own IVFFlat scanner uses
+// the scalar reference loops in Debian's baseline build). Honours the IDSelector on ids.
+struct FastIvfScanner : faiss::InvertedListScanner {
+  FastIvfScanner(size_t dim, bool inner_product, bool pairs, const faiss::IDSelector* selector)
+      : faiss::InvertedListScanner(pairs, selector), d(dim), ip(inner_product) {
+    keep_max = ip;
+    code_size = d * sizeof(float);
+  }
+  void set_query(const float* x) override { q = x; }
+  void set_list(idx_t list, float) override { list_no = list; }
+  float distance_to_code(const uint8_t* code) const override {
+    const float* v = reinterpret_cast<const float*>(code);
+    return ip ? index_internal::dot_product(q, v, d) : index_internal::l2_squared(q, v, d);
+  }
+  size_t scan_codes(size_t n, const uint8_t* codes, const idx_t* ids, float* simi, idx_t* idxi,
+                    size_t k) const override {
+    size_t updates = 0;
+    for (size_t j = 0; j < n; ++j, codes += code_size) {
+      if (sel && ids && !sel->is_member(ids[j])) continue;
+      const float dis = distance_to_code(codes);
+      if (ip ? dis > simi[0] : dis < simi[0]) {
+        const int64_t id = store_pairs ? static_cast<int64_t>(faiss::lo_build(list_no, j)) : ids[j];
+        if (ip) {
+          faiss::minheap_replace_top(k, simi, idxi, dis, id);
+        } else {
+          faiss::maxheap_replace_top(k, simi, idxi, dis, id);
+        }
+        ++updates;
+      }
+    }
+    return updates;
+  }
+  size_t d;
+  bool ip;
+  const float* q = nullptr;
+};
+
+struct FastIvfFlat : faiss::IndexIVFFlat {
+  using faiss::IndexIVFFlat::IndexIVFFlat;
+  faiss::InvertedListScanner* get_InvertedListScanner(bool store_pairs,
+                                                      const faiss::IDSelector* sel) const override {
+    return new FastIvfScanner(d, metric_type == faiss::METRIC_INNER_PRODUCT, store_pairs, sel);
+  }
+};
+
+}  // namespace
 
 IvfIndex::IvfIndex(const VectorIndexConfig& config)
     : config_(config), flat_(std::make_unique<FlatIndex>(config.dimension, config.metric)) {}
@@ -42,8 +95,8 @@ Status IvfIndex::train_from_flat() {
   }
   nlist = std::min<int64_t>(nlist, n);
   const faiss::MetricType metric = index_internal::to_faiss(config_.metric);
-  auto ivf = std::make_unique<faiss::IndexIVFFlat>(new faiss::IndexFlat(config_.dimension, metric),
-                                                   config_.dimension, nlist, metric);
+  std::unique_ptr<faiss::IndexIVFFlat> ivf = std::make_unique<FastIvfFlat>(
+      new faiss::IndexFlat(config_.dimension, metric), config_.dimension, nlist, metric);
   ivf->own_fields = true;
   ivf->cp.seed = 1234;  // reproducible training
   QS_RETURN_IF_ERROR(guard_faiss("IndexIVFFlat::train", [&] {
@@ -158,12 +211,20 @@ StatusOr<std::unique_ptr<IvfIndex>> IvfIndex::read_payload(const VectorIndexConf
   std::string_view bytes;
   if (!r->get_bytes(&bytes)) return corruption("IVF index payload is truncated");
   QS_ASSIGN_OR_RETURN(std::unique_ptr<faiss::Index> raw, index_internal::faiss_from_bytes(bytes));
-  auto* ivf = dynamic_cast<faiss::IndexIVFFlat*>(raw.get());
-  if (!ivf || ivf->d != config.dimension || !ivf->is_trained) {
+  auto* loaded = dynamic_cast<faiss::IndexIVFFlat*>(raw.get());
+  if (!loaded || loaded->d != config.dimension || !loaded->is_trained || !loaded->quantizer ||
+      loaded->quantizer->ntotal != static_cast<faiss::Index::idx_t>(loaded->nlist)) {
     return corruption("IVF index payload holds another FAISS index");
   }
-  raw.release();
-  index->ivf_.reset(ivf);
+  // Move the loaded quantizer and lists into our scanner-carrying subclass.
+  auto fast = std::make_unique<FastIvfFlat>(loaded->quantizer, loaded->d, loaded->nlist,
+                                            loaded->metric_type);
+  fast->own_fields = true;
+  loaded->own_fields = false;
+  fast->replace_invlists(loaded->invlists, true);
+  loaded->own_invlists = false;
+  fast->ntotal = loaded->ntotal;
+  index->ivf_ = std::move(fast);
   index->flat_.reset();
   QS_RETURN_IF_ERROR(index->finish_load());
   return index;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -11,6 +12,7 @@
 #include <random>
 #include <set>
 
+#include "index/distances.h"
 #include "index/hnsw_index.h"
 #include "index/index_file.h"
 #include "index/ivf_index.h"
@@ -91,6 +93,27 @@ std::unique_ptr<VectorIndex> make(const VectorIndexConfig& c) {
   auto r = make_vector_index(c);
   EXPECT_TRUE(r.is_ok()) << r.status().to_string();
   return std::move(r).value();
+}
+
+TEST(Distances, KernelsMatchDoublePrecisionForAllTails) {
+  std::cout << "[distances] SIMD (AVX2+FMA): " << index_internal::simd_available() << "\n";
+  for (int d : {1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 100, 1024}) {
+    auto a = random_vectors(1, d, 100 + d), b = random_vectors(1, d, 200 + d);
+    double dot = 0, l2 = 0;
+    for (int i = 0; i < d; ++i) {
+      dot += static_cast<double>(a[i]) * b[i];
+      l2 += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    }
+    EXPECT_NEAR(index_internal::dot_product(a.data(), b.data(), d), dot, 1e-4 * std::max(1.0, std::sqrt(d * 1.0))) << d;
+    EXPECT_NEAR(index_internal::l2_squared(a.data(), b.data(), d), l2, 1e-4 * std::max(1.0, l2)) << d;
+  }
+  auto x = random_vectors(37, 19, 300);
+  auto q = random_vectors(1, 19, 301);
+  std::vector<float> scores(37);
+  index_internal::inner_products(x.data(), 37, 19, q.data(), scores.data());
+  for (int j = 0; j < 37; ++j) {
+    EXPECT_NEAR(scores[j], index_internal::dot_product(&x[j * 19], q.data(), 19), 1e-4);
+  }
 }
 
 class FlatExact : public ::testing::TestWithParam<IndexMetric> {};
