@@ -76,7 +76,8 @@ std::vector<std::pair<int64_t, int64_t>> make_data(const Options& o, std::vector
       for (int k = 0; k < d; k += 2) {
         state = mix(state);
         row[k] = static_cast<float>((state >> 40) * (2.0 / 16777216.0) - 1.0);
-        if (k + 1 < d) row[k + 1] = static_cast<float>((state & 0xFFFFFF) * (2.0 / 16777216.0) - 1.0);
+        if (k + 1 < d)
+          row[k + 1] = static_cast<float>((state & 0xFFFFFF) * (2.0 / 16777216.0) - 1.0);
         ss += double(row[k]) * row[k] + (k + 1 < d ? double(row[k + 1]) * row[k + 1] : 0.0);
       }
       const float inv = static_cast<float>(1.0 / std::sqrt(ss));
@@ -102,7 +103,8 @@ std::vector<std::pair<int64_t, int64_t>> make_data(const Options& o, std::vector
       const int64_t s = pairs[p].first, t = pairs[p].second;
       uint64_t state = mix(o.seed + 77 * p);
       state = mix(state);
-      const double c = o.threshold + 0.01 + (0.999 - o.threshold - 0.01) * ((state >> 11) * 0x1.0p-53);
+      const double c =
+          o.threshold + 0.01 + (0.999 - o.threshold - 0.01) * ((state >> 11) * 0x1.0p-53);
       const float* src = x->data() + s * d;
       double dot = 0, nu = 0;
       for (int k = 0; k < d; ++k) {
@@ -124,11 +126,11 @@ std::vector<std::pair<int64_t, int64_t>> make_data(const Options& o, std::vector
 
 struct Row {
   std::string path;
-  double fraction = 1;      // work measured / full work
-  double measured = 0;      // seconds of the measured compare phase
-  double full = 0;          // seconds for the whole n (measured / fraction + fixed costs)
-  double pairs_per_s = 0;   // vector pairs compared per second
-  double tflops = 0;        // 2 * dim per pair compared
+  double fraction = 1;     // work measured / full work
+  double measured = 0;     // seconds of the measured compare phase
+  double full = 0;         // seconds for the whole n (measured / fraction + fixed costs)
+  double pairs_per_s = 0;  // vector pairs compared per second
+  double tflops = 0;       // 2 * dim per pair compared
   int64_t found = -1;
   int64_t planted_found = -1;
   std::string note;
@@ -237,16 +239,26 @@ bool parse(int argc, char** argv, Options* o) {
   for (int a = 1; a < argc; ++a) {
     std::string k = argv[a];
     auto val = [&]() -> std::string { return a + 1 < argc ? argv[++a] : ""; };
-    if (k == "--n") o->n = std::stoll(val());
-    else if (k == "--dim") o->dim = std::stoi(val());
-    else if (k == "--threshold") o->threshold = std::stod(val());
-    else if (k == "--planted") o->planted = std::stod(val());
-    else if (k == "--kernel") o->kernel = val();
-    else if (k == "--gpu-fraction") o->gpu_fraction = std::stod(val());
-    else if (k == "--faiss-queries") o->faiss_queries = std::stoll(val());
-    else if (k == "--device") o->device = val();
-    else if (k == "--json") o->json_path = val();
-    else if (k == "--seed") o->seed = std::stoull(val());
+    if (k == "--n")
+      o->n = std::stoll(val());
+    else if (k == "--dim")
+      o->dim = std::stoi(val());
+    else if (k == "--threshold")
+      o->threshold = std::stod(val());
+    else if (k == "--planted")
+      o->planted = std::stod(val());
+    else if (k == "--kernel")
+      o->kernel = val();
+    else if (k == "--gpu-fraction")
+      o->gpu_fraction = std::stod(val());
+    else if (k == "--faiss-queries")
+      o->faiss_queries = std::stoll(val());
+    else if (k == "--device")
+      o->device = val();
+    else if (k == "--json")
+      o->json_path = val();
+    else if (k == "--seed")
+      o->seed = std::stoull(val());
     else {
       std::fprintf(stderr,
                    "usage: qsearch-bench-dedup [--n N] [--dim D] [--threshold T] [--planted F]\n"
@@ -295,12 +307,15 @@ int main(int argc, char** argv) {
 
   std::printf("\nall pairs with cosine >= %.2f among %lld unit vectors of %d dims (%zu planted)\n",
               o.threshold, static_cast<long long>(o.n), o.dim, planted.size());
-  std::printf("| path | measured share | measured s | whole job s | Gpairs/s | TFLOP/s | pairs found | planted found |\n");
+  std::printf(
+      "| path | measured share | measured s | whole job s | Gpairs/s | TFLOP/s | pairs found | "
+      "planted found |\n");
   std::printf("|---|---|---|---|---|---|---|---|\n");
   for (const Row& r : rows) {
     char planted_found[32] = "-";
-    if (r.planted_found >= 0) std::snprintf(planted_found, sizeof(planted_found), "%lld/%zu",
-                                            static_cast<long long>(r.planted_found), planted.size());
+    if (r.planted_found >= 0)
+      std::snprintf(planted_found, sizeof(planted_found), "%lld/%zu",
+                    static_cast<long long>(r.planted_found), planted.size());
     std::printf("| %s | %.4g%s | %.2f | %.1f%s | %.3g | %.3g | %lld | %s |\n", r.path.c_str(),
                 r.fraction * 100, "%", r.measured, r.full, r.fraction < 1 ? " (extrapolated)" : "",
                 r.pairs_per_s / 1e9, r.tflops, static_cast<long long>(r.found), planted_found);

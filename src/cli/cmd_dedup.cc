@@ -27,7 +27,8 @@ void install_handlers() {
   sigaction(SIGTERM, &sa, nullptr);
 }
 
-const char* kUsage = R"(usage: qsearch dedup --model DIR --input FILE.jsonl --output clusters.jsonl [options]
+const char* kUsage =
+    R"(usage: qsearch dedup --model DIR --input FILE.jsonl --output clusters.jsonl [options]
 
 Finds near-duplicate documents: embeds every text, finds all pairs with cosine similarity
 at or above the threshold (on the GPU when there is one, else with FAISS on the CPU), groups
@@ -67,9 +68,9 @@ temporary files and renamed when complete). Exit codes: 0 done, 1 error, 2 bad u
 
 int run_dedup(const std::vector<std::string>& raw) {
   Args args(raw,
-            {"model", "input", "output", "threshold", "text-field", "id-field", "keep",
-             "keep-list", "dim", "instruction", "device", "max-tokens", "batch-tokens",
-             "threads", "cache-dir", "max-pairs", "pairs-per-cluster"},
+            {"model", "input", "output", "threshold", "text-field", "id-field", "keep", "keep-list",
+             "dim", "instruction", "device", "max-tokens", "batch-tokens", "threads", "cache-dir",
+             "max-pairs", "pairs-per-cluster"},
             {"help", "no-cache", "quiet"});
   if (args.has("help")) {
     std::fputs(kUsage, stdout);

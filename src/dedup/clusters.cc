@@ -5,7 +5,8 @@
 
 namespace qsearch {
 
-UnionFind::UnionFind(int64_t n) : parent_(static_cast<size_t>(n)), size_(static_cast<size_t>(n), 1) {
+UnionFind::UnionFind(int64_t n)
+    : parent_(static_cast<size_t>(n)), size_(static_cast<size_t>(n), 1) {
   std::iota(parent_.begin(), parent_.end(), int64_t{0});
 }
 
@@ -28,8 +29,7 @@ bool UnionFind::unite(int64_t a, int64_t b) {
 }
 
 std::vector<DuplicateCluster> cluster_pairs(int64_t n, const std::vector<SimilarPair>& pairs,
-                                            KeepPolicy keep,
-                                            const std::vector<int64_t>& lengths) {
+                                            KeepPolicy keep, const std::vector<int64_t>& lengths) {
   UnionFind uf(n);
   for (const SimilarPair& p : pairs) uf.unite(p.i, p.j);
 

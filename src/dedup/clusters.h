@@ -29,9 +29,9 @@ enum class KeepPolicy {
 };
 
 struct DuplicateCluster {
-  int64_t keep = 0;                  // index of the keeper
-  std::vector<int64_t> members;      // ascending; at least 2
-  std::vector<SimilarPair> pairs;    // the edges found inside the cluster, sorted by (i, j)
+  int64_t keep = 0;                // index of the keeper
+  std::vector<int64_t> members;    // ascending; at least 2
+  std::vector<SimilarPair> pairs;  // the edges found inside the cluster, sorted by (i, j)
 };
 
 // Clusters of documents joined (transitively) by pairs, ordered by their first member.

@@ -7,9 +7,8 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
-#include <unordered_map>
-
 #include <nlohmann/json.hpp>
+#include <unordered_map>
 
 namespace qsearch {
 namespace {
@@ -61,8 +60,7 @@ StatusOr<JsonlCorpus> scan_jsonl_corpus(const std::string& path, const std::stri
     size_t bytes = static_cast<size_t>(len);
     while (bytes > 0 && (buf[bytes - 1] == '\n' || buf[bytes - 1] == '\r')) --bytes;
     bool blank = true;
-    for (size_t k = 0; k < bytes && blank; ++k)
-      blank = buf[k] == ' ' || buf[k] == '\t';
+    for (size_t k = 0; k < bytes && blank; ++k) blank = buf[k] == ' ' || buf[k] == '\t';
     if (blank) continue;
 
     nlohmann::json doc = nlohmann::json::parse(buf, buf + bytes, nullptr, false);
@@ -127,8 +125,8 @@ Status read_corpus_texts(const JsonlCorpus& corpus, int64_t begin, int64_t end,
   std::string data(static_cast<size_t>(last - first), '\0');
   int64_t got = 0;
   while (got < last - first) {
-    const ssize_t r = ::pread(fd, data.data() + got, static_cast<size_t>(last - first - got),
-                              first + got);
+    const ssize_t r =
+        ::pread(fd, data.data() + got, static_cast<size_t>(last - first - got), first + got);
     if (r < 0 && errno == EINTR) continue;
     if (r <= 0) {
       const std::string why = r < 0 ? std::strerror(errno) : "file shrank";
@@ -141,8 +139,7 @@ Status read_corpus_texts(const JsonlCorpus& corpus, int64_t begin, int64_t end,
   texts->reserve(static_cast<size_t>(end - begin));
   for (int64_t d = begin; d < end; ++d) {
     const char* line = data.data() + (corpus.line_offset[d] - first);
-    nlohmann::json doc =
-        nlohmann::json::parse(line, line + corpus.line_bytes[d], nullptr, false);
+    nlohmann::json doc = nlohmann::json::parse(line, line + corpus.line_bytes[d], nullptr, false);
     auto text = doc.is_object() ? doc.find(corpus.text_field) : doc.end();
     if (doc.is_discarded() || !doc.is_object() || text == doc.end() || !text->is_string())
       return corruption(corpus.path + " changed while the job ran (document " +

@@ -2,11 +2,11 @@
 // IndexFlatIP::range_search: BLAS sgemm in blocks plus a result handler) over normalised
 // vectors, one block of query rows against the rows from the block's first row on, so the
 // n x n product is only half computed and never stored.
-#include <chrono>
-#include <exception>
-
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/utils/distances.h>
+
+#include <chrono>
+#include <exception>
 
 #include "dedup/join_internal.h"
 

@@ -96,9 +96,9 @@ Status write_clusters(FILE* f, const JsonlCorpus& corpus,
   std::string line;
   for (size_t c = 0; c < clusters.size(); ++c) {
     const DuplicateCluster& cl = clusters[c];
-    line = "{\"cluster\": " + std::to_string(c) + ", \"size\": " +
-           std::to_string(cl.members.size()) + ", \"keep\": " + corpus.ids[cl.keep] +
-           ", \"members\": [";
+    line = "{\"cluster\": " + std::to_string(c) +
+           ", \"size\": " + std::to_string(cl.members.size()) +
+           ", \"keep\": " + corpus.ids[cl.keep] + ", \"members\": [";
     for (size_t m = 0; m < cl.members.size(); ++m) {
       if (m > 0) line += ", ";
       line += corpus.ids[cl.members[m]];
@@ -110,7 +110,8 @@ Status write_clusters(FILE* f, const JsonlCorpus& corpus,
     for (size_t p = 0; p < listed; ++p) {
       if (p > 0) line += ", ";
       const SimilarPair& sp = cl.pairs[p];
-      line += "[" + corpus.ids[sp.i] + ", " + corpus.ids[sp.j] + ", " + format_score(sp.score) + "]";
+      line +=
+          "[" + corpus.ids[sp.i] + ", " + corpus.ids[sp.j] + ", " + format_score(sp.score) + "]";
     }
     line += "], \"pairs_total\": " + std::to_string(cl.pairs.size()) + "}\n";
     if (std::fwrite(line.data(), 1, line.size(), f) != line.size())
@@ -142,8 +143,8 @@ StatusOr<DedupJobResult> run_dedup_job(const DedupJobOptions& o) {
   if (o.pairs_per_cluster < -1) return invalid_argument("pairs per cluster must be >= -1");
 
   DedupJobResult r;
-  r.keep_list_path = o.keep_list_path.empty() ? default_keep_list_path(o.output_path)
-                                              : o.keep_list_path;
+  r.keep_list_path =
+      o.keep_list_path.empty() ? default_keep_list_path(o.output_path) : o.keep_list_path;
   if (r.keep_list_path == o.output_path)
     return invalid_argument("--keep-list must differ from --output");
   // The outputs are opened (as temp files) first: an unwritable destination fails now.
@@ -155,11 +156,9 @@ StatusOr<DedupJobResult> run_dedup_job(const DedupJobOptions& o) {
                       scan_jsonl_corpus(o.input_path, o.text_field, o.id_field));
   const int64_t n = corpus.size();
   r.documents = n;
-  log_line(o.progress, "dedup: " + ProgressLine::format_count(n) + " documents in " +
-                           o.input_path);
+  log_line(o.progress, "dedup: " + ProgressLine::format_count(n) + " documents in " + o.input_path);
   auto config = ModelConfig::from_file(o.model_dir + "/config.json");
-  if (!config.is_ok())
-    return config.status().with_context("model " + o.model_dir);
+  if (!config.is_ok()) return config.status().with_context("model " + o.model_dir);
   const int hidden = config->hidden_size;
   if (o.dim != 0 && (o.dim < 32 || o.dim > hidden))
     return invalid_argument("--dim must be in 32.." + std::to_string(hidden) + " for this model");
@@ -169,12 +168,11 @@ StatusOr<DedupJobResult> run_dedup_job(const DedupJobOptions& o) {
   std::vector<float> vectors;
   std::string cache_key;
   if (o.use_cache) {
-    EmbeddingCacheKeyInputs key_in{o.model_dir, o.input_path, o.text_field, o.id_field,
+    EmbeddingCacheKeyInputs key_in{o.model_dir, o.input_path,  o.text_field, o.id_field,
                                    dim,         o.instruction, o.max_tokens};
     QS_ASSIGN_OR_RETURN(cache_key, embedding_cache_key(key_in));
     r.cache_path = embedding_cache_file(
-        o.cache_dir.empty() ? default_embedding_cache_dir() : o.cache_dir, o.input_path,
-        cache_key);
+        o.cache_dir.empty() ? default_embedding_cache_dir() : o.cache_dir, o.input_path, cache_key);
     Status loaded = load_embedding_cache(r.cache_path, cache_key, n, dim, &vectors);
     if (loaded.is_ok()) {
       r.cache_hit = true;
@@ -195,9 +193,10 @@ StatusOr<DedupJobResult> run_dedup_job(const DedupJobOptions& o) {
     eo.instruction = o.instruction;
     eo.dim = dim;
     eo.max_tokens = o.max_tokens;
-    eo.chunk_docs = o.embed_chunk_docs > 0
-                        ? o.embed_chunk_docs
-                        : 2048 * static_cast<int64_t>(std::max<size_t>(1, embedder->num_backends()));
+    eo.chunk_docs =
+        o.embed_chunk_docs > 0
+            ? o.embed_chunk_docs
+            : 2048 * static_cast<int64_t>(std::max<size_t>(1, embedder->num_backends()));
     eo.threads = o.threads;
     eo.progress = o.progress;
     eo.cancel = o.cancel;
@@ -210,7 +209,8 @@ StatusOr<DedupJobResult> run_dedup_job(const DedupJobOptions& o) {
                                " documents were truncated to the token limit");
     r.embed_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     if (o.use_cache) {
-      Status saved = save_embedding_cache(r.cache_path, cache_key, n, dim, vectors.data(), o.cancel);
+      Status saved =
+          save_embedding_cache(r.cache_path, cache_key, n, dim, vectors.data(), o.cancel);
       if (saved.code() == StatusCode::kCancelled) return saved;
       log_line(o.progress, saved.is_ok() ? "embed: saved embeddings to cache " + r.cache_path
                                          : "embed: could not save the cache: " + saved.message());
@@ -237,10 +237,10 @@ StatusOr<DedupJobResult> run_dedup_job(const DedupJobOptions& o) {
   r.join_device = stats.device;
   r.pairs = static_cast<int64_t>(pairs.size());
   char summary[200];
-  std::snprintf(summary, sizeof(summary), "%s pairs at cosine >= %g (%s candidates) on %s in %.1f s",
-                ProgressLine::format_count(r.pairs).c_str(), o.threshold,
-                ProgressLine::format_count(stats.candidates).c_str(), stats.device.c_str(),
-                r.join_seconds);
+  std::snprintf(
+      summary, sizeof(summary), "%s pairs at cosine >= %g (%s candidates) on %s in %.1f s",
+      ProgressLine::format_count(r.pairs).c_str(), o.threshold,
+      ProgressLine::format_count(stats.candidates).c_str(), stats.device.c_str(), r.join_seconds);
   bar.finish(summary);
 
   // Clusters, keepers, outputs.
@@ -264,8 +264,8 @@ StatusOr<DedupJobResult> run_dedup_job(const DedupJobOptions& o) {
   log_line(o.progress, "dedup: " + ProgressLine::format_count(r.clusters) + " clusters of " +
                            ProgressLine::format_count(r.clustered_documents) + " documents; " +
                            ProgressLine::format_count(r.dropped) + " duplicates dropped, " +
-                           ProgressLine::format_count(r.kept) + " kept; wrote " +
-                           o.output_path + " and " + r.keep_list_path);
+                           ProgressLine::format_count(r.kept) + " kept; wrote " + o.output_path +
+                           " and " + r.keep_list_path);
   return r;
 }
 

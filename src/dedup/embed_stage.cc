@@ -9,9 +9,8 @@
 
 namespace qsearch {
 
-Status embed_corpus(Embedder& embedder, const JsonlCorpus& corpus,
-                    const EmbedStageOptions& options, std::vector<float>* out,
-                    EmbedStageReport* report) {
+Status embed_corpus(Embedder& embedder, const JsonlCorpus& corpus, const EmbedStageOptions& options,
+                    std::vector<float>* out, EmbedStageReport* report) {
   const auto t0 = std::chrono::steady_clock::now();
   const int64_t n = corpus.size();
   const int dim = options.dim > 0 ? options.dim : embedder.hidden_size();
@@ -32,8 +31,7 @@ Status embed_corpus(Embedder& embedder, const JsonlCorpus& corpus,
       if (options.cancel != nullptr && options.cancel->load()) return cancelled("interrupted");
       auto p = embedder.prepare(texts[k], options.instruction, options.max_tokens);
       if (!p.is_ok())
-        return p.status().with_context("document " + corpus.ids[begin + k] + " of " +
-                                       corpus.path);
+        return p.status().with_context("document " + corpus.ids[begin + k] + " of " + corpus.path);
       items.push_back(std::move(p).value());
     }
     return items;
@@ -88,13 +86,13 @@ Status embed_corpus(Embedder& embedder, const JsonlCorpus& corpus,
     bar.update(done, ProgressLine::format_count(report->tokens) + " tokens");
   }
   report->documents = n;
-  report->seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  report->seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   char summary[160];
   std::snprintf(summary, sizeof(summary), "%s docs, %s tokens in %.1f s (%.0f docs/s, %.0f tok/s)",
                 ProgressLine::format_count(n).c_str(),
                 ProgressLine::format_count(report->tokens).c_str(), report->seconds,
-                n / std::max(report->seconds, 1e-9), report->tokens / std::max(report->seconds, 1e-9));
+                n / std::max(report->seconds, 1e-9),
+                report->tokens / std::max(report->seconds, 1e-9));
   bar.finish(summary);
   return Status::ok();
 }

@@ -16,12 +16,12 @@
 namespace qsearch {
 
 struct EmbedStageOptions {
-  std::string instruction;          // "" for documents
-  int dim = 0;                      // output dimension (0: hidden size)
-  int max_tokens = 0;               // truncation (0: the Embedder's default)
-  int64_t chunk_docs = 2048;        // documents per Embedder::embed call
-  int threads = 0;                  // tokenizer threads (0: all cores)
-  bool progress = true;             // progress line on stderr
+  std::string instruction;    // "" for documents
+  int dim = 0;                // output dimension (0: hidden size)
+  int max_tokens = 0;         // truncation (0: the Embedder's default)
+  int64_t chunk_docs = 2048;  // documents per Embedder::embed call
+  int threads = 0;            // tokenizer threads (0: all cores)
+  bool progress = true;       // progress line on stderr
   const std::atomic<bool>* cancel = nullptr;
 };
 
@@ -33,8 +33,7 @@ struct EmbedStageReport {
 };
 
 // Fills out with corpus.size() x dim floats (dim = options.dim or the hidden size).
-Status embed_corpus(Embedder& embedder, const JsonlCorpus& corpus,
-                    const EmbedStageOptions& options, std::vector<float>* out,
-                    EmbedStageReport* report);
+Status embed_corpus(Embedder& embedder, const JsonlCorpus& corpus, const EmbedStageOptions& options,
+                    std::vector<float>* out, EmbedStageReport* report);
 
 }  // namespace qsearch

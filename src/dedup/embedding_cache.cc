@@ -10,7 +10,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-
 #include <nlohmann/json.hpp>
 
 namespace qsearch {
@@ -29,10 +28,9 @@ uint64_t fnv1a(const std::string& s) {
 // "size mtime_ns" of a file, or NotFound.
 StatusOr<std::string> file_stamp(const std::string& path) {
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0)
-    return not_found(path + ": " + std::strerror(errno));
-  const int64_t mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 +
-                           st.st_mtim.tv_nsec;
+  if (::stat(path.c_str(), &st) != 0) return not_found(path + ": " + std::strerror(errno));
+  const int64_t mtime_ns =
+      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   return std::to_string(static_cast<int64_t>(st.st_size)) + " " + std::to_string(mtime_ns);
 }
 
@@ -166,9 +164,8 @@ Status load_embedding_cache(const std::string& path, const std::string& key, int
   QS_RETURN_IF_ERROR(read_all(fd, &zero, sizeof(zero), path));
   QS_RETURN_IF_ERROR(read_all(fd, &checksum, sizeof(checksum), path));
   if (static_cast<int64_t>(file_n) != n || static_cast<int>(file_dim) != dim)
-    return corruption(path + " holds " + std::to_string(file_n) + " x " +
-                      std::to_string(file_dim) + " vectors, expected " + std::to_string(n) +
-                      " x " + std::to_string(dim));
+    return corruption(path + " holds " + std::to_string(file_n) + " x " + std::to_string(file_dim) +
+                      " vectors, expected " + std::to_string(n) + " x " + std::to_string(dim));
   const size_t count = static_cast<size_t>(n) * static_cast<size_t>(dim);
   struct stat st {};
   const size_t header = sizeof(magic) + 8 + key_len + 24;

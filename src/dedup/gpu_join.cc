@@ -41,11 +41,10 @@ Status cuda_error(cudaError_t err, const char* what, const char* file, int line)
   return internal_error(msg);
 }
 
-#define DEDUP_CUDA_CHECK(expr)                                  \
-  do {                                                          \
-    cudaError_t dedup_err_ = (expr);                            \
-    if (dedup_err_ != cudaSuccess)                              \
-      return cuda_error(dedup_err_, #expr, __FILE__, __LINE__); \
+#define DEDUP_CUDA_CHECK(expr)                                                               \
+  do {                                                                                       \
+    cudaError_t dedup_err_ = (expr);                                                         \
+    if (dedup_err_ != cudaSuccess) return cuda_error(dedup_err_, #expr, __FILE__, __LINE__); \
   } while (0)
 
 using Clock = std::chrono::steady_clock;
@@ -62,14 +61,14 @@ int similarity_gpu_count() {
   return count;
 }
 
-Status gpu_join_candidates(const Bf16Matrix& m, float threshold_lo,
-                           const std::vector<int>& devices, const SimilarityJoinOptions& options,
-                           CandidateSink* sink, JoinStats* stats) {
+Status gpu_join_candidates(const Bf16Matrix& m, float threshold_lo, const std::vector<int>& devices,
+                           const SimilarityJoinOptions& options, CandidateSink* sink,
+                           JoinStats* stats) {
   GpuJoinPlan plan;
   plan.m = &m;
   plan.threshold_lo = threshold_lo;
-  plan.kernel = options.gpu_kernel == GpuJoinKernel::kFused ? GpuJoinKernel::kFused
-                                                            : GpuJoinKernel::kCublas;
+  plan.kernel =
+      options.gpu_kernel == GpuJoinKernel::kFused ? GpuJoinKernel::kFused : GpuJoinKernel::kCublas;
   const bool cublas = plan.kernel == GpuJoinKernel::kCublas;
 
   // Memory: the smallest budget over the devices in use.
@@ -121,7 +120,7 @@ Status gpu_join_candidates(const Bf16Matrix& m, float threshold_lo,
   shared.plan = &plan;
   shared.sink = sink;
   shared.max_pairs = options.max_pairs;
-  std::vector<std::unique_ptr<GpuWorker>> workers;
+  std::vector<std::unique_ptr<GpuWorker> > workers;
   std::vector<Status> results(devices.size());
   for (int d : devices) workers.push_back(std::make_unique<GpuWorker>(d, &shared));
   const auto t0 = Clock::now();

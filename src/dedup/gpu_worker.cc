@@ -16,20 +16,19 @@ Status cuda_error(cudaError_t err, const char* what, const char* file, int line)
   return internal_error(msg);
 }
 
-#define DEDUP_CUDA_CHECK(expr)                                  \
-  do {                                                          \
-    cudaError_t dedup_err_ = (expr);                            \
-    if (dedup_err_ != cudaSuccess)                              \
-      return cuda_error(dedup_err_, #expr, __FILE__, __LINE__); \
+#define DEDUP_CUDA_CHECK(expr)                                                               \
+  do {                                                                                       \
+    cudaError_t dedup_err_ = (expr);                                                         \
+    if (dedup_err_ != cudaSuccess) return cuda_error(dedup_err_, #expr, __FILE__, __LINE__); \
   } while (0)
 
-#define DEDUP_CUBLAS_CHECK(expr)                                                  \
-  do {                                                                            \
-    cublasStatus_t dedup_st_ = (expr);                                            \
-    if (dedup_st_ != CUBLAS_STATUS_SUCCESS)                                       \
-      return internal_error(std::string(#expr) + " failed: cuBLAS status " +     \
-                            std::to_string(static_cast<int>(dedup_st_)) + " at " + \
-                            __FILE__ + ":" + std::to_string(__LINE__));           \
+#define DEDUP_CUBLAS_CHECK(expr)                                                              \
+  do {                                                                                        \
+    cublasStatus_t dedup_st_ = (expr);                                                        \
+    if (dedup_st_ != CUBLAS_STATUS_SUCCESS)                                                   \
+      return internal_error(std::string(#expr) + " failed: cuBLAS status " +                  \
+                            std::to_string(static_cast<int>(dedup_st_)) + " at " + __FILE__ + \
+                            ":" + std::to_string(__LINE__));                                  \
   } while (0)
 
 }  // namespace
@@ -77,8 +76,7 @@ Status GpuWorker::grow(Slot& s, int64_t capacity) {
   return Status::ok();
 }
 
-Status GpuWorker::upload_rows(uint16_t* dst, int64_t first_row, int64_t rows,
-                              cudaStream_t stream) {
+Status GpuWorker::upload_rows(uint16_t* dst, int64_t first_row, int64_t rows, cudaStream_t stream) {
   const Bf16Matrix& m = *plan().m;
   const int64_t padded = std::min(round_up_to(rows, 128), m.n_pad - first_row);
   const size_t bytes = static_cast<size_t>(padded) * m.dim_pad * sizeof(uint16_t);
@@ -108,14 +106,15 @@ Status GpuWorker::init() {
     DEDUP_CUDA_CHECK(cudaMallocHost(&s.h_count, sizeof(unsigned long long)));
     QS_RETURN_IF_ERROR(grow(s, p.pair_capacity));
     if (cublas)
-      DEDUP_CUDA_CHECK(cudaMalloc(&s.d_tile, static_cast<size_t>(p.block) *
-                                                 round_up_to(p.block, 8) * sizeof(uint16_t)));
+      DEDUP_CUDA_CHECK(cudaMalloc(
+          &s.d_tile, static_cast<size_t>(p.block) * round_up_to(p.block, 8) * sizeof(uint16_t)));
   }
   if (p.resident) {
     DEDUP_CUDA_CHECK(
         cudaMalloc(&d_all_, static_cast<size_t>(m.n_pad) * m.dim_pad * sizeof(uint16_t)));
     // In pieces, so a cancel does not wait for tens of GB.
-    const int64_t piece = std::max<int64_t>(128, (int64_t{256} << 20) / (m.dim_pad * 2) / 128 * 128);
+    const int64_t piece =
+        std::max<int64_t>(128, (int64_t{256} << 20) / (m.dim_pad * 2) / 128 * 128);
     for (int64_t r = 0; r < m.n_pad; r += piece) {
       if (shared_->sink->should_stop()) break;
       QS_RETURN_IF_ERROR(
@@ -128,8 +127,7 @@ Status GpuWorker::init() {
     DEDUP_CUDA_CHECK(cudaMalloc(&d_col_[1], block_bytes));
   }
   DEDUP_CUDA_CHECK(cudaStreamSynchronize(compute_));
-  upload_seconds_ =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  upload_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return Status::ok();
 }
 
@@ -139,10 +137,9 @@ Status GpuWorker::launch_filter(Slot& s, cudaStream_t stream) {
   const bool triangular = s.a == s.b;
   DEDUP_CUDA_CHECK(cudaMemsetAsync(s.d_count, 0, sizeof(unsigned long long), stream));
   if (p.kernel == GpuJoinKernel::kCublas) {
-    DEDUP_CUDA_CHECK(launch_threshold_filter_bf16(s.d_tile, rows_a, rows_b,
-                                                  round_up_to(rows_b, 8), p.threshold_lo,
-                                                  triangular, s.d_pairs, s.capacity, s.d_count,
-                                                  stream));
+    DEDUP_CUDA_CHECK(launch_threshold_filter_bf16(s.d_tile, rows_a, rows_b, round_up_to(rows_b, 8),
+                                                  p.threshold_lo, triangular, s.d_pairs, s.capacity,
+                                                  s.d_count, stream));
   } else {
     DEDUP_CUDA_CHECK(launch_similarity_threshold(s.pa, rows_a, s.pb, rows_b, p.m->dim_pad,
                                                  p.m->dim_pad, p.threshold_lo, triangular,
@@ -163,9 +160,8 @@ Status GpuWorker::launch(Slot& s) {
   const float one = 1.0f, zero = 0.0f;
   DEDUP_CUBLAS_CHECK(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(ldc),
                                   static_cast<int>(rows_a), dim_pad, &one, s.pb, CUDA_R_16BF,
-                                  dim_pad, s.pa, CUDA_R_16BF, dim_pad, &zero, s.d_tile,
-                                  CUDA_R_16BF, static_cast<int>(ldc), CUBLAS_COMPUTE_32F,
-                                  CUBLAS_GEMM_DEFAULT));
+                                  dim_pad, s.pa, CUDA_R_16BF, dim_pad, &zero, s.d_tile, CUDA_R_16BF,
+                                  static_cast<int>(ldc), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   DEDUP_CUDA_CHECK(cudaEventRecord(s.gemm_done, compute_));
   DEDUP_CUDA_CHECK(cudaStreamWaitEvent(filter_, s.gemm_done, 0));
   return launch_filter(s, filter_);
@@ -183,8 +179,7 @@ Status GpuWorker::collect(Slot& s) {
                                 " pairs near the threshold: raise the threshold");
     shared_->reruns.fetch_add(1);
     QS_RETURN_IF_ERROR(grow(s, count + count / 4 + 1024));
-    QS_RETURN_IF_ERROR(
-        launch_filter(s, p.kernel == GpuJoinKernel::kCublas ? filter_ : compute_));
+    QS_RETURN_IF_ERROR(launch_filter(s, p.kernel == GpuJoinKernel::kCublas ? filter_ : compute_));
     DEDUP_CUDA_CHECK(cudaEventSynchronize(s.done));
     count = static_cast<int64_t>(*s.h_count);
   }

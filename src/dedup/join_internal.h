@@ -16,8 +16,7 @@ namespace qsearch {
 // watches the cancel flag. Thread-safe.
 class CandidateSink {
  public:
-  CandidateSink(const SimilarityJoinOptions& options, int64_t pairs_total)
-      : options_(options) {
+  CandidateSink(const SimilarityJoinOptions& options, int64_t pairs_total) : options_(options) {
     progress_.pairs_total = pairs_total;
   }
 
@@ -26,9 +25,9 @@ class CandidateSink {
     std::lock_guard<std::mutex> lock(mu_);
     if (static_cast<int64_t>(pairs_.size() + count) > options_.max_pairs) {
       failed_.store(true);
-      return resource_exhausted(
-          "more than " + std::to_string(options_.max_pairs) + " pairs at or near cosine " +
-          std::to_string(options_.threshold) + ": raise the threshold (or max_pairs)");
+      return resource_exhausted("more than " + std::to_string(options_.max_pairs) +
+                                " pairs at or near cosine " + std::to_string(options_.threshold) +
+                                ": raise the threshold (or max_pairs)");
     }
     pairs_.insert(pairs_.end(), pairs, pairs + count);
     progress_.pairs_compared += compared;
@@ -66,9 +65,9 @@ struct Bf16Matrix {
 
 // Candidate pairs (i < j) with approximate score >= threshold_lo, over the given GPU worker
 // list (device ids, repeats allowed). Fills stats' GPU fields.
-Status gpu_join_candidates(const Bf16Matrix& m, float threshold_lo,
-                           const std::vector<int>& devices, const SimilarityJoinOptions& options,
-                           CandidateSink* sink, JoinStats* stats);
+Status gpu_join_candidates(const Bf16Matrix& m, float threshold_lo, const std::vector<int>& devices,
+                           const SimilarityJoinOptions& options, CandidateSink* sink,
+                           JoinStats* stats);
 
 // Candidate pairs (i < j) with fp32 inner product > threshold_lo over normalised vectors,
 // through FAISS range_search_inner_product in blocks of query rows against the rows after.
@@ -81,7 +80,7 @@ inline uint16_t float_to_bf16(float f) {
   static_assert(sizeof(u) == sizeof(f));
   __builtin_memcpy(&u, &f, sizeof(u));
   if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN stays NaN
-  u += 0x7fffu + ((u >> 16) & 1u);                      // round to nearest even
+  u += 0x7fffu + ((u >> 16) & 1u);                     // round to nearest even
   return static_cast<uint16_t>(u >> 16);
 }
 

@@ -28,8 +28,7 @@ StatusOr<std::vector<int>> parse_device(const std::string& device) {
   if (device == "auto" || device == "cuda" || device == "gpu") {
     if (gpus == 0) {
       if (device == "auto") return out;
-      return unavailable("--device " + device + ": no GPU is visible" +
-                         (similarity_gpu_count() == 0 ? " (or this build has no CUDA)" : ""));
+      return unavailable("device " + device + ": no GPU is visible (or this build has no CUDA)");
     }
     for (int g = 0; g < gpus; ++g) out.push_back(g);
     return out;
@@ -61,8 +60,7 @@ double inverse_norm(const float* v, int dim) {
   return ss > 0 ? 1.0 / std::sqrt(ss) : 0.0;
 }
 
-double exact_cosine(const float* a, const float* b, int dim, double inv_norm_a,
-                    double inv_norm_b) {
+double exact_cosine(const float* a, const float* b, int dim, double inv_norm_a, double inv_norm_b) {
   double s = 0;
   for (int k = 0; k < dim; ++k) s += static_cast<double>(a[k]) * static_cast<double>(b[k]);
   return s * inv_norm_a * inv_norm_b;
@@ -132,8 +130,7 @@ StatusOr<std::vector<SimilarPair>> find_similar_pairs(const float* x, int64_t n,
       for (size_t i = begin; i < end; ++i) {
         const float* src = x + static_cast<int64_t>(i) * dim;
         uint16_t* dst = m.data.data() + i * static_cast<size_t>(m.dim_pad);
-        for (int k = 0; k < dim; ++k)
-          dst[k] = float_to_bf16(static_cast<float>(src[k] * inv[i]));
+        for (int k = 0; k < dim; ++k) dst[k] = float_to_bf16(static_cast<float>(src[k] * inv[i]));
       }
     });
     st.prepare_seconds = seconds_since(t_prepare);

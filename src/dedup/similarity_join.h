@@ -85,17 +85,17 @@ struct SimilarityJoinOptions {
 };
 
 struct JoinStats {
-  std::string device;           // "cpu (FAISS)" or "cuda:0 (fused)", ...
-  int64_t block_rows = 0;       // GPU block rows
-  int64_t block_pairs = 0;      // block pairs processed
-  bool streamed = false;        // GPU: blocks streamed from host memory
-  int64_t reruns = 0;           // GPU: block pairs run again after a result overflow
-  int64_t candidates = 0;       // pairs proposed by the fast path
-  int64_t pairs = 0;            // pairs kept by the exact check
-  double work_done = 0;         // fraction of all pairs compared (1 unless work_fraction < 1)
-  double prepare_seconds = 0;   // norms, bf16 conversion, upload
-  double compare_seconds = 0;   // the all-pairs phase
-  double verify_seconds = 0;    // exact re-scoring and sorting
+  std::string device;          // "cpu (FAISS)" or "cuda:0 (fused)", ...
+  int64_t block_rows = 0;      // GPU block rows
+  int64_t block_pairs = 0;     // block pairs processed
+  bool streamed = false;       // GPU: blocks streamed from host memory
+  int64_t reruns = 0;          // GPU: block pairs run again after a result overflow
+  int64_t candidates = 0;      // pairs proposed by the fast path
+  int64_t pairs = 0;           // pairs kept by the exact check
+  double work_done = 0;        // fraction of all pairs compared (1 unless work_fraction < 1)
+  double prepare_seconds = 0;  // norms, bf16 conversion, upload
+  double compare_seconds = 0;  // the all-pairs phase
+  double verify_seconds = 0;   // exact re-scoring and sorting
 };
 
 // The pairs, sorted by (i, j). kInvalidArgument for bad sizes or options, kUnavailable when
@@ -107,8 +107,7 @@ StatusOr<std::vector<SimilarPair>> find_similar_pairs(const float* x, int64_t n,
 
 // The reference score (see above). inv_norm_a = 1 / sqrt(sum of squares in fp64), 0 for a
 // zero vector.
-double exact_cosine(const float* a, const float* b, int dim, double inv_norm_a,
-                    double inv_norm_b);
+double exact_cosine(const float* a, const float* b, int dim, double inv_norm_a, double inv_norm_b);
 double inverse_norm(const float* v, int dim);
 
 // Number of GPUs the join can use (0 in CPU-only builds or without a GPU). Never fails.

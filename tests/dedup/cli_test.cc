@@ -11,12 +11,11 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <sstream>
 #include <thread>
-
-#include <nlohmann/json.hpp>
 
 #include "dedup_test_util.h"
 #include "embed/embedder.h"
@@ -78,9 +77,8 @@ RunResult run(const std::vector<std::string>& args, const std::string& dir) {
 class DedupCli : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    root_ = new std::string((fs::temp_directory_path() /
-                             ("qsearch-dedup-cli-" + std::to_string(::getpid())))
-                                .string());
+    root_ = new std::string(
+        (fs::temp_directory_path() / ("qsearch-dedup-cli-" + std::to_string(::getpid()))).string());
     fs::create_directories(*root_);
     const std::string tokenizer = std::string(QSEARCH_DEPS_DIR) + "/qwen3/tokenizer.json";
     if (!fs::exists(tokenizer)) {
@@ -108,8 +106,8 @@ class DedupCli : public ::testing::Test {
     std::string text;
   };
   static std::vector<Doc> make_docs(int bases, uint64_t seed) {
-    static const char* words[] = {"the", "quick", "brown", "fox", "jumps", "over", "lazy",
-                                  "dog", "alpha", "beta", "gamma", "delta", "river", "stone",
+    static const char* words[] = {"the",   "quick", "brown", "fox",   "jumps", "over",  "lazy",
+                                  "dog",   "alpha", "beta",  "gamma", "delta", "river", "stone",
                                   "music", "north", "paper", "light", "seven", "green"};
     std::mt19937_64 rng(seed);
     std::vector<Doc> docs;
@@ -124,7 +122,7 @@ class DedupCli : public ::testing::Test {
       docs.push_back({json(std::string("b").append(num)), t});
       if (b % 3 == 0) docs.push_back({json(std::string("s").append(num)), t + " fox"});
       if (b % 4 == 0) docs.push_back({json(100000 + b), t});  // exact copy, integer id
-      if (b % 5 == 0) docs.push_back({json(), t + "."});    // no id
+      if (b % 5 == 0) docs.push_back({json(), t + "."});      // no id
     }
     return docs;
   }
@@ -157,9 +155,8 @@ TEST_F(DedupCli, ClustersKeepListAndCache) {
                     cache = dir_ + "/cache";
   write_jsonl(input, docs);
   const double t = 0.97;
-  RunResult r = run({"dedup", "--model", model(), "--input", input, "--output", out,
-                     "--threshold", "0.97", "--device", "cpu", "--cache-dir", cache,
-                     "--pairs-per-cluster", "-1"},
+  RunResult r = run({"dedup", "--model", model(), "--input", input, "--output", out, "--threshold",
+                     "0.97", "--device", "cpu", "--cache-dir", cache, "--pairs-per-cluster", "-1"},
                     dir_);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("embed: model"), std::string::npos) << r.err;
@@ -232,8 +229,8 @@ TEST_F(DedupCli, ClustersKeepListAndCache) {
   // Rerun with another threshold: embeddings from the cache, the model never opened.
   const std::string out2 = dir_ + "/clusters2.jsonl";
   RunResult r2 = run({"dedup", "--model", model(), "--input", input, "--output", out2,
-                      "--threshold", "0.99", "--device", "cpu", "--cache-dir", cache,
-                      "--keep", "longest", "--keep-list", dir_ + "/keep2.txt"},
+                      "--threshold", "0.99", "--device", "cpu", "--cache-dir", cache, "--keep",
+                      "longest", "--keep-list", dir_ + "/keep2.txt"},
                      dir_);
   ASSERT_EQ(r2.exit_code, 0) << r2.err;
   EXPECT_NE(r2.err.find("from cache"), std::string::npos) << r2.err;
@@ -271,18 +268,17 @@ TEST_F(DedupCli, UsageAndInputErrors) {
           dir_);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--threshold"), std::string::npos);
-  r = run({"dedup", "--model", model(), "--input", input, "--output", dir_ + "/o.jsonl",
-           "--keep", "newest"},
+  r = run({"dedup", "--model", model(), "--input", input, "--output", dir_ + "/o.jsonl", "--keep",
+           "newest"},
           dir_);
   EXPECT_EQ(r.exit_code, 2);
-  r = run({"dedup", "--model", model(), "--input", input, "--output", dir_ + "/o.jsonl",
-           "--bogus"},
+  r = run({"dedup", "--model", model(), "--input", input, "--output", dir_ + "/o.jsonl", "--bogus"},
           dir_);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("unknown option --bogus"), std::string::npos);
-  r = run({"dedup", "--model", model(), "--input", input, "--output", dir_ + "/o.jsonl",
-           "--no-cache"},
-          dir_);
+  r = run(
+      {"dedup", "--model", model(), "--input", input, "--output", dir_ + "/o.jsonl", "--no-cache"},
+      dir_);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("in.jsonl:2: not valid JSON"), std::string::npos) << r.err;
   r = run({"dedup", "--model", model(), "--input", dir_ + "/missing.jsonl", "--output",
@@ -302,8 +298,7 @@ TEST_F(DedupCli, UsageAndInputErrors) {
 TEST_F(DedupCli, InterruptLeavesNoPartialOutput) {
   // Enough text that embedding takes many seconds; interrupted at the first progress line.
   auto docs = make_docs(6000, 7);
-  const std::string input = dir_ + "/big.jsonl", out = dir_ + "/out.jsonl",
-                    cache = dir_ + "/cache";
+  const std::string input = dir_ + "/big.jsonl", out = dir_ + "/out.jsonl", cache = dir_ + "/cache";
   write_jsonl(input, docs);
   const pid_t pid = spawn({"dedup", "--model", model(), "--input", input, "--output", out,
                            "--device", "cpu", "--threads", "1", "--cache-dir", cache},

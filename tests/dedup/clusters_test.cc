@@ -1,11 +1,11 @@
 // Union-find clusters, keepers (first seen / longest) and the keep-list.
+#include "dedup/clusters.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <functional>
 #include <random>
-
-#include "dedup/clusters.h"
 
 namespace qsearch {
 namespace {

@@ -16,8 +16,8 @@ namespace fs = std::filesystem;
 class TempDir {
  public:
   TempDir() {
-    path_ = fs::temp_directory_path() / ("qsearch-dedup-test-" + std::to_string(::getpid()) +
-                                         "-" + std::to_string(counter_++));
+    path_ = fs::temp_directory_path() /
+            ("qsearch-dedup-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
     fs::create_directories(path_);
   }
   ~TempDir() { fs::remove_all(path_); }
@@ -35,14 +35,13 @@ class TempDir {
 
 TEST(Corpus, IdsTextsAndLineNumbers) {
   TempDir dir;
-  const std::string path = dir.write(
-      "in.jsonl",
-      "{\"id\": \"a\", \"text\": \"hello\"}\n"
-      "\n"
-      "{\"text\": \"caf\\u00e9 \\u4e16\\u754c\", \"id\": 17}\n"
-      "  \n"
-      "{\"body\": \"x\", \"text\": \"no id here\"}\r\n"
-      "{\"id\": null, \"text\": \"null id\"}");
+  const std::string path = dir.write("in.jsonl",
+                                     "{\"id\": \"a\", \"text\": \"hello\"}\n"
+                                     "\n"
+                                     "{\"text\": \"caf\\u00e9 \\u4e16\\u754c\", \"id\": 17}\n"
+                                     "  \n"
+                                     "{\"body\": \"x\", \"text\": \"no id here\"}\r\n"
+                                     "{\"id\": null, \"text\": \"null id\"}");
   auto c = scan_jsonl_corpus(path, "text", "id");
   ASSERT_TRUE(c.is_ok()) << c.status().to_string();
   ASSERT_EQ(c->size(), 4);
@@ -52,16 +51,16 @@ TEST(Corpus, IdsTextsAndLineNumbers) {
   EXPECT_EQ(c->text_chars, (std::vector<int64_t>{5, 7, 10, 7}));  // code points, not bytes
   std::vector<std::string> texts;
   ASSERT_TRUE(read_corpus_texts(*c, 1, 4, &texts).is_ok());
-  EXPECT_EQ(texts, (std::vector<std::string>{"caf\xc3\xa9 \xe4\xb8\x96\xe7\x95\x8c",
-                                             "no id here", "null id"}));
+  EXPECT_EQ(texts, (std::vector<std::string>{"caf\xc3\xa9 \xe4\xb8\x96\xe7\x95\x8c", "no id here",
+                                             "null id"}));
   ASSERT_TRUE(read_corpus_texts(*c, 0, 1, &texts).is_ok());
   EXPECT_EQ(texts, (std::vector<std::string>{"hello"}));
 }
 
 TEST(Corpus, OtherFields) {
   TempDir dir;
-  const std::string path =
-      dir.write("in.jsonl", "{\"key\": \"k1\", \"body\": \"one\"}\n{\"key\": \"k2\", \"body\": \"two\"}\n");
+  const std::string path = dir.write(
+      "in.jsonl", "{\"key\": \"k1\", \"body\": \"one\"}\n{\"key\": \"k2\", \"body\": \"two\"}\n");
   auto c = scan_jsonl_corpus(path, "body", "key");
   ASSERT_TRUE(c.is_ok());
   EXPECT_EQ(c->id_text(1), "k2");

@@ -75,7 +75,9 @@ PlantedSet make_planted_set(int64_t n, int dim, double threshold, uint64_t seed)
   // Sources come from the back of the order, which targets never reach.
   size_t next_source = static_cast<size_t>(n) - 1;
   auto take_source = [&] { return order[next_source--]; };
-  auto ordered = [](int64_t a, int64_t b) { return std::make_pair(std::min(a, b), std::max(a, b)); };
+  auto ordered = [](int64_t a, int64_t b) {
+    return std::make_pair(std::min(a, b), std::max(a, b));
+  };
 
   for (int64_t k = 0; k < planted; ++k) {  // near copies, clearly above
     const int64_t s = take_source(), t = take_target();
@@ -145,13 +147,14 @@ std::vector<SimilarPair> brute_force_pairs_cpu(const float* x, int64_t n, int di
     for (int64_t b = a; b < n; b += block) {
       const int64_t rb = std::min(block, n - b);
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(ra),
-                  static_cast<int>(rb), dim, 1.0f, xn.data() + a * dim, dim,
-                  xn.data() + b * dim, dim, 0.0f, c.data(), static_cast<int>(rb));
+                  static_cast<int>(rb), dim, 1.0f, xn.data() + a * dim, dim, xn.data() + b * dim,
+                  dim, 0.0f, c.data(), static_cast<int>(rb));
       for (int64_t i = 0; i < ra; ++i)
         for (int64_t j = 0; j < rb; ++j) {
           if (b + j <= a + i || c[i * rb + j] <= lo) continue;
           const double s = reference_cosine(x + (a + i) * dim, x + (b + j) * dim, dim);
-          if (s >= threshold - 1e-12) out.push_back(SimilarPair{a + i, b + j, static_cast<float>(s)});
+          if (s >= threshold - 1e-12)
+            out.push_back(SimilarPair{a + i, b + j, static_cast<float>(s)});
         }
     }
   }
@@ -181,8 +184,8 @@ void expect_same_pairs(const std::vector<SimilarPair>& got, const std::vector<Si
                              << (extra.empty() ? -1 : extra[0].first) << ", "
                              << (extra.empty() ? -1 : extra[0].second) << ")";
   for (size_t k = 1; k < got.size(); ++k) {
-    const bool sorted = got[k - 1].i < got[k].i ||
-                        (got[k - 1].i == got[k].i && got[k - 1].j < got[k].j);
+    const bool sorted =
+        got[k - 1].i < got[k].i || (got[k - 1].i == got[k].i && got[k - 1].j < got[k].j);
     if (!sorted) {
       ADD_FAILURE() << what << ": pairs not sorted at " << k;
       break;

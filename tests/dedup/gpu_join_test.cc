@@ -28,11 +28,11 @@ namespace {
 using dedup_test::expect_same_pairs;
 using dedup_test::make_planted_set;
 
-#define REQUIRE_GPU()                                                                   \
-  do {                                                                                  \
-    if (similarity_gpu_count() == 0)                                                    \
+#define REQUIRE_GPU()                                                                    \
+  do {                                                                                   \
+    if (similarity_gpu_count() == 0)                                                     \
       GTEST_SKIP() << "no CUDA GPU visible (or a CPU-only build): GPU similarity tests " \
-                      "skipped";                                                        \
+                      "skipped";                                                         \
   } while (0)
 
 #ifdef QSEARCH_HAVE_CUDA
@@ -124,9 +124,9 @@ void check_fused_kernel(int64_t rows_a, int64_t rows_b, int dim, bool triangular
 
 TEST(SimilarityKernel, FusedMatchesReference) {
   REQUIRE_GPU();
-  check_fused_kernel(300, 260, 96, false);   // partial tiles in both directions
-  check_fused_kernel(128, 384, 1024, false); // exact tiles, the production dimension
-  check_fused_kernel(517, 517, 64, true);    // self block: j > i only
+  check_fused_kernel(300, 260, 96, false);    // partial tiles in both directions
+  check_fused_kernel(128, 384, 1024, false);  // exact tiles, the production dimension
+  check_fused_kernel(517, 517, 64, true);     // self block: j > i only
   check_fused_kernel(1, 129, 32, false);
 }
 
@@ -185,8 +185,8 @@ TEST(SimilarityKernel, OverflowIsCountedNotWritten) {
   ASSERT_EQ(cudaMemset(d_out, 0x5a, (capacity + 1) * sizeof(SimPair)), cudaSuccess);
   ASSERT_EQ(cudaMalloc(&d_count, sizeof(unsigned long long)), cudaSuccess);
   ASSERT_EQ(cudaMemset(d_count, 0, sizeof(unsigned long long)), cudaSuccess);
-  ASSERT_EQ(launch_similarity_threshold(d_a, rows, d_a, rows, dim_pad, dim_pad, -4.0f, false,
-                                        d_out, capacity, d_count, nullptr),
+  ASSERT_EQ(launch_similarity_threshold(d_a, rows, d_a, rows, dim_pad, dim_pad, -4.0f, false, d_out,
+                                        capacity, d_count, nullptr),
             cudaSuccess);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   unsigned long long count = 0;
@@ -210,8 +210,8 @@ class GpuJoin : public ::testing::Test {
     data_ = new dedup_test::PlantedSet(make_planted_set(100000, 1024, kThreshold, 2024));
     want_ = new std::vector<SimilarPair>();
     auto t0 = std::chrono::steady_clock::now();
-    error_ = dedup_test::gpu_brute_force_pairs(data_->x.data(), data_->n, data_->dim,
-                                               kThreshold, want_);
+    error_ =
+        dedup_test::gpu_brute_force_pairs(data_->x.data(), data_->n, data_->dim, kThreshold, want_);
     std::printf("reference: %zu pairs in %.2f s\n", want_->size(),
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
@@ -228,13 +228,14 @@ class GpuJoin : public ::testing::Test {
     auto t0 = std::chrono::steady_clock::now();
     auto got = find_similar_pairs(data_->x.data(), data_->n, data_->dim, o, &stats);
     ASSERT_TRUE(got.is_ok()) << what << ": " << got.status().to_string();
-    std::printf("%s: %s, %zu pairs, %lld candidates, block %lld%s, %lld reruns, %.3f s "
-                "(compare %.3f s)\n",
-                what, stats.device.c_str(), got->size(), static_cast<long long>(stats.candidates),
-                static_cast<long long>(stats.block_rows), stats.streamed ? " streamed" : "",
-                static_cast<long long>(stats.reruns),
-                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-                stats.compare_seconds);
+    std::printf(
+        "%s: %s, %zu pairs, %lld candidates, block %lld%s, %lld reruns, %.3f s "
+        "(compare %.3f s)\n",
+        what, stats.device.c_str(), got->size(), static_cast<long long>(stats.candidates),
+        static_cast<long long>(stats.block_rows), stats.streamed ? " streamed" : "",
+        static_cast<long long>(stats.reruns),
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+        stats.compare_seconds);
     expect_same_pairs(*got, *want_, what);
     if (stats_out) *stats_out = stats;
   }
@@ -303,8 +304,9 @@ TEST_F(GpuJoin, SeveralWorkersAndOverflowEqualBruteForce) {
     o.block_rows = 10240;
     o.gpu_pair_capacity = 8;  // every block pair with more hits runs again
     JoinStats stats;
-    run_and_compare(o, kernel == GpuJoinKernel::kFused ? "3 workers, tiny buffer, fused"
-                                                       : "3 workers, tiny buffer, cublas",
+    run_and_compare(o,
+                    kernel == GpuJoinKernel::kFused ? "3 workers, tiny buffer, fused"
+                                                    : "3 workers, tiny buffer, cublas",
                     &stats);
     EXPECT_GT(stats.reruns, 0);
   }

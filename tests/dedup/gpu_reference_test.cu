@@ -80,8 +80,8 @@ std::string gpu_brute_force_pairs(const float* x, int64_t n, int dim, double thr
   if (err.empty()) {
     const unsigned tiles = static_cast<unsigned>((n + 63) / 64);
     reference_pairs_kernel<<<dim3(tiles, tiles), 256>>>(d_x, static_cast<int>(n), dim,
-                                                        static_cast<float>(threshold - 1e-3),
-                                                        d_out, capacity, d_count);
+                                                        static_cast<float>(threshold - 1e-3), d_out,
+                                                        capacity, d_count);
     err = check(cudaGetLastError(), "reference kernel launch");
   }
   if (err.empty()) err = check(cudaDeviceSynchronize(), "reference kernel");
