@@ -38,7 +38,7 @@ $(DEPS)/qwen3/tokenizer.json:
 
 $(DEPS)/node/.ok:
 	@mkdir -p $(DEPS)/node
-	cd $(DEPS)/node && [ -f package.json ] || (cd $(DEPS)/node && echo '{"name":"qsearch-test-deps","private":true}' > package.json)
+	cd $(DEPS)/node && { [ -f package.json ] || echo '{"name":"qsearch-test-deps","private":true}' > package.json; }
 	cd $(DEPS)/node && npm install --silent --no-audit --no-fund $(ORACLE_NPM) $(OPENAI_NPM)
 	@touch $@
 
