@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
-# `make run`: embeds a few example texts with a real model when QSEARCH_MODEL points to one,
-# else with the small random-weight test model (written on first use into .deps/test-model).
+# `make run`: starts `qsearch serve` on its defaults (http://127.0.0.1:8080, data in
+# ./qsearch-data). The model is $QSEARCH_MODEL when set, else the small random-weight test model
+# (written on first use into .deps/test-model), so the server starts without any download.
+# Every QSEARCH_* variable (QSEARCH_PORT, QSEARCH_API_KEY, ...; see docs/api.md) applies, and
+# arguments are passed on: ./scripts/run.sh --port 9000
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=build/qsearch
+bin=${BUILD:-build}/qsearch
 if [ -n "${QSEARCH_MODEL:-}" ]; then
   model=$QSEARCH_MODEL
-  echo "make run: using the model in $model (QSEARCH_MODEL)" >&2
+  echo "make run: serving the model in $model (QSEARCH_MODEL)" >&2
 else
   model=.deps/test-model
-  [ -f $model/config.json ] || $bin make-test-model --tokenizer .deps/qwen3/tokenizer.json --out $model
-  echo "make run: QSEARCH_MODEL is not set; using the small RANDOM-WEIGHT test model in $model" >&2
-  echo "          (its embeddings are not meaningful; see README for real weights)" >&2
+  [ -f $model/config.json ] || $bin make-test-model --tokenizer .deps/qwen3/tokenizer.json --out $model >/dev/null
+  echo "make run: QSEARCH_MODEL is not set; serving the small RANDOM-WEIGHT test model in $model" >&2
+  echo "          (its embeddings are not meaningful). For real embeddings:" >&2
+  echo "            huggingface-cli download Qwen/Qwen3-Embedding-0.6B --local-dir models/Qwen3-Embedding-0.6B" >&2
+  echo "            QSEARCH_MODEL=models/Qwen3-Embedding-0.6B make run" >&2
 fi
-printf '%s\n' '"What is the capital of China?"' '"The capital of China is Beijing."' \
-  '"Gravity is a force that attracts two bodies towards each other."' |
-  $bin embed --model "$model" --dim 8 --instruction "Given a web search query, retrieve relevant passages that answer the query"
+port=${QSEARCH_PORT:-8080}
+echo "make run: data in ${QSEARCH_DATA_DIR:-./qsearch-data}; try:" >&2
+echo "  curl -s localhost:$port/v1/embeddings -d '{\"input\": \"hello\"}'" >&2
+echo "  curl -s localhost:$port/collections -d '{\"name\": \"docs\"}'" >&2
+exec "$bin" serve --model "$model" "$@"

@@ -41,6 +41,7 @@ struct RequestContext {
   Service* service = nullptr;                    // set for routes that need the model
   const httplib::ContentReader* reader = nullptr;  // set for kStreamed routes
   std::string body;                              // kBuffered routes
+  bool body_read = false;                        // set once the body was consumed
   ConnectionWatch watch;
 
   ClientGone client_gone() {

@@ -26,8 +26,8 @@ std::vector<int32_t> token_ids(const json& arr, const std::string& where) {
       throw StatusException(invalid_argument(where + " must hold only integer token ids"));
     int64_t v = t.get<int64_t>();
     if (v < 0 || v > INT32_MAX)
-      throw StatusException(unprocessable(where + ": token id " + std::to_string(v) +
-                                          " out of range"));
+      throw StatusException(invalid_argument(where + ": token id " + std::to_string(v) +
+                                             " out of range"));
     ids.push_back(static_cast<int32_t>(v));
   }
   return ids;

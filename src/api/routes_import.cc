@@ -155,6 +155,7 @@ void import_documents(RequestContext& ctx) {
   bool has_body = ctx.req.has_header("Content-Length") ||
                   ctx.req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
   bool read_ok = true;
+  ctx.body_read = true;  // even when it stops early: the rest is not drained (it may be huge)
   if (has_body && ctx.reader)
     read_ok = (*ctx.reader)([&](const char* data, size_t n) { return importer.consume(data, n); });
   if (importer.fatal().is_ok() && !read_ok)

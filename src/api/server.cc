@@ -37,6 +37,26 @@ void write_error(httplib::Response& res, int status, const std::string& code,
   res.set_content(error_body(code, message), "application/json");
 }
 
+bool has_body(const httplib::Request& req) {
+  return (req.has_header("Content-Length") && req.get_header_value<uint64_t>("Content-Length") > 0) ||
+         req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+}
+
+// Reads and discards a body the route did not read (an early error, a body on DELETE), so the
+// connection stays usable: unread bytes would be parsed as the next request. Bodies announced
+// larger than the limit are left alone.
+void drain_body(const httplib::Request& req, const httplib::ContentReader* reader,
+                uint64_t limit) {
+  if (!reader || !has_body(req)) return;
+  if (req.has_header("Content-Length") && req.get_header_value<uint64_t>("Content-Length") > limit)
+    return;
+  uint64_t n = 0;
+  (*reader)([&](const char*, size_t len) {
+    n += len;
+    return n <= limit;
+  });
+}
+
 }  // namespace
 
 json RequestContext::json_body() const {
@@ -64,16 +84,30 @@ ApiServer::ApiServer(const ServerConfig& config, Metrics* metrics)
   const size_t threads = static_cast<size_t>(config_.http_threads);
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_tcp_nodelay(true);
+  // SO_REUSEADDR only: cpp-httplib's default also sets SO_REUSEPORT, which would let a second
+  // server start on a port that is already serving instead of failing.
+  http_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof yes);
+  });
   http_->set_keep_alive_max_count(1000);
   http_->set_read_timeout(30);
   http_->set_write_timeout(30);
 
   // A body announced larger than the limit is refused before the client sends it.
-  http_->set_expect_100_continue_handler([this](const httplib::Request& req, httplib::Response&) {
+  http_->set_expect_100_continue_handler([this](const httplib::Request& req,
+                                                httplib::Response& res) {
     bool streamed = req.path.size() > 7 && req.path.compare(req.path.size() - 7, 7, "/import") == 0;
+    const uint64_t limit = static_cast<uint64_t>(config_.max_request_bytes);
     if (!streamed && req.has_header("Content-Length") &&
-        req.get_header_value<uint64_t>("Content-Length") > static_cast<uint64_t>(config_.max_request_bytes))
+        req.get_header_value<uint64_t>("Content-Length") > limit) {
+      // cpp-httplib 0.11 answers with res as it is: the status must be set here too.
+      write_error(res, 413, "payload_too_large",
+                  "request body of " + req.get_header_value("Content-Length") +
+                      " bytes is over the limit of " + std::to_string(limit));
+      metrics_->observe_request(req.method, kUnmatched, 413, 0);
       return 413;
+    }
     return 100;
   });
   // Responses cpp-httplib produces itself (malformed requests, 413 before a handler, ...).
@@ -158,10 +192,9 @@ void ApiServer::add(const Route& route_in) {
             throw StatusException(payload_too_large(
                 "request body of " + req.get_header_value("Content-Length") +
                 " bytes is over the limit of " + std::to_string(limit)));
-          bool has_body = req.has_header("Content-Length") ||
-                          req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
           bool too_big = false;
-          if (has_body) {
+          ctx.body_read = true;
+          if (has_body(req)) {
             bool ok = (*reader)([&](const char* data, size_t n) {
               if (ctx.body.size() + n > limit) {
                 too_big = true;
@@ -186,7 +219,7 @@ void ApiServer::add(const Route& route_in) {
         int retry = service ? service->scheduler().retry_after_seconds() : 1;
         res.set_header("Retry-After", std::to_string(retry));
       }
-      if (he.status >= 500)
+      if (he.status >= 500 && he.status != 503)
         spdlog::error("{} {}: {}", req.method, req.path, e.status().to_string());
     } catch (const json::exception& e) {
       write_error(res, 400, "invalid_request", e.what());
@@ -199,6 +232,7 @@ void ApiServer::add(const Route& route_in) {
       spdlog::error("{} {}: unexpected exception", req.method, req.path);
       write_error(res, 500, "internal", "unexpected error");
     }
+    if (!ctx.body_read) drain_body(req, reader, static_cast<uint64_t>(config_.max_request_bytes));
     if (res.status < 0) res.status = 200;
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     metrics_->observe_request(req.method, route->pattern, res.status, seconds);
@@ -216,6 +250,7 @@ void ApiServer::add(const Route& route_in) {
   if (m == "POST") http_->Post(route->regex, with_reader);
   else if (m == "PUT") http_->Put(route->regex, with_reader);
   else if (m == "DELETE") http_->Delete(route->regex, with_reader);
+  else if (m == "PATCH") http_->Patch(route->regex, with_reader);
 }
 
 void ApiServer::register_routes() {
@@ -270,37 +305,48 @@ void ApiServer::register_routes() {
   for (const auto& r : import_routes()) add(r);
   for (const auto& r : collection_routes()) add(r);
 
-  // Unknown paths and methods are answered before cpp-httplib reads (and buffers) a body,
-  // and overlong paths before any regex sees them.
+  // Unknown paths: 404, or 405 where the path exists with other methods. Methods with a body
+  // get catch-all routes that drain the body first (an unread body would be parsed as the next
+  // request of the connection); the others are answered before routing. Overlong paths are
+  // refused before any regex sees them.
   struct Matcher {
     std::string method;
     std::regex re;
   };
   auto matchers = std::make_shared<std::vector<Matcher>>();
   for (const auto& r : routes_) matchers->push_back({r->method, std::regex(r->regex)});
-  http_->set_pre_routing_handler([this, matchers](const httplib::Request& req,
-                                                  httplib::Response& res) {
+  // 405 when the path exists with another method, else 404.
+  auto refuse = [matchers](const std::string& method, const std::string& path,
+                           httplib::Response& res) {
+    bool known = false;
+    for (const auto& m : *matchers) known = known || std::regex_match(path, m.re);
+    if (known)
+      write_error(res, 405, "method_not_allowed", method + " is not allowed on " + path);
+    else
+      write_error(res, 404, "not_found", "no route for " + method + " " + path);
+  };
+  for (const char* method : {"POST", "PUT", "DELETE", "PATCH"}) {
+    add({method, kUnmatched, ".*", Access::kPublic, Body::kNone, false,
+         [refuse](RequestContext& ctx) { refuse(ctx.req.method, ctx.req.path, ctx.res); }});
+  }
+  http_->set_pre_routing_handler([this, matchers, refuse](const httplib::Request& req,
+                                                          httplib::Response& res) {
     if (req.path.size() > kMaxPathBytes) {
       write_error(res, 414, "uri_too_long",
                   "path longer than " + std::to_string(kMaxPathBytes) + " bytes");
       metrics_->observe_request(req.method, kUnmatched, 414, 0);
       return httplib::Server::HandlerResponse::Handled;
     }
-    std::string method = req.method == "HEAD" ? "GET" : req.method;
-    bool path_known = false;
-    for (const auto& m : *matchers) {
-      if (!std::regex_match(req.path, m.re)) continue;
-      if (m.method == method) return httplib::Server::HandlerResponse::Unhandled;
-      path_known = true;
+    const std::string& m = req.method;
+    if (m == "POST" || m == "PUT" || m == "DELETE" || m == "PATCH")
+      return httplib::Server::HandlerResponse::Unhandled;  // the routes above, catch-alls last
+    if (m == "GET" || m == "HEAD") {
+      for (const auto& matcher : *matchers)
+        if (matcher.method == "GET" && std::regex_match(req.path, matcher.re))
+          return httplib::Server::HandlerResponse::Unhandled;
     }
-    if (path_known) {
-      write_error(res, 405, "method_not_allowed",
-                  req.method + " is not allowed on " + req.path);
-      metrics_->observe_request(req.method, kUnmatched, 405, 0);
-    } else {
-      write_error(res, 404, "not_found", "no route for " + req.method + " " + req.path);
-      metrics_->observe_request(req.method, kUnmatched, 404, 0);
-    }
+    refuse(m, req.path, res);
+    metrics_->observe_request(m, kUnmatched, res.status, 0);
     return httplib::Server::HandlerResponse::Handled;
   });
 }

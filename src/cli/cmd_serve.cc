@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -21,6 +22,20 @@
 
 namespace qsearch::cli {
 namespace {
+
+int g_signal_pipe[2] = {-1, -1};
+
+void wake_signal_thread(int sig) {
+  char c = static_cast<char>(sig);
+  ssize_t n = write(g_signal_pipe[1], &c, 1);
+  (void)n;
+}
+
+extern "C" void on_signal(int sig) {
+  int saved = errno;
+  wake_signal_thread(sig);
+  errno = saved;
+}
 
 int run_serve(const std::vector<std::string>& args) {
   if (wants_help(args)) {
@@ -52,12 +67,19 @@ int run_serve(const std::vector<std::string>& args) {
     spdlog::info("authentication on: {} admin key(s), {} read-only key(s)",
                  config->admin_keys.size(), config->read_keys.size());
 
-  // Signals go to one thread only (sigwait); every other thread inherits the blocked mask.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGINT/SIGTERM write to a pipe that one thread waits on. (Blocking the signals and using
+  // sigwait() is not enough: threads started before main, e.g. OpenBLAS's, would still take
+  // them and the default action would kill the process without saving.)
+  if (pipe(g_signal_pipe) != 0) {
+    spdlog::critical("pipe() failed");
+    return 1;
+  }
+  struct sigaction sa {};
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   Metrics metrics;
@@ -70,10 +92,12 @@ int run_serve(const std::vector<std::string>& args) {
 
   std::atomic<bool> listen_done{false}, load_failed{false}, shutting_down{false};
   std::thread signal_thread([&] {
-    int sig = 0;
-    sigwait(&signals, &sig);
+    char sig = 0;
+    while (read(g_signal_pipe[0], &sig, 1) < 0 && errno == EINTR) {
+    }
     shutting_down = true;
-    if (!listen_done) spdlog::info("signal {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    if (sig == SIGINT || sig == SIGTERM)
+      spdlog::info("{}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
     while (!listen_done) {  // stop() is a no-op before listen() runs: repeat until it returns
       server.stop();
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -82,11 +106,13 @@ int run_serve(const std::vector<std::string>& args) {
 
   std::unique_ptr<Service> service;
   std::thread loader([&] {
+    if (config->debug_load_delay_ms > 0)
+      std::this_thread::sleep_for(std::chrono::milliseconds(config->debug_load_delay_ms));
     auto opened = Service::open(*config, &metrics);
     if (!opened.is_ok()) {
       spdlog::critical("cannot start: {}", opened.status().message());
       load_failed = true;
-      kill(getpid(), SIGTERM);
+      wake_signal_thread(0);
       return;
     }
     service = std::move(opened).value();
@@ -97,7 +123,7 @@ int run_serve(const std::vector<std::string>& args) {
 
   bool listened = server.listen();
   listen_done = true;
-  if (!shutting_down) kill(getpid(), SIGTERM);  // wakes the signal thread
+  if (!shutting_down) wake_signal_thread(0);
   signal_thread.join();
   loader.join();
   server.set_service(nullptr);

@@ -154,11 +154,15 @@ const std::vector<OptionDef>& option_table() {
                      "log_level")},
       {"sync", Kind::kBool, "false", "fsync the write-ahead log before acknowledging writes",
        bool_setter(&ServerConfig::sync, "sync")},
-      {"save_interval", Kind::kInt, "300", "seconds between index saves (0: only at shutdown)",
+      {"save_interval", Kind::kInt, "60",
+       "seconds between background index saves of a changed collection (0: only at shutdown)",
        int_setter(&ServerConfig::save_interval, 0, 1 << 30, "save_interval")},
       {"debug_batch_delay_ms", Kind::kInt, "0",
        "testing only: delay each engine batch by this many milliseconds",
        int_setter(&ServerConfig::debug_batch_delay_ms, 0, 60000, "debug_batch_delay_ms")},
+      {"debug_load_delay_ms", Kind::kInt, "0",
+       "testing only: wait this many milliseconds before loading the model",
+       int_setter(&ServerConfig::debug_load_delay_ms, 0, 600000, "debug_load_delay_ms")},
   };
   return table;
 }

@@ -49,12 +49,14 @@ struct ServerConfig {
   std::string log_level = "info";
   // fsync the write-ahead log before acknowledging a write.
   bool sync = false;
-  // Seconds between periodic index saves (0: only at shutdown).
-  int save_interval = 300;
+  // Seconds between background index saves of a changed collection (0: only at shutdown).
+  int save_interval = 60;
   // The JSON config file that was read (informational; set by --config or QSEARCH_CONFIG).
   std::string config_file;
-  // Testing only: milliseconds each engine batch is delayed (to exercise queueing).
+  // Testing only: milliseconds each engine batch is delayed (to exercise queueing), and
+  // milliseconds before the model starts loading (to observe /ready answering 503).
   int debug_batch_delay_ms = 0;
+  int debug_load_delay_ms = 0;
 
   // Keys after merging api_key, read_key and key_file.
   std::vector<std::string> admin_keys;

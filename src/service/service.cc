@@ -108,6 +108,7 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
   so.data_dir = config.data_dir;
   so.sync = config.sync;
   so.model = svc->model_identity_;
+  so.index_save_interval_s = config.save_interval;  // the store saves in the background
   auto store = CollectionStore::open(so);
   if (!store.is_ok()) return store.status().with_context("opening the data directory " + config.data_dir);
   svc->store_ = std::move(store).value();
@@ -120,30 +121,11 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
   sched.queue_limit_tokens = config.queue_limit_tokens;
   sched.debug_batch_delay_ms = config.debug_batch_delay_ms;
   svc->scheduler_ = std::make_unique<Scheduler>(std::move(backends), sched, metrics);
-  if (config.save_interval > 0) svc->saver_ = std::thread([s = svc.get()] { s->saver_loop(); });
   return svc;
-}
-
-void Service::saver_loop() {
-  std::unique_lock<std::mutex> lock(saver_mu_);
-  while (!saver_stop_) {
-    saver_cv_.wait_for(lock, std::chrono::seconds(config_.save_interval));
-    if (saver_stop_) break;
-    lock.unlock();
-    Status st = store_->save_indexes();
-    if (!st.is_ok()) spdlog::error("periodic index save failed: {}", st.to_string());
-    lock.lock();
-  }
 }
 
 Status Service::shutdown() {
   if (shut_down_.exchange(true)) return Status::ok();
-  {
-    std::lock_guard<std::mutex> lock(saver_mu_);
-    saver_stop_ = true;
-  }
-  saver_cv_.notify_all();
-  if (saver_.joinable()) saver_.join();
   if (scheduler_) scheduler_->stop();
   if (store_) return store_->save_indexes();
   return Status::ok();

@@ -77,7 +77,8 @@ Status check_model_dir(const std::string& dir);
 
 class Service {
  public:
-  // Loads the model, opens the store and starts the scheduler and the index saver.
+  // Loads the model, opens the store (which saves indexes in the background) and starts the
+  // scheduler.
   static StatusOr<std::unique_ptr<Service>> open(const ServerConfig& config, Metrics* metrics);
   ~Service();
 
@@ -127,7 +128,6 @@ class Service {
   StatusOr<Embeddings> embed_prepared(const std::vector<PreparedText>& items,
                                       const std::vector<int32_t>& dims, Priority priority,
                                       bool wait_for_room, const ClientGone& client_gone);
-  void saver_loop();
 
   ServerConfig config_;
   Metrics* metrics_;
@@ -137,11 +137,6 @@ class Service {
   std::unique_ptr<Embedder> embedder_;
   std::unique_ptr<CollectionStore> store_;
   std::unique_ptr<Scheduler> scheduler_;
-
-  std::mutex saver_mu_;
-  std::condition_variable saver_cv_;
-  bool saver_stop_ = false;
-  std::thread saver_;
   std::atomic<bool> shut_down_{false};
 };
 
