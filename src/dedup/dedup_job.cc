@@ -142,6 +142,8 @@ StatusOr<DedupJobResult> run_dedup_job(const DedupJobOptions& o) {
   if (o.dim < 0) return invalid_argument("--dim must be positive");
   if (o.pairs_per_cluster < -1) return invalid_argument("pairs per cluster must be >= -1");
 
+  QS_RETURN_IF_ERROR(check_join_device(o.device));
+
   DedupJobResult r;
   r.keep_list_path =
       o.keep_list_path.empty() ? default_keep_list_path(o.output_path) : o.keep_list_path;

@@ -54,6 +54,8 @@ StatusOr<std::vector<int>> parse_device(const std::string& device) {
 
 }  // namespace
 
+Status check_join_device(const std::string& device) { return parse_device(device).status(); }
+
 double inverse_norm(const float* v, int dim) {
   double ss = 0;
   for (int k = 0; k < dim; ++k) ss += static_cast<double>(v[k]) * static_cast<double>(v[k]);

@@ -110,6 +110,10 @@ StatusOr<std::vector<SimilarPair>> find_similar_pairs(const float* x, int64_t n,
 double exact_cosine(const float* a, const float* b, int dim, double inv_norm_a, double inv_norm_b);
 double inverse_norm(const float* v, int dim);
 
+// Checks a device string as find_similar_pairs would (kInvalidArgument / kUnavailable), so a
+// job can fail before hours of embedding rather than after.
+Status check_join_device(const std::string& device);
+
 // Number of GPUs the join can use (0 in CPU-only builds or without a GPU). Never fails.
 int similarity_gpu_count();
 

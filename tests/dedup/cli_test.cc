@@ -288,6 +288,11 @@ TEST_F(DedupCli, UsageAndInputErrors) {
   EXPECT_NE(r.err.find("does not exist"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir_ + "/o.jsonl"));
   EXPECT_FALSE(fs::exists(dir_ + "/o.keep.txt"));
+  r = run({"dedup", "--model", model(), "--input", input, "--output", dir_ + "/o.jsonl", "--device",
+           "tpu"},
+          dir_);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("unknown device 'tpu'"), std::string::npos) << r.err;
   r = run({"dedup", "--help"}, dir_);
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.out.find("--keep first|longest"), std::string::npos);
