@@ -2,6 +2,7 @@
 // (rope_theta, torch_dtype at the top level) and 5.x (rope_parameters.rope_theta, dtype).
 #include "embed/model/config.h"
 
+#include <cstdint>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -203,6 +204,26 @@ StatusOr<ModelConfig> ModelConfig::from_json(std::string_view text, const std::s
   bool found_eps = false;
   QS_RETURN_IF_ERROR(get_optional_number(j, "rms_norm_eps", origin, &c.rms_norm_eps, &found_eps));
   if (!(c.rms_norm_eps > 0.0)) return invalid_argument(origin + ": rms_norm_eps must be positive");
+
+  // Each field is bounded above; their products must be too (q_width() is an int, token ids
+  // are int32, and num_parameters() an int64).
+  if (int64_t{c.num_heads} * c.head_dim > (1 << 30) ||
+      int64_t{c.num_kv_heads} * c.head_dim > (1 << 30))
+    return invalid_argument(origin + ": num_attention_heads x head_dim (" +
+                            std::to_string(int64_t{c.num_heads} * c.head_dim) + ") is too large");
+  if (c.vocab_size > INT32_MAX)
+    return invalid_argument(origin + ": vocab_size " + std::to_string(c.vocab_size) +
+                            " does not fit 32-bit token ids");
+  {
+    const __int128 h = c.hidden_size, q = c.q_width(), kv = c.kv_width();
+    const __int128 params =
+        static_cast<__int128>(c.vocab_size) * h +
+        static_cast<__int128>(c.num_layers) *
+            (2 * h * q + 2 * h * kv + 3 * h * c.intermediate_size + 2 * h + 2 * c.head_dim) +
+        h;
+    if (params > (static_cast<__int128>(1) << 53))
+      return invalid_argument(origin + ": the sizes describe a model of over 2^53 parameters");
+  }
 
   // torch_dtype (transformers 4.x) or dtype (5.x); informational only.
   QS_RETURN_IF_ERROR(get_optional_string(j, "torch_dtype", origin, &c.dtype));
