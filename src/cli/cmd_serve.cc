@@ -91,6 +91,7 @@ int run_serve(const std::vector<std::string>& args) {
   spdlog::info("listening on http://{}:{}", config->host, server.port());
 
   std::atomic<bool> listen_done{false}, load_failed{false}, shutting_down{false};
+  std::atomic<Service*> live_service{nullptr};
   std::thread signal_thread([&] {
     char sig = 0;
     while (read(g_signal_pipe[0], &sig, 1) < 0 && errno == EINTR) {
@@ -98,8 +99,20 @@ int run_serve(const std::vector<std::string>& args) {
     shutting_down = true;
     if (sig == SIGINT || sig == SIGTERM)
       spdlog::info("{}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(config->shutdown_timeout);
+    bool forced = false;
     while (!listen_done) {  // stop() is a no-op before listen() runs: repeat until it returns
       server.stop();
+      if (!forced && std::chrono::steady_clock::now() > deadline) {
+        // Requests still running (a long import, a deep queue): fail their queued embedding
+        // work so that they answer now; what they wrote is durable.
+        if (Service* s = live_service.load()) {
+          spdlog::warn("requests still running after {} s: refusing queued embedding work",
+                       config->shutdown_timeout);
+          s->scheduler().stop();
+        }
+        forced = true;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   });
@@ -116,6 +129,7 @@ int run_serve(const std::vector<std::string>& args) {
       return;
     }
     service = std::move(opened).value();
+    live_service = service.get();
     if (shutting_down) return;
     server.set_service(service.get());
     spdlog::info("ready: {} on {}", service->model_identity(), service->embedder().device_name());

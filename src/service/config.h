@@ -49,6 +49,9 @@ struct ServerConfig {
   std::string log_level = "info";
   // fsync the write-ahead log before acknowledging a write.
   bool sync = false;
+  // Seconds running requests get at shutdown (SIGINT/SIGTERM) before their queued embedding
+  // work is refused (they then answer 503; what they wrote stays written).
+  int shutdown_timeout = 30;
   // Seconds between background index saves of a changed collection (0: only at shutdown).
   int save_interval = 60;
   // The JSON config file that was read (informational; set by --config or QSEARCH_CONFIG).

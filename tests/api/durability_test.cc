@@ -7,6 +7,7 @@
 #include <cmath>
 #include <mutex>
 #include <set>
+#include <signal.h>
 #include <thread>
 
 #include "server_util.h"
@@ -129,6 +130,39 @@ TEST(Durability, KillNineDuringIngestionLosesNoAcknowledgedDocument) {
     for (const auto& h : hits["results"]) found |= h["id"] == id;
     EXPECT_TRUE(found) << id << " is stored but not in the index";
   }
+}
+
+TEST(Durability, ShutdownDuringAnImportKeepsWhatItReported) {
+  ScratchDir dir;
+  const std::string data = dir.path() + "/data";
+  json summary;
+  {
+    ServerProcess server(data, {"--shutdown-timeout", "1", "--debug-batch-delay-ms", "100"});
+    ASSERT_TRUE(server.start()) << server.log();
+    ASSERT_EQ(server.post("/collections", json{{"name", "i"}, {"dimension", 32}}).status, 201);
+    std::string body;
+    for (int i = 0; i < 5000; ++i)  // about 250 KB: fits the socket buffers, so the client
+      body += json({{"id", "s" + std::to_string(i)}, {"text", "shutdown import " + std::to_string(i)}}).dump() + "\n";
+    HttpResult result;
+    // has sent everything and reads the answer even though the server stops reading early.
+    std::thread importer([&] { result = server.post("/collections/i/import", body, "", 120); });
+    for (int i = 0; i < 500 && server.metric("qsearch_documents_written_total") < 256; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ::kill(server.pid(), SIGTERM);
+    EXPECT_EQ(server.wait_exit(60), 0) << server.log();
+    importer.join();
+    ASSERT_EQ(result.status, 503) << result.body;
+    summary = result.json_body()["import"];
+    EXPECT_GT(summary["upserted"].get<int>(), 0);
+    EXPECT_LT(summary["upserted"].get<int>(), 5000);
+  }
+  ServerProcess server(data);
+  ASSERT_TRUE(server.start()) << server.log();
+  int64_t upserted = summary["upserted"].get<int64_t>();
+  EXPECT_EQ(server.get("/collections/i").json_body()["document_count"], upserted);
+  // Documents are imported in order: the reported prefix is there, the next one is not.
+  EXPECT_EQ(server.get("/collections/i/documents/s" + std::to_string(upserted - 1)).status, 200);
+  EXPECT_EQ(server.get("/collections/i/documents/s" + std::to_string(upserted)).status, 404);
 }
 
 TEST(Load, ConcurrentClientsGetConsistentAnswers) {
