@@ -76,9 +76,9 @@ struct Shared {
   }
 };
 
-// One client: a random mix of single PUTs, batch POSTs, updates and deletes on its own ids,
-// until its first failure (the kill). Every op is recorded in the model before it is sent
-// (as possible) and narrowed once acknowledged.
+// One client: a random mix of single PUTs, batch POSTs, NDJSON imports, updates and deletes on
+// its own ids, until its first failure (the kill). Every op is recorded in the model before it
+// is sent (as possible) and narrowed once acknowledged.
 void client_loop(int port, const std::string& coll, int round, int client, uint64_t seed,
                  Shared* sh) {
   std::mt19937_64 rng(seed);
@@ -121,7 +121,7 @@ void client_loop(int port, const std::string& coll, int round, int client, uint6
       }
       settle(id, v);
       sh->acked++;
-    } else if (op < 80) {  // POST a batch of 2..6 new documents
+    } else if (op < 70 || op >= 92) {  // POST a batch (op >= 92: an NDJSON import) of 2..6 documents
       int n = 2 + static_cast<int>(rng() % 5);
       json docs = json::array();
       std::vector<std::pair<std::string, int>> batch;
@@ -135,14 +135,27 @@ void client_loop(int port, const std::string& coll, int round, int client, uint6
         mine.push_back(id);
       }
       sh->attempted += n;
-      HttpResponse r = http_request(port, "POST", "/collections/" + coll + "/documents",
-                                    json{{"documents", docs}}.dump(), {}, 30.0);
+      const bool import = op >= 92;
+      std::string body;
+      if (import) {
+        for (const auto& d : docs) body += d.dump() + "\n";
+      } else {
+        body = json{{"documents", docs}}.dump();
+      }
+      HttpResponse r = http_request(port, "POST",
+                                    "/collections/" + coll + (import ? "/import" : "/documents"),
+                                    body, {import ? "Content-Type: application/x-ndjson" : "Content-Type: application/json"},
+                                    30.0);
       if (r.status != 200) {
-        failed(r, "POST batch");
+        failed(r, import ? "POST import" : "POST batch");
         return;
       }
-      // Per-item results: any item reporting an error stays uncertain (and is unexpected).
       json resp = json::parse(r.body, nullptr, false);
+      if (import && (!resp.is_object() || resp.value("upserted", -1) != n)) {
+        sh->note_unexpected("import of " + std::to_string(n) + " answered " + r.body.substr(0, 300));
+        continue;
+      }
+      // Per-item results: any item reporting an error stays uncertain (and is unexpected).
       for (size_t i = 0; i < batch.size(); ++i) {
         bool item_ok = true;
         if (resp.is_object() && resp.contains("results") && resp["results"].is_array() &&
@@ -157,7 +170,7 @@ void client_loop(int port, const std::string& coll, int round, int client, uint6
           sh->note_unexpected("batch item " + batch[i].first + " failed: " + r.body.substr(0, 300));
         }
       }
-    } else if (op < 92) {  // update one of mine
+    } else if (op < 85) {  // update one of mine
       const std::string id = mine[rng() % mine.size()];
       int v = new_version(id);
       add_possible(id, v);
@@ -172,7 +185,7 @@ void client_loop(int port, const std::string& coll, int round, int client, uint6
       }
       settle(id, v);
       sh->acked++;
-    } else {  // delete one of mine; 404 is fine when it is already absent
+    } else if (op < 92) {  // delete one of mine; 404 is fine when it is already absent
       const std::string id = mine[rng() % mine.size()];
       add_possible(id, 0);
       sh->attempted++;
@@ -363,7 +376,9 @@ TEST_P(CrashTest, KillNineLosesNoAcknowledgedWrite) {
     std::vector<std::thread> threads;
     for (int c = 0; c < clients; ++c)
       threads.emplace_back(client_loop, srv.port(), coll, round, c, rng(), &sh);
-    int kill_ms = static_cast<int>(rng() % static_cast<uint64_t>(max_kill_ms + 1));
+    // Mostly mid-ingestion; every 4th round early (first requests in flight, index just loaded).
+    int kill_ms = round % 4 == 3 ? static_cast<int>(rng() % 200)
+                                 : 200 + static_cast<int>(rng() % static_cast<uint64_t>(std::max(1, max_kill_ms - 199)));
     std::this_thread::sleep_for(std::chrono::milliseconds(kill_ms));
     sh.killing = true;
     srv.kill9();
