@@ -104,6 +104,8 @@ set -e
 stop_s=$(( ($(date +%s%N) - stop_start) / 1000000 ))e-3
 kill "$sampler" 2>/dev/null || true
 
+"$root/scripts/plot_soak.sh" "$out" > /dev/null 2>&1 || echo "soak: plotting failed (gnuplot?)" >&2
+
 python3 - "$out" "$embed_rc" "$mixed_rc" "$alive" "$server_rc" "$stop_s" "$duration" "$conc" "$mixed_conc" "$device" "$MODEL" "$root" <<'PY'
 import json, subprocess, sys, platform, datetime
 out, embed_rc, mixed_rc, alive, server_rc, stop_s, duration, conc, mixed_conc, device, model, root = sys.argv[1:]
@@ -165,6 +167,7 @@ if embed:
             report.append(f"| {name} | {lv['qps']:.1f} | {l['mean']:.1f} | {l['p50']:.1f} | {l['p99']:.1f} | {lv['tokens_per_s']:.0f} |")
     per_min = [minute_qps(embed, m) for m in range(n_min)]
     report += ["", "Embeddings QPS per minute: " + ", ".join(f"{q:.1f}" for q in per_min if q is not None)]
+report += ["", "![soak](soak.png)"]
 report += ["", f"RSS samples (s, MiB): " + ", ".join(f"{t}:{r / 1024:.0f}" for t, r in rss[::max(1, len(rss) // 20)])]
 open(f"{out}/soak-report.md", "w").write("\n".join(report) + "\n")
 json.dump({"pass": ok, "criteria": res}, open(f"{out}/soak-report.json", "w"), indent=2)
