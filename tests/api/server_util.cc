@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -79,20 +80,6 @@ std::string test_model_dir() {
   return dir;
 }
 
-int free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
-
 json HttpResult::json_body() const {
   return json::parse(body, nullptr, /*allow_exceptions=*/false);
 }
@@ -151,7 +138,8 @@ std::string url_encode(const std::string& s) {
 ServerProcess::ServerProcess(std::string data_dir, std::vector<std::string> extra_args,
                              std::map<std::string, std::string> env)
     : data_dir_(std::move(data_dir)), extra_args_(std::move(extra_args)), env_(std::move(env)) {
-  log_path_ = data_dir_ + ".log";
+  static std::atomic<int> counter{0};
+  log_path_ = data_dir_ + ".log." + std::to_string(counter++);
 }
 
 ServerProcess::~ServerProcess() {
@@ -161,11 +149,11 @@ ServerProcess::~ServerProcess() {
 }
 
 bool ServerProcess::start(bool wait) {
-  if (port_ == 0) port_ = free_port();
+  // --port 0: the server binds a free port and logs it; no race with other tests for a port.
   std::string model = test_model_dir();
   std::vector<std::string> args = {QSEARCH_BINARY, "serve",     "--model", model,
                                    "--device",     "cpu",       "--data-dir", data_dir_,
-                                   "--host",       "127.0.0.1", "--port", std::to_string(port_),
+                                   "--host",       "127.0.0.1", "--port", "0",
                                    "--threads",    "2"};
   args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   std::vector<std::string> env;
@@ -188,6 +176,19 @@ bool ServerProcess::start(bool wait) {
     _exit(127);
   }
   if (pid_ < 0) return false;
+  const std::string marker = "listening on http://127.0.0.1:";
+  port_ = 0;
+  for (int i = 0; i < 6000 && port_ == 0; ++i) {  // up to 60 s
+    std::string text = log();
+    auto pos = text.rfind(marker);
+    if (pos != std::string::npos) {
+      port_ = std::atoi(text.c_str() + pos + marker.size());
+      break;
+    }
+    if (!running()) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (port_ == 0) return false;
   return wait ? wait_ready() : true;
 }
 

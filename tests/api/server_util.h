@@ -1,5 +1,6 @@
-// End-to-end test harness: runs `qsearch serve` (QSEARCH_BINARY) as a subprocess on a free
-// loopback port with the small test model on the CPU engine, and talks to it over HTTP.
+// End-to-end test harness: runs `qsearch serve` (QSEARCH_BINARY) as a subprocess on a
+// loopback port it picks itself (--port 0, read back from its log) with the small test model
+// on the CPU engine, and talks to it over HTTP.
 #pragma once
 
 #include <sys/types.h>
@@ -32,9 +33,6 @@ class ScratchDir {
 // written on first use under a file lock. Fails the test if .deps/qwen3/tokenizer.json is
 // missing (run `make deps`).
 std::string test_model_dir();
-
-// A port that was free a moment ago.
-int free_port();
 
 struct HttpResult {
   int status = 0;  // 0: no response (connection failed or timed out)
