@@ -119,7 +119,9 @@ class Service {
 
  private:
   Service(const ServerConfig& config, Metrics* metrics);
-  // Tokenizes on the pool; per-item results (truncation policy applied).
+  // Tokenizes several texts on the CPU pool (the calling thread takes a share; a single text is
+  // tokenized right there), never on a scheduler thread. Per-item results, truncation policy
+  // applied.
   std::vector<StatusOr<PreparedText>> prepare_texts(const std::vector<std::string_view>& texts,
                                                     std::string_view instruction,
                                                     int max_tokens) const;
