@@ -157,7 +157,7 @@ void get_document(RequestContext& ctx) {
   }
   Document doc = value_or_throw(ctx.service->store().get(collection, id, with_embedding));
   json j = {{"id", doc.id}, {"text", doc.text}, {"metadata", doc.metadata}, {"tokens", doc.tokens},
-            {"truncated", doc.truncated_tokens > 0}};
+            {"truncated", doc.truncated_tokens > 0}, {"tokens_cut", doc.truncated_tokens}};
   if (with_embedding) j["embedding"] = doc.embedding;
   ctx.reply(200, j);
 }
@@ -245,7 +245,11 @@ json document_result_json(const DocumentResult& r) {
     HttpError he = http_error_for(r.status.code());
     return {{"id", r.id}, {"error", {{"code", he.code}, {"status", he.status}, {"message", r.status.message()}}}};
   }
-  return {{"id", r.id}, {"tokens", r.tokens}, {"truncated", r.truncated_tokens > 0}};
+  // tokens: kept (embedded, EOS included); tokens_cut: dropped from the end by truncation.
+  return {{"id", r.id},
+          {"tokens", r.tokens},
+          {"truncated", r.truncated_tokens > 0},
+          {"tokens_cut", r.truncated_tokens}};
 }
 
 std::vector<Route> collection_routes() {

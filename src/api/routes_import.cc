@@ -71,6 +71,7 @@ class Importer {
             {"failed", failed_},
             {"tokens", tokens_},
             {"truncated", truncated_},
+            {"tokens_cut", tokens_cut_},
             {"errors", errors_},
             {"errors_truncated", failed_ > static_cast<int64_t>(errors_.size())},
             {"took_ms", seconds * 1000}};
@@ -115,6 +116,7 @@ class Importer {
           ++upserted_;
           tokens_ += r.tokens;
           if (r.truncated_tokens > 0) ++truncated_;
+          tokens_cut_ += r.truncated_tokens;
         } else {
           add_error(pending_lines_[k], r.id, r.status);
         }
@@ -142,7 +144,7 @@ class Importer {
   std::vector<DocumentInput> pending_;
   std::vector<int64_t> pending_lines_;
   size_t pending_bytes_ = 0;
-  int64_t upserted_ = 0, failed_ = 0, tokens_ = 0, truncated_ = 0;
+  int64_t upserted_ = 0, failed_ = 0, tokens_ = 0, truncated_ = 0, tokens_cut_ = 0;
   json errors_ = json::array();
   Status fatal_;
 };
