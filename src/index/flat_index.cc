@@ -131,17 +131,28 @@ Status FlatIndex::write_payload(ByteWriter* w) const {
 StatusOr<std::unique_ptr<FlatIndex>> FlatIndex::read_payload(int dimension, IndexMetric metric,
                                                              ByteReader* r) {
   auto index = std::make_unique<FlatIndex>(dimension, metric);
-  std::vector<int64_t> labels;
-  std::vector<float> vectors;
-  if (!r->get_array(&labels) || !r->get_array(&vectors)) {
+  std::string_view rows;
+  uint64_t count = 0;
+  if (!r->get_array(&index->labels_) || !r->get_raw_array(sizeof(float), &rows, &count)) {
     return corruption("flat index payload is truncated");
   }
-  if (vectors.size() != labels.size() * static_cast<size_t>(dimension)) {
+  const size_t n = index->labels_.size();
+  if (count != n * static_cast<size_t>(dimension)) {
     return corruption("flat index payload: vector count does not match label count");
   }
-  QS_RETURN_IF_ERROR(index->add(static_cast<int64_t>(labels.size()), labels.data(), vectors.data()));
-  if (index->size() != static_cast<int64_t>(labels.size())) {
-    return corruption("flat index payload has duplicate labels");
+  // One copy straight into FAISS's storage (no per-row add path: this is the restart path).
+  index->index_->codes.assign(reinterpret_cast<const uint8_t*>(rows.data()),
+                              reinterpret_cast<const uint8_t*>(rows.data()) + rows.size());
+  index->index_->ntotal = static_cast<faiss::Index::idx_t>(n);
+  index->positions_.reserve(n);
+  index->norms_.resize(n);
+  const float* x = index->vectors();
+  for (size_t i = 0; i < n; ++i) {
+    if (index->labels_[i] < 0 ||
+        !index->positions_.emplace(index->labels_[i], static_cast<int64_t>(i)).second) {
+      return corruption("flat index payload has a negative or duplicate label");
+    }
+    index->norms_[i] = index_internal::dot_product(x + i * dimension, x + i * dimension, dimension);
   }
   return index;
 }

@@ -56,6 +56,13 @@ class ByteReader {
     pos_ += n * sizeof(T);
     return true;
   }
+  // An array written by put_array(), without copying: its bytes and element count.
+  bool get_raw_array(size_t elem_size, std::string_view* bytes, uint64_t* n) {
+    if (!get(n) || *n > (in_.size() - pos_) / elem_size) return ok_ = false;
+    *bytes = in_.substr(pos_, *n * elem_size);
+    pos_ += *n * elem_size;
+    return true;
+  }
   bool get_bytes(std::string_view* bytes) {
     uint64_t n = 0;
     if (!get(&n) || n > in_.size() - pos_) return ok_ = false;

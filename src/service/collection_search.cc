@@ -2,7 +2,7 @@
 //
 // Filtering: the index is searched for f candidates (k without a filter; 4k, at least 64, with
 // one), their documents are read and the filter applied; while fewer than k match and the
-// index may hold more, f grows 4x and the search repeats, up to the whole index. Correct for
+// index may hold more, f grows 8x and the search repeats, up to the whole index. Correct for
 // any filter selectivity; cost grows only for rare filters. exclude_id is an IDSelector on
 // its label inside the index scan.
 #include <algorithm>
@@ -130,7 +130,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
       continue;
     }
     if (fetch >= total) break;
-    fetch *= 4;
+    fetch *= 8;
   }
   std::stable_sort(hits.begin(), hits.end(), [l2](const SearchHit& a, const SearchHit& b) {
     return l2 ? a.score < b.score : a.score > b.score;
