@@ -69,6 +69,7 @@ struct Route {
 std::vector<Route> embedding_routes();   // POST /v1/embeddings
 std::vector<Route> collection_routes();  // collections, documents, search
 std::vector<Route> import_routes();      // POST /collections/{name}/import
+std::vector<Route> duplicate_routes();   // POST /collections/{name}/duplicates
 
 // Validates a collection name or document id taken from a path (UTF-8, length); throws.
 std::string checked_path_id(const std::string& value, const char* what);

@@ -304,6 +304,7 @@ void ApiServer::register_routes() {
   for (const auto& r : embedding_routes()) add(r);
   for (const auto& r : import_routes()) add(r);
   for (const auto& r : collection_routes()) add(r);
+  for (const auto& r : duplicate_routes()) add(r);
 
   // Unknown paths: 404, or 405 where the path exists with other methods. Methods with a body
   // get catch-all routes that drain the body first (an unread body would be parsed as the next

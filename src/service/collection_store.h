@@ -9,6 +9,8 @@
 // Read path (search): the index is searched under the shared index lock; labels are resolved
 // through RocksDB afterwards, so a hit whose document changed meanwhile is recognised (its
 // label no longer maps to the document) and skipped.
+// Index maintenance (HNSW rebuilds, IVF training) runs on the background thread: a replacement
+// index is built from the live vectors without locks, then caught up and swapped in.
 // Lock order: save_mu -> write_mu -> index_mu; the store's collections_mu_ is never held while
 // waiting for a collection lock except in delete_collection (create_mu_ -> save_mu -> ...).
 #pragma once
@@ -71,6 +73,8 @@ class RocksCollectionStore : public CollectionStore {
   StatusOr<std::vector<SearchHit>> search(const std::string& collection,
                                           const std::vector<float>& query,
                                           const SearchParams& params) override;
+  Status scan_embeddings(const std::string& collection, std::vector<std::string>* ids,
+                         std::vector<float>* vectors) override;  // collection_duplicates.cc
   Status save_indexes() override;
   std::vector<std::pair<std::string, int64_t>> document_counts() override;
 
@@ -95,8 +99,16 @@ class RocksCollectionStore : public CollectionStore {
   // Recovery and persistence (collection_recovery.cc).
   Status load_collections();
   Status load_index(CollectionState* c);
-  Status catch_up(CollectionState* c, uint64_t from_seq, bool* changed);
+  // Replays change-log entries after from_seq (through c->log_seq) onto `index`. Callers hold
+  // write_mu or are single-threaded (open).
+  Status catch_up(CollectionState* c, VectorIndex* index, uint64_t from_seq, bool* changed);
   Status rebuild_index(CollectionState* c);
+  // Builds an optimised replacement (HNSW without tombstones, trained IVF) from the live
+  // vectors without blocking searches or writes, replays the writes made meanwhile from the
+  // change log, and swaps it in.
+  Status optimize_index(CollectionState* c);
+  Status optimize_due_indexes();
+  void after_write(CollectionState* c, int64_t writes, bool want_optimize);
   Status save_collection(CollectionState* c);
   void remove_stale_index_files();
   void saver_loop();

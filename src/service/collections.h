@@ -115,6 +115,11 @@ class CollectionStore {
   virtual StatusOr<std::vector<SearchHit>> search(const std::string& collection,
                                                   const std::vector<float>& query,
                                                   const SearchParams& params) = 0;
+  // Every stored document's id and embedding (L2-normalised for cosine), in id order: ids[i]
+  // owns vectors[i*dimension .. (i+1)*dimension). A full range scan; writes made meanwhile
+  // may or may not be seen. For POST /collections/{name}/duplicates.
+  virtual Status scan_embeddings(const std::string& collection, std::vector<std::string>* ids,
+                                 std::vector<float>* vectors) = 0;
   // Writes index files for all collections (also done periodically and at shutdown).
   virtual Status save_indexes() = 0;
   // Total documents per collection, for /metrics.

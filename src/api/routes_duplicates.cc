@@ -1,0 +1,61 @@
+// POST /collections/{name}/duplicates {"threshold": 0.95, "limit": 100}
+//   -> {"clusters": [{"ids": [...], "keep", "max_score", "min_score"}, ...], "total_clusters",
+//       "duplicate_documents", "documents", "pairs", "device", "took_ms"}
+// Clusters of near-duplicate documents among the stored embeddings (service/duplicates.h).
+#include <chrono>
+
+#include "api/errors.h"
+#include "api/routes.h"
+#include "service/duplicates.h"
+
+namespace qsearch::api {
+namespace {
+
+void duplicates(RequestContext& ctx) {
+  auto t0 = std::chrono::steady_clock::now();
+  std::string collection = checked_path_id(ctx.param(1), "collection name");
+  json body = ctx.json_body();
+  for (const auto& [key, value] : body.items())
+    if (key != "threshold" && key != "limit")
+      throw StatusException(invalid_argument("unknown field \"" + key + "\" in a duplicates request"));
+  DuplicatesRequest request;
+  if (const json* t = get_field(body, "threshold")) {
+    if (!t->is_number()) throw StatusException(invalid_argument("\"threshold\" must be a number"));
+    const double v = t->get<double>();
+    if (!(v > 0.0 && v <= 1.0))
+      throw StatusException(unprocessable("\"threshold\" must be in (0, 1], got " + t->dump()));
+    request.threshold = static_cast<float>(v);
+  }
+  if (const json* l = get_field(body, "limit")) {
+    if (!l->is_number_integer())
+      throw StatusException(invalid_argument("\"limit\" must be an integer"));
+    if (l->is_number_unsigned() ? l->get<uint64_t>() > 10000 : l->get<int64_t>() < 1 || l->get<int64_t>() > 10000)
+      throw StatusException(unprocessable("\"limit\" must be in 1..10000, got " + l->dump()));
+    request.limit = l->get<int64_t>();
+  }
+  // The join uses the GPU when there is one, unless the server was told to stay on the CPU.
+  request.device = ctx.config.device == "cpu" ? "cpu" : "auto";
+  DuplicatesResult r = value_or_throw(find_duplicates(ctx.service->store(), collection, request));
+  json clusters = json::array();
+  for (const auto& g : r.clusters)
+    clusters.push_back({{"ids", g.ids}, {"keep", g.ids.front()}, {"size", g.ids.size()},
+                        {"max_score", g.max_score}, {"min_score", g.min_score}});
+  double took = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  ctx.reply(200, {{"clusters", clusters},
+                  {"total_clusters", r.total_clusters},
+                  {"duplicate_documents", r.duplicate_documents},
+                  {"documents", r.documents},
+                  {"pairs", r.pairs},
+                  {"threshold", request.threshold},
+                  {"device", r.device},
+                  {"took_ms", took}});
+}
+
+}  // namespace
+
+std::vector<Route> duplicate_routes() {
+  return {{"POST", "/collections/{name}/duplicates", "/collections/([^/]+)/duplicates",
+           Access::kRead, Body::kBuffered, true, duplicates}};
+}
+
+}  // namespace qsearch::api

@@ -1,0 +1,94 @@
+#include "service/duplicates.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "dedup/clusters.h"
+#include "dedup/similarity_join.h"
+#include "service/collection_store.h"
+#include "store/keys.h"
+#include "store/record.h"
+
+namespace qsearch {
+
+Status RocksCollectionStore::scan_embeddings(const std::string& collection,
+                                             std::vector<std::string>* ids,
+                                             std::vector<float>* vectors) {
+  auto c = find(collection);
+  if (!c) return not_found("collection '" + collection + "' not found");
+  ids->clear();
+  vectors->clear();
+  const size_t d = static_cast<size_t>(c->spec.dimension);
+  Status problem;
+  QS_RETURN_IF_ERROR(kv_->scan(
+      store::collection_range_begin(store::KeyPrefix::kDocument, c->id),
+      store::collection_range_end(store::KeyPrefix::kDocument, c->id),
+      [&](std::string_view key, std::string_view value) {
+        uint64_t cid = 0;
+        std::string id;
+        if (!store::parse_document_key(key, &cid, &id)) return true;
+        store::DocumentRecord rec;
+        problem = store::decode_document(value, &rec, store::kPartEmbedding);
+        if (problem.is_ok() && rec.embedding.size() != d)
+          problem = corruption("document '" + id + "': stored embedding has " +
+                               std::to_string(rec.embedding.size()) + " values");
+        if (!problem.is_ok()) return false;
+        ids->push_back(std::move(id));
+        vectors->insert(vectors->end(), rec.embedding.begin(), rec.embedding.end());
+        return true;
+      }));
+  return problem;
+}
+
+StatusOr<DuplicatesResult> find_duplicates(CollectionStore& store, const std::string& collection,
+                                           const DuplicatesRequest& request) {
+  if (!(request.threshold > 0.0f && request.threshold <= 1.0f))
+    return unprocessable("\"threshold\" must be in (0, 1], got " +
+                         std::to_string(request.threshold));
+  if (request.limit < 1 || request.limit > 10000)
+    return unprocessable("\"limit\" must be in 1..10000, got " + std::to_string(request.limit));
+  QS_ASSIGN_OR_RETURN(CollectionInfo info, store.get_collection(collection));
+  std::vector<std::string> ids;
+  std::vector<float> vectors;
+  QS_RETURN_IF_ERROR(store.scan_embeddings(collection, &ids, &vectors));
+  DuplicatesResult result;
+  const int64_t n = static_cast<int64_t>(ids.size());
+  result.documents = n;
+  if (n < 2) {
+    result.device = "none";
+    return result;
+  }
+  SimilarityJoinOptions options;
+  options.threshold = request.threshold;
+  options.device = request.device;
+  // A server request should not hold gigabytes of pairs: a threshold that low is an error.
+  options.max_pairs = 50'000'000;
+  JoinStats stats;
+  QS_ASSIGN_OR_RETURN(std::vector<SimilarPair> pairs,
+                      find_similar_pairs(vectors.data(), n, info.spec.dimension, options, &stats));
+  result.pairs = static_cast<int64_t>(pairs.size());
+  result.device = stats.device;
+  std::vector<DuplicateCluster> clusters = cluster_pairs(n, pairs, KeepPolicy::kFirst);
+  result.total_clusters = static_cast<int64_t>(clusters.size());
+  for (const auto& cl : clusters) result.duplicate_documents += static_cast<int64_t>(cl.members.size()) - 1;
+  // Largest clusters first; ties keep the order of their first member (id order).
+  std::stable_sort(clusters.begin(), clusters.end(),
+                   [](const DuplicateCluster& a, const DuplicateCluster& b) {
+                     return a.members.size() > b.members.size();
+                   });
+  if (static_cast<int64_t>(clusters.size()) > request.limit) clusters.resize(request.limit);
+  for (const auto& cl : clusters) {
+    DuplicateGroup g;
+    for (int64_t m : cl.members) g.ids.push_back(ids[m]);
+    g.max_score = -1;
+    g.min_score = 1;
+    for (const auto& p : cl.pairs) {
+      g.max_score = std::max(g.max_score, p.score);
+      g.min_score = std::min(g.min_score, p.score);
+    }
+    result.clusters.push_back(std::move(g));
+  }
+  return result;
+}
+
+}  // namespace qsearch
