@@ -88,7 +88,7 @@ std::optional<long long> Args::get_int(const std::string& name) {
 static void print_usage() {
   std::fprintf(stderr, "usage: qsearch <command> [options]   (qsearch <command> --help)\n\ncommands:\n");
   for (const auto& [name, cmd] : qsearch::cli::registry())
-    std::fprintf(stderr, "  %-12s %s\n", name.c_str(), cmd.summary.c_str());
+    std::fprintf(stderr, "  %-16s %s\n", name.c_str(), cmd.summary.c_str());
 }
 
 int main(int argc, char** argv) {
