@@ -26,7 +26,8 @@ json collection_json(const CollectionInfo& info) {
           {"model", s.model},
           {"document_count", info.document_count},
           {"index_type", info.index_type},
-          {"index_size", info.index_vectors}};
+          {"index_size", info.index_vectors},
+          {"options", s.options.is_object() ? s.options : json::object()}};
 }
 
 void check_known_fields(const json& body, const std::set<std::string>& known, const char* what) {
@@ -37,7 +38,8 @@ void check_known_fields(const json& body, const std::set<std::string>& known, co
 
 void create_collection(RequestContext& ctx) {
   json body = ctx.json_body();
-  check_known_fields(body, {"name", "dimension", "metric", "index", "query_instruction", "max_tokens"},
+  check_known_fields(body, {"name", "dimension", "metric", "index", "query_instruction", "max_tokens",
+                            "dedup", "chunking"},
                      "a collection");
   CollectionSpec spec;
   auto name = get_string(body, "name");
@@ -67,6 +69,8 @@ void create_collection(RequestContext& ctx) {
       throw StatusException(unprocessable("\"max_tokens\" must be in 1..1048576"));
     spec.max_tokens = static_cast<int>(*mt);
   }
+  for (const char* option : {"dedup", "chunking"})  // validated by the service
+    if (const json* o = get_field(body, option)) spec.options[option] = *o;
   check(ctx.service->create_collection(spec));
   ctx.reply(201, collection_json(value_or_throw(ctx.service->store().get_collection(spec.name))));
 }
@@ -246,10 +250,15 @@ json document_result_json(const DocumentResult& r) {
     return {{"id", r.id}, {"error", {{"code", he.code}, {"status", he.status}, {"message", r.status.message()}}}};
   }
   // tokens: kept (embedded, EOS included); tokens_cut: dropped from the end by truncation.
-  return {{"id", r.id},
-          {"tokens", r.tokens},
-          {"truncated", r.truncated_tokens > 0},
-          {"tokens_cut", r.truncated_tokens}};
+  json j = {{"id", r.id},
+            {"tokens", r.tokens},
+            {"truncated", r.truncated_tokens > 0},
+            {"tokens_cut", r.truncated_tokens}};
+  if (!r.duplicate_of.empty()) {
+    j["duplicate_of"] = r.duplicate_of;
+    j["stored"] = !r.skipped;
+  }
+  return j;
 }
 
 std::vector<Route> collection_routes() {

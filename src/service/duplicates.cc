@@ -6,6 +6,7 @@
 #include "dedup/clusters.h"
 #include "dedup/similarity_join.h"
 #include "service/collection_store.h"
+#include "service/service.h"
 #include "store/keys.h"
 #include "store/record.h"
 
@@ -38,6 +39,63 @@ Status RocksCollectionStore::scan_embeddings(const std::string& collection,
         return true;
       }));
   return problem;
+}
+
+Status validate_collection_options(const CollectionSpec& spec) {
+  if (spec.options.is_null()) return Status::ok();
+  if (!spec.options.is_object()) return unprocessable("collection options must be an object");
+  if (spec.options.contains("chunking"))
+    return unprocessable("\"chunking\" is not supported yet");
+  auto it = spec.options.find("dedup");
+  if (it == spec.options.end()) return Status::ok();
+  const nlohmann::json& d = *it;
+  if (!d.is_object()) return unprocessable("\"dedup\" must be an object");
+  for (const auto& [key, value] : d.items())
+    if (key != "threshold" && key != "action")
+      return unprocessable("unknown field \"" + key + "\" in \"dedup\"");
+  if (d.contains("threshold")) {
+    const auto& t = d["threshold"];
+    if (!t.is_number() || !(t.get<double>() > 0.0 && t.get<double>() <= 1.0))
+      return unprocessable("\"dedup\".\"threshold\" must be a number in (0, 1]");
+  }
+  if (d.contains("action") && d["action"] != "skip" && d["action"] != "flag")
+    return unprocessable("\"dedup\".\"action\" must be \"skip\" or \"flag\"");
+  if (spec.metric != Metric::kCosine)
+    return unprocessable("\"dedup\" needs the cosine metric (its threshold is a cosine)");
+  return Status::ok();
+}
+
+Status Service::check_ingest_duplicates(const CollectionInfo& info, std::vector<Document>* batch,
+                                        std::vector<DocumentResult*>* results) {
+  const nlohmann::json& options = info.spec.options;
+  if (!options.is_object() || !options.contains("dedup")) return Status::ok();
+  const nlohmann::json& d = options["dedup"];
+  const double threshold = d.value("threshold", 0.98);
+  const bool skip = d.value("action", std::string("flag")) == "skip";
+  std::vector<Document> kept;
+  std::vector<DocumentResult*> kept_results;
+  for (size_t i = 0; i < batch->size(); ++i) {
+    Document& doc = (*batch)[i];
+    SearchParams params;
+    params.k = 1;
+    params.exclude_id = doc.id;  // an update is not a duplicate of its old version
+    QS_ASSIGN_OR_RETURN(std::vector<SearchHit> hits,
+                        store_->search(info.spec.name, doc.embedding, params));
+    if (!hits.empty() && hits[0].score >= threshold - 1e-6) {
+      (*results)[i]->duplicate_of = hits[0].id;
+      if (skip) {
+        (*results)[i]->skipped = true;
+        continue;
+      }
+      if (!doc.metadata.is_object()) doc.metadata = nlohmann::json::object();
+      doc.metadata["_duplicate_of"] = hits[0].id;
+    }
+    kept.push_back(std::move(doc));
+    kept_results.push_back((*results)[i]);
+  }
+  *batch = std::move(kept);
+  *results = std::move(kept_results);
+  return Status::ok();
 }
 
 StatusOr<DuplicatesResult> find_duplicates(CollectionStore& store, const std::string& collection,

@@ -13,6 +13,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "service/duplicates.h"
+
 namespace qsearch {
 namespace fs = std::filesystem;
 
@@ -263,6 +265,7 @@ Status Service::create_collection(CollectionSpec spec) {
     return unprocessable("dimension must be in " + std::to_string(min_dimension()) + ".." +
                          std::to_string(hidden_size()) + ", got " +
                          std::to_string(spec.dimension));
+  QS_RETURN_IF_ERROR(validate_collection_options(spec));
   if (spec.max_tokens < 1 || spec.max_tokens > (1 << 20))
     return unprocessable("max_tokens must be in 1..1048576, got " +
                          std::to_string(spec.max_tokens));
@@ -327,6 +330,9 @@ StatusOr<std::vector<DocumentResult>> Service::upsert_documents(const std::strin
     results[ready_index[k]].truncated_tokens = d.truncated_tokens;
     batch.push_back(std::move(d));
   }
+  std::vector<DocumentResult*> batch_results;
+  for (size_t k = 0; k < ready.size(); ++k) batch_results.push_back(&results[ready_index[k]]);
+  QS_RETURN_IF_ERROR(check_ingest_duplicates(info, &batch, &batch_results));
   QS_RETURN_IF_ERROR(store_->upsert(collection, batch));
   if (metrics_) metrics_->add_documents_written(static_cast<int64_t>(batch.size()));
   // Superseded duplicates report the outcome of the occurrence that was stored.

@@ -59,6 +59,8 @@ struct DocumentResult {
   Status status;               // per-document outcome
   int32_t tokens = 0;          // tokens embedded
   int32_t truncated_tokens = 0;
+  std::string duplicate_of;    // collection option "dedup": the stored near-duplicate's id
+  bool skipped = false;        // "dedup" action "skip": not stored because of duplicate_of
 };
 
 struct SearchRequest {
@@ -126,6 +128,10 @@ class Service {
                                                     std::string_view instruction,
                                                     int max_tokens) const;
   Status check_truncation(const PreparedText& p, int max_tokens) const;
+  // Collection option "dedup" (service/duplicates.cc): sets duplicate_of of each new document
+  // whose nearest stored neighbour is at or above the threshold; "skip" drops it from batch.
+  Status check_ingest_duplicates(const CollectionInfo& info, std::vector<Document>* batch,
+                                 std::vector<DocumentResult*>* results);
   // Embeds through the scheduler in chunks that fit the queue.
   StatusOr<Embeddings> embed_prepared(const std::vector<PreparedText>& items,
                                       const std::vector<int32_t>& dims, Priority priority,
