@@ -215,21 +215,6 @@ inline std::string url_encode(const std::string& s) {
   return out;
 }
 
-// A TCP port that was free a moment ago (bind to 0, read it back, close).
-inline int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  int port = ntohs(addr.sin_port);
-  ::close(fd);
-  return port;
-}
-
 // A fresh directory under $TMPDIR (or /tmp), removed by the owner when done.
 inline fs::path make_temp_dir(const std::string& prefix) {
   const char* base = std::getenv("TMPDIR");
@@ -315,15 +300,17 @@ class ServerProcess {
     return l.size() > n ? l.substr(l.size() - n) : l;
   }
 
-  // Starts the server (a new port each time unless keep_port) and waits until /ready is 200.
-  // Returns an empty string on success, else the reason.
-  std::string start(double ready_timeout_s = 120.0, bool keep_port = false) {
+  // Starts the server on a port of its own choosing (--port 0; the port is read back from the
+  // "listening on http://host:port" log line, so parallel tests never race for a port) and
+  // waits until /ready is 200. Returns an empty string on success, else the reason.
+  std::string start(double ready_timeout_s = 120.0) {
     if (pid_ > 0) return "already running";
-    if (!keep_port || port_ == 0) port_ = free_port();
+    std::error_code ec;
+    const uintmax_t log_offset = fs::exists(log_path_) ? fs::file_size(log_path_, ec) : 0;
     std::vector<std::string> argv = {QSEARCH_BINARY, "serve",       "--model",
                                      model_dir_.string(), "--device", "cpu",
                                      "--data-dir", data_dir_.string(), "--host",
-                                     "127.0.0.1", "--port", std::to_string(port_)};
+                                     "127.0.0.1", "--port", "0"};
     for (const auto& a : extra_args_) argv.push_back(a);
     pid_ = ::fork();
     if (pid_ < 0) return "fork failed";
@@ -340,12 +327,21 @@ class ServerProcess {
       ::execv(args[0], args.data());
       ::_exit(127);
     }
+    port_ = 0;
     auto deadline = std::chrono::steady_clock::now() +
                     std::chrono::milliseconds(static_cast<int64_t>(ready_timeout_s * 1000));
     while (std::chrono::steady_clock::now() < deadline) {
       if (!alive()) return "server exited during start-up: " + log_tail();
-      HttpResponse r = http_request(port_, "GET", "/ready", "", {}, 5.0);
-      if (r.status == 200) return "";
+      if (port_ == 0) {
+        std::string l = log();
+        size_t p = l.find("listening on http://", static_cast<size_t>(log_offset));
+        size_t colon = p == std::string::npos ? p : l.find(':', p + 20);
+        if (colon != std::string::npos) port_ = std::atoi(l.c_str() + colon + 1);
+      }
+      if (port_ > 0) {
+        HttpResponse r = http_request(port_, "GET", "/ready", "", {}, 5.0);
+        if (r.status == 200) return "";
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return "server not ready within " + std::to_string(ready_timeout_s) + " s: " + log_tail();
