@@ -157,6 +157,12 @@ StatusOr<std::unique_ptr<FlatIndex>> FlatIndex::read_payload(int dimension, Inde
   return index;
 }
 
+Status FlatIndex::export_live(std::vector<int64_t>* labels, std::vector<float>* out) const {
+  *labels = labels_;
+  out->assign(vectors(), vectors() + labels_.size() * dimension_);
+  return Status::ok();
+}
+
 Status FlatIndex::serialize(std::string* out) const {
   out->clear();
   ByteWriter w(out);

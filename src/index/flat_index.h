@@ -34,6 +34,7 @@ class FlatIndex : public VectorIndex {
   std::string type() const override { return "flat"; }
   int dimension() const override { return dimension_; }
   Status serialize(std::string* out) const override;
+  Status export_live(std::vector<int64_t>* labels, std::vector<float>* vectors) const override;
 
   // Payload without the common header (used inside the IVF index's untrained form).
   Status write_payload(index_internal::ByteWriter* w) const;

@@ -59,7 +59,7 @@ Status HnswIndex::add(int64_t n, const int64_t* labels, const float* vectors) {
     labels_.push_back(label);
     dead_.push_back(0);
   }
-  return maybe_rebuild();
+  return Status::ok();
 }
 
 Status HnswIndex::remove(int64_t n, const int64_t* labels) {
@@ -69,26 +69,35 @@ Status HnswIndex::remove(int64_t n, const int64_t* labels) {
     dead_[it->second] = 1;
     positions_.erase(it);
   }
-  return maybe_rebuild();
+  return Status::ok();
 }
 
-Status HnswIndex::maybe_rebuild() {
-  const int64_t dead = tombstones();
-  if (dead == 0 || dead <= config_.hnsw_rebuild_fraction * static_cast<double>(stored())) {
-    return Status::ok();
-  }
+bool HnswIndex::wants_optimize() const {
+  return tombstones() > 0 &&
+         tombstones() > config_.hnsw_rebuild_fraction * static_cast<double>(stored());
+}
+
+Status HnswIndex::export_live(std::vector<int64_t>* labels, std::vector<float>* vectors) const {
   const int d = config_.dimension;
   const float* xb = stored_vectors();
-  if (!xb) return internal_error("HNSW storage is not a flat index");
-  std::vector<float> rows;
-  std::vector<int64_t> live;
-  rows.reserve(static_cast<size_t>(size()) * d);
-  live.reserve(size());
+  if (!xb && stored() > 0) return internal_error("HNSW storage is not a flat index");
+  labels->clear();
+  vectors->clear();
+  labels->reserve(size());
+  vectors->reserve(static_cast<size_t>(size()) * d);
   for (size_t pos = 0; pos < labels_.size(); ++pos) {
     if (dead_[pos]) continue;
-    live.push_back(labels_[pos]);
-    rows.insert(rows.end(), xb + pos * d, xb + (pos + 1) * d);
+    labels->push_back(labels_[pos]);
+    vectors->insert(vectors->end(), xb + pos * d, xb + (pos + 1) * d);
   }
+  return Status::ok();
+}
+
+Status HnswIndex::optimize() {
+  if (tombstones() == 0) return Status::ok();
+  std::vector<int64_t> live;
+  std::vector<float> rows;
+  QS_RETURN_IF_ERROR(export_live(&live, &rows));
   auto graph = new_graph();
   QS_RETURN_IF_ERROR(guard_faiss("IndexHNSWFlat::add (rebuild)", [&] {
     if (!live.empty()) graph->add(static_cast<faiss::Index::idx_t>(live.size()), rows.data());
@@ -98,7 +107,6 @@ Status HnswIndex::maybe_rebuild() {
   dead_.assign(live.size(), 0);
   positions_.clear();
   for (size_t pos = 0; pos < live.size(); ++pos) positions_[live[pos]] = static_cast<int64_t>(pos);
-  ++rebuilds_;
   return Status::ok();
 }
 
@@ -114,6 +122,7 @@ Status HnswIndex::search(int64_t n, const float* queries, int k, const IndexSear
     return filter == nullptr || (*filter)(labels_[pos]);
   });
   if (has_dead || filter) sp.sel = &selector;
+  index_internal::SingleQueryOmp omp(n);
   QS_RETURN_IF_ERROR(guard_faiss("IndexHNSWFlat::search", [&] {
     index_->search(n, queries, k, out_distances, out_labels, &sp);
   }));

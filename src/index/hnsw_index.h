@@ -2,9 +2,9 @@
 //
 // HNSW graphs cannot delete, so remove() and replacing add() mark the old position dead (a
 // tombstone); searches skip tombstones through an IDSelector over positions. When tombstones
-// exceed VectorIndexConfig::hnsw_rebuild_fraction of the stored vectors, the graph is rebuilt
-// from the live vectors (taken from the index's own flat storage, never re-embedded) inside the
-// mutating call. efSearch is a per-call SearchParametersHNSW, at least k.
+// exceed VectorIndexConfig::hnsw_rebuild_fraction of the stored vectors, wants_optimize() says
+// so and optimize() rebuilds the graph from the live vectors (taken from the index's own flat
+// storage, never re-embedded). efSearch is a per-call SearchParametersHNSW, at least k.
 // Thread-safety: see vector_index.h.
 #pragma once
 
@@ -34,23 +34,23 @@ class HnswIndex : public VectorIndex {
   std::string type() const override { return "hnsw"; }
   int dimension() const override { return config_.dimension; }
   Status serialize(std::string* out) const override;
+  Status export_live(std::vector<int64_t>* labels, std::vector<float>* vectors) const override;
+  bool wants_optimize() const override;
+  Status optimize() override;
 
   static StatusOr<std::unique_ptr<HnswIndex>> read_payload(const VectorIndexConfig& config,
                                                            index_internal::ByteReader* r);
   int64_t tombstones() const { return stored() - size(); }
-  int64_t rebuilds() const { return rebuilds_; }
 
  private:
   std::unique_ptr<faiss::IndexHNSWFlat> new_graph() const;
   const float* stored_vectors() const;
-  Status maybe_rebuild();
 
   VectorIndexConfig config_;
   std::unique_ptr<faiss::IndexHNSWFlat> index_;
   std::vector<int64_t> labels_;                     // position -> label (also for dead ones)
   std::vector<uint8_t> dead_;                       // position -> tombstone flag
   std::unordered_map<int64_t, int64_t> positions_;  // live label -> position
-  int64_t rebuilds_ = 0;
 };
 
 }  // namespace qsearch

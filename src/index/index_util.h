@@ -5,6 +5,7 @@
 
 #include <faiss/Index.h>
 #include <faiss/impl/IDSelector.h>
+#include <omp.h>
 
 #include <cstdint>
 #include <cstring>
@@ -93,6 +94,25 @@ struct FunctionSelector : faiss::IDSelector {
   explicit FunctionSelector(std::function<bool(int64_t)> f) : fn(std::move(f)) {}
   bool is_member(faiss::Index::idx_t id) const override { return fn(id); }
   std::function<bool(int64_t)> fn;
+};
+
+// FAISS opens an OpenMP parallel region per search call, parallel over queries, even for a
+// single query; waking (and then spinning) a team costs far more than one query. Single-query
+// searches therefore run with one OpenMP thread in the calling thread (a per-thread setting).
+class SingleQueryOmp {
+ public:
+  explicit SingleQueryOmp(int64_t n) : active_(n == 1), prev_(active_ ? omp_get_max_threads() : 0) {
+    if (active_) omp_set_num_threads(1);
+  }
+  ~SingleQueryOmp() {
+    if (active_) omp_set_num_threads(prev_);
+  }
+  SingleQueryOmp(const SingleQueryOmp&) = delete;
+  SingleQueryOmp& operator=(const SingleQueryOmp&) = delete;
+
+ private:
+  bool active_;
+  int prev_;
 };
 
 // Runs f(), turning a FAISS (or std) exception into a kInternal Status naming `what`.

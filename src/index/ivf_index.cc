@@ -111,11 +111,7 @@ Status IvfIndex::train_from_flat() {
 }
 
 Status IvfIndex::add(int64_t n, const int64_t* labels, const float* vectors) {
-  if (!trained()) {
-    QS_RETURN_IF_ERROR(flat_->add(n, labels, vectors));
-    if (flat_->size() >= train_threshold()) return train_from_flat();
-    return Status::ok();
-  }
+  if (!trained()) return flat_->add(n, labels, vectors);
   const int d = config_.dimension;
   std::unordered_map<int64_t, int64_t> last;
   for (int64_t i = 0; i < n; ++i) {
@@ -161,9 +157,27 @@ Status IvfIndex::search(int64_t n, const float* queries, int k, const IndexSearc
   sp.nprobe = std::min<size_t>(static_cast<size_t>(nprobe), ivf_->nlist);
   FunctionSelector selector([filter](int64_t label) { return (*filter)(label); });
   if (filter) sp.sel = &selector;
+  index_internal::SingleQueryOmp omp(n);
   return guard_faiss("IndexIVFFlat::search", [&] {
     ivf_->search(n, queries, k, out_distances, out_labels, &sp);
   });
+}
+
+Status IvfIndex::export_live(std::vector<int64_t>* labels, std::vector<float>* vectors) const {
+  if (!trained()) return flat_->export_live(labels, vectors);
+  labels->clear();
+  vectors->clear();
+  labels->reserve(live_.size());
+  vectors->reserve(live_.size() * config_.dimension);
+  for (size_t list = 0; list < ivf_->nlist; ++list) {
+    const size_t len = ivf_->invlists->list_size(list);
+    faiss::InvertedLists::ScopedIds ids(ivf_->invlists, list);
+    faiss::InvertedLists::ScopedCodes codes(ivf_->invlists, list);
+    const float* rows = reinterpret_cast<const float*>(codes.get());
+    labels->insert(labels->end(), ids.get(), ids.get() + len);
+    vectors->insert(vectors->end(), rows, rows + len * config_.dimension);
+  }
+  return Status::ok();
 }
 
 Status IvfIndex::serialize(std::string* out) const {

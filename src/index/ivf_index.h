@@ -1,6 +1,6 @@
-// Inverted-file search: exact (a FlatIndex) until enough vectors exist, then a
-// faiss::IndexIVFFlat trained once on the vectors it holds (the stored embeddings) and filled
-// with them. Labels are FAISS ids directly; a hashtable direct map makes remove_ids O(1) per id.
+// Inverted-file search: exact (a FlatIndex) until enough vectors exist, then (optimize(), which
+// wants_optimize() asks for) a faiss::IndexIVFFlat trained once on the vectors it holds (the
+// stored embeddings) and filled with them. Labels are FAISS ids directly; a hashtable direct map makes remove_ids O(1) per id.
 // nprobe is a per-call SearchParametersIVF. Thread-safety: see vector_index.h.
 //
 // Training threshold: ivf_train_min if set, else 39*ivf_nlist if set, else 24336 (the n at which
@@ -34,6 +34,9 @@ class IvfIndex : public VectorIndex {
   std::string type() const override { return trained() ? "ivf" : "flat"; }
   int dimension() const override { return config_.dimension; }
   Status serialize(std::string* out) const override;
+  Status export_live(std::vector<int64_t>* labels, std::vector<float>* vectors) const override;
+  bool wants_optimize() const override { return !trained() && flat_->size() >= train_threshold(); }
+  Status optimize() override { return wants_optimize() ? train_from_flat() : Status::ok(); }
 
   static StatusOr<std::unique_ptr<IvfIndex>> read_payload(const VectorIndexConfig& config,
                                                           index_internal::IndexKind kind,

@@ -72,6 +72,17 @@ class VectorIndex {
 
   // Serialised form (FAISS index bytes plus our label maps); see make_vector_index_from().
   virtual Status serialize(std::string* out) const = 0;
+  // Live labels and their vectors (row-major), e.g. to build a replacement index.
+  virtual Status export_live(std::vector<int64_t>* labels, std::vector<float>* vectors) const = 0;
+
+  // True when optimize() is due: HNSW tombstones above hnsw_rebuild_fraction of the stored
+  // vectors, or an untrained IVF holding enough vectors to train. add() and remove() never do
+  // this work themselves: it takes seconds to minutes at 1024 dims, so the owner runs it off the
+  // hot path (CollectionStore builds a replacement in the background and swaps it in).
+  virtual bool wants_optimize() const { return false; }
+  // HNSW: rebuilds the graph from the live vectors (no tombstones); IVF: trains (when due) on
+  // the vectors it holds and moves them into the inverted lists; flat: nothing.
+  virtual Status optimize() { return Status::ok(); }
 };
 
 // A new empty index. kInvalidArgument on an unknown type or bad parameters.

@@ -85,7 +85,8 @@ Status RocksCollectionStore::load_index(CollectionState* c) {
       c->index = std::move(index).value();
       c->applied_seq = header.sequence;
       bool changed = false;
-      s = catch_up(c, header.sequence, &changed);
+      s = catch_up(c, c->index.get(), header.sequence, &changed);
+      if (s.is_ok()) c->applied_seq = c->log_seq;
       if (s.is_ok() && c->index->size() != c->documents.load()) {
         s = corruption("index holds " + std::to_string(c->index->size()) + " vectors, store " +
                        std::to_string(c->documents.load()) + " documents");
@@ -112,7 +113,8 @@ Status RocksCollectionStore::load_index(CollectionState* c) {
   return Status::ok();
 }
 
-Status RocksCollectionStore::catch_up(CollectionState* c, uint64_t from_seq, bool* changed) {
+Status RocksCollectionStore::catch_up(CollectionState* c, VectorIndex* index, uint64_t from_seq,
+                                      bool* changed) {
   std::vector<std::pair<uint64_t, store::ChangeRecord>> log;
   Status decode_status;
   QS_RETURN_IF_ERROR(kv_->scan(
@@ -137,10 +139,7 @@ Status RocksCollectionStore::catch_up(CollectionState* c, uint64_t from_seq, boo
                       std::to_string(log.size()) + " entries, counter at " +
                       std::to_string(c->log_seq) + ")");
   }
-  if (log.empty()) {
-    c->applied_seq = c->log_seq;
-    return Status::ok();
-  }
+  if (log.empty()) return Status::ok();
   // Embeddings of the added labels that are still current (label -> id -> record.label == label).
   std::vector<std::string> label_keys;
   std::vector<int64_t> add_labels;
@@ -185,17 +184,16 @@ Status RocksCollectionStore::catch_up(CollectionState* c, uint64_t from_seq, boo
         continue;
       }
       auto it = embeddings.find(label);
-      if (it == embeddings.end() || c->index->contains(label)) continue;
+      if (it == embeddings.end() || index->contains(label)) continue;
       labels.push_back(label);
       rows.insert(rows.end(), it->second.begin(), it->second.end());
     }
     if (op == store::ChangeOp::kRemove) {
-      QS_RETURN_IF_ERROR(c->index->remove(static_cast<int64_t>(labels.size()), labels.data()));
+      QS_RETURN_IF_ERROR(index->remove(static_cast<int64_t>(labels.size()), labels.data()));
     } else if (!labels.empty()) {
-      QS_RETURN_IF_ERROR(c->index->add(static_cast<int64_t>(labels.size()), labels.data(), rows.data()));
+      QS_RETURN_IF_ERROR(index->add(static_cast<int64_t>(labels.size()), labels.data(), rows.data()));
     }
   }
-  c->applied_seq = c->log_seq;
   return Status::ok();
 }
 
@@ -274,6 +272,54 @@ Status RocksCollectionStore::save_collection(CollectionState* c) {
   return kv_->write(&trim, false);
 }
 
+Status RocksCollectionStore::optimize_index(CollectionState* c) {
+  std::lock_guard<std::mutex> save_lock(c->save_mu);  // no log trimming while we work
+  if (c->dropped_flag) return Status::ok();
+  std::vector<int64_t> labels;
+  std::vector<float> vectors;
+  uint64_t seq = 0;
+  {
+    std::shared_lock<std::shared_mutex> lock(c->index_mu);
+    if (!c->index->wants_optimize()) return Status::ok();
+    QS_RETURN_IF_ERROR(c->index->export_live(&labels, &vectors));
+    seq = c->applied_seq;
+  }
+  const int64_t t0 = now_ms();
+  QS_ASSIGN_OR_RETURN(std::unique_ptr<VectorIndex> fresh, make_vector_index(c->index_config));
+  QS_RETURN_IF_ERROR(fresh->add(static_cast<int64_t>(labels.size()), labels.data(), vectors.data()));
+  QS_RETURN_IF_ERROR(fresh->optimize());
+  const size_t built = labels.size();
+  labels.clear();
+  labels.shrink_to_fit();
+  vectors.clear();
+  vectors.shrink_to_fit();
+  std::lock_guard<std::mutex> write_lock(c->write_mu);
+  if (c->dropped) return Status::ok();
+  bool changed = false;
+  QS_RETURN_IF_ERROR(catch_up(c, fresh.get(), seq, &changed));
+  {
+    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    c->index = std::move(fresh);
+    c->applied_seq = c->log_seq;
+  }
+  c->writes_since_save.fetch_add(1);  // save the optimised index soon
+  spdlog::info("store: collection '{}': optimised {} index of {} vectors in {} ms", c->spec.name,
+               c->index_config.type, built, now_ms() - t0);
+  return Status::ok();
+}
+
+Status RocksCollectionStore::optimize_due_indexes() {
+  std::vector<std::shared_ptr<CollectionState>> all;
+  {
+    std::shared_lock<std::shared_mutex> lock(collections_mu_);
+    for (const auto& [name, c] : collections_) all.push_back(c);
+  }
+  for (const auto& c : all) {
+    QS_RETURN_IF_ERROR(optimize_index(c.get()).with_context("optimising '" + c->spec.name + "'"));
+  }
+  return Status::ok();
+}
+
 Status RocksCollectionStore::save_indexes() {
   std::vector<std::shared_ptr<CollectionState>> all;
   {
@@ -318,6 +364,10 @@ void RocksCollectionStore::saver_loop() {
     {
       std::shared_lock<std::shared_mutex> clock(collections_mu_);
       for (const auto& [name, c] : collections_) all.push_back(c);
+    }
+    for (const auto& c : all) {
+      Status s = optimize_index(c.get());
+      if (!s.is_ok()) spdlog::error("store: optimising the index of '{}': {}", c->spec.name, s.to_string());
     }
     const int64_t now = now_ms();
     for (const auto& c : all) {

@@ -108,6 +108,8 @@ StatusOr<std::unique_ptr<CollectionStore>> RocksCollectionStore::open(const Stor
   s->remove_stale_index_files();
   if (options.index_save_interval_s > 0) {
     s->saver_ = std::thread([raw = s.get()] { raw->saver_loop(); });
+  } else {
+    QS_RETURN_IF_ERROR(s->optimize_due_indexes());
   }
   return std::unique_ptr<CollectionStore>(std::move(s));
 }
@@ -269,7 +271,7 @@ Status RocksCollectionStore::upsert(const std::string& collection,
     if (cosine) normalize_l2(vectors.data() + i * d, d);
   }
 
-  std::lock_guard<std::mutex> write_lock(c->write_mu);
+  std::unique_lock<std::mutex> write_lock(c->write_mu);
   if (c->dropped) return not_found("collection '" + collection + "' not found");
   std::vector<std::string> keys;
   keys.reserve(docs.size());
@@ -318,6 +320,7 @@ Status RocksCollectionStore::upsert(const std::string& collection,
   c->documents = documents;
 
   Status s;
+  bool want_optimize = false;
   {
     std::unique_lock<std::shared_mutex> lock(c->index_mu);
     s = c->index->remove(static_cast<int64_t>(old_labels.size()), old_labels.data());
@@ -325,17 +328,27 @@ Status RocksCollectionStore::upsert(const std::string& collection,
       s = c->index->add(static_cast<int64_t>(new_labels.size()), new_labels.data(), vectors.data());
     }
     if (s.is_ok()) c->applied_seq = seq;
+    want_optimize = s.is_ok() && c->index->wants_optimize();
   }
   if (!s.is_ok()) {
     // The write is durable; bring the index back in line from the stored embeddings.
     spdlog::error("store: index update of '{}' failed ({}); rebuilding", collection, s.to_string());
     QS_RETURN_IF_ERROR(rebuild_index(c.get()));
   }
-  if (c->writes_since_save.fetch_add(static_cast<int64_t>(docs.size())) + 1 >=
-      options_.index_save_writes) {
-    saver_cv_.notify_all();
-  }
+  write_lock.unlock();
+  after_write(c.get(), static_cast<int64_t>(docs.size()), want_optimize);
   return Status::ok();
+}
+
+void RocksCollectionStore::after_write(CollectionState* c, int64_t writes, bool want_optimize) {
+  const bool save_due = c->writes_since_save.fetch_add(writes) + writes >= options_.index_save_writes;
+  if (saver_.joinable()) {
+    if (save_due || want_optimize) saver_cv_.notify_all();
+  } else if (want_optimize) {
+    // No background thread (index_save_interval_s = 0): optimise here, off the write lock.
+    Status s = optimize_index(c);
+    if (!s.is_ok()) spdlog::error("store: optimising the index of '{}': {}", c->spec.name, s.to_string());
+  }
 }
 
 StatusOr<Document> RocksCollectionStore::get(const std::string& collection, const std::string& id,
@@ -366,7 +379,7 @@ StatusOr<Document> RocksCollectionStore::get(const std::string& collection, cons
 Status RocksCollectionStore::remove(const std::string& collection, const std::string& id) {
   auto c = find(collection);
   if (!c) return not_found("collection '" + collection + "' not found");
-  std::lock_guard<std::mutex> write_lock(c->write_mu);
+  std::unique_lock<std::mutex> write_lock(c->write_mu);
   if (c->dropped) return not_found("collection '" + collection + "' not found");
   const std::string key = store::document_key(c->id, id);
   std::string value;
@@ -388,16 +401,19 @@ Status RocksCollectionStore::remove(const std::string& collection, const std::st
   QS_RETURN_IF_ERROR(kv_->write(&batch));
   c->log_seq = seq;
   c->documents = documents;
+  bool want_optimize = false;
   {
     std::unique_lock<std::shared_mutex> lock(c->index_mu);
     s = c->index->remove(1, &old.label);
     if (s.is_ok()) c->applied_seq = seq;
+    want_optimize = s.is_ok() && c->index->wants_optimize();
   }
   if (!s.is_ok()) {
     spdlog::error("store: index removal in '{}' failed ({}); rebuilding", collection, s.to_string());
     QS_RETURN_IF_ERROR(rebuild_index(c.get()));
   }
-  c->writes_since_save.fetch_add(1);
+  write_lock.unlock();
+  after_write(c.get(), 1, want_optimize);
   return Status::ok();
 }
 

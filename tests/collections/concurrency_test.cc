@@ -18,7 +18,9 @@ TEST(Concurrency, WritersSearchersAndSaversTogether) {
   const int d = 16;
   auto s = open_store(dir, /*save_interval_s=*/1);
   for (const char* type : {"flat", "hnsw", "ivf"}) {
-    ASSERT_TRUE(s->create_collection(spec(type, d, type)).is_ok());
+    CollectionSpec sp = spec(type, d, type);
+    sp.index.ivf_train_min = 100;  // trained in the background while writers run
+    ASSERT_TRUE(s->create_collection(sp).is_ok());
   }
   std::atomic<bool> stop{false};
   std::atomic<int> errors{0}, searches{0}, writes{0};
@@ -83,6 +85,17 @@ TEST(Concurrency, WritersSearchersAndSaversTogether) {
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(writes.load(), 1200);
   EXPECT_GT(searches.load(), 0);
+  // Background maintenance: the IVF index gets trained and HNSW tombstones (every write here
+  // replaces) get compacted, while writes and searches went on.
+  bool trained = false, compacted = false;
+  for (int i = 0; i < 200 && !(trained && compacted); ++i) {
+    trained = s->get_collection("ivf")->index_type == "ivf";
+    auto h = s->get_collection("hnsw");
+    compacted = h->index_vectors <= h->document_count * 5 / 4;
+    if (!(trained && compacted)) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(trained);
+  EXPECT_TRUE(compacted);
   for (const char* type : {"flat", "hnsw", "ivf"}) {
     Status st = rocks(s.get())->check_consistency(type);
     EXPECT_TRUE(st.is_ok()) << type << ": " << st.to_string();

@@ -178,16 +178,26 @@ TEST(Hnsw, RecallTombstonesAndRebuild) {
   std::vector<int64_t> removed(labels.begin(), labels.begin() + n / 10);
   ASSERT_TRUE(index->remove(removed.size(), removed.data()).is_ok());
   EXPECT_EQ(hnsw->tombstones(), n / 10);
-  EXPECT_EQ(hnsw->rebuilds(), 0);
+  EXPECT_FALSE(index->wants_optimize());
   std::set<int64_t> gone(removed.begin(), removed.end());
   for (int i = 0; i < nq; ++i) {
     for (int64_t l : search_labels(*index, &q[i * d], k)) EXPECT_EQ(gone.count(l), 0u);
   }
-  // Past the rebuild fraction (25%): the graph is rebuilt without tombstones.
+  // Past the rebuild fraction (25%): optimisation is due; it rebuilds without tombstones.
   std::vector<int64_t> more(labels.begin() + n / 10, labels.begin() + n * 3 / 10);
   ASSERT_TRUE(index->remove(more.size(), more.data()).is_ok());
-  EXPECT_EQ(hnsw->rebuilds(), 1);
+  EXPECT_TRUE(index->wants_optimize());
+  EXPECT_EQ(hnsw->tombstones(), n * 3 / 10);
+  std::vector<int64_t> live_labels;
+  std::vector<float> live_vectors;
+  ASSERT_TRUE(index->export_live(&live_labels, &live_vectors).is_ok());
+  EXPECT_EQ(static_cast<int64_t>(live_labels.size()), n - n * 3 / 10);
+  EXPECT_EQ(live_labels.front(), labels[n * 3 / 10]);
+  EXPECT_TRUE(std::equal(live_vectors.begin(), live_vectors.begin() + d, x.begin() + (n * 3 / 10) * d));
+  ASSERT_TRUE(index->optimize().is_ok());
+  EXPECT_FALSE(index->wants_optimize());
   EXPECT_EQ(hnsw->tombstones(), 0);
+  EXPECT_EQ(index->stored(), n - n * 3 / 10);
   EXPECT_EQ(index->size(), n - n * 3 / 10);
   std::vector<float> rest_x(x.begin() + (n * 3 / 10) * d, x.end());
   std::vector<int64_t> rest_l(labels.begin() + n * 3 / 10, labels.end());
@@ -220,8 +230,13 @@ TEST(Ivf, FlatUntilTrainedThenRecallRemoveAndFilter) {
   std::vector<float> first_x(x.begin(), x.begin() + 999 * d);
   std::vector<int64_t> first_l(labels.begin(), labels.begin() + 999);
   EXPECT_EQ(search_labels(*index, &q[0], k), brute_force(first_x, first_l, &q[0], d, k, c.metric));
-  // The 1000th vector trains the index on all 1000 held vectors.
+  EXPECT_FALSE(index->wants_optimize());
+  // The 1000th vector makes training due; optimize() trains on all 1000 held vectors.
   ASSERT_TRUE(index->add(1, labels.data() + 999, x.data() + 999 * d).is_ok());
+  EXPECT_EQ(index->type(), "flat");
+  EXPECT_TRUE(index->wants_optimize());
+  ASSERT_TRUE(index->optimize().is_ok());
+  EXPECT_FALSE(index->wants_optimize());
   EXPECT_EQ(index->type(), "ivf");
   EXPECT_TRUE(ivf->trained());
   EXPECT_EQ(ivf->nlist(), 25);  // min(4*sqrt(1000), 1000/39)
@@ -259,9 +274,19 @@ TEST(Ivf, TrainingOnALargeFirstBatchUsesAllOfIt) {
   c.ivf_train_min = 1000;
   IvfIndex index(c);
   ASSERT_TRUE(index.add(n, labels.data(), x.data()).is_ok());
+  ASSERT_TRUE(index.optimize().is_ok());
   EXPECT_TRUE(index.trained());
   EXPECT_EQ(index.nlist(), 128);  // min(4*sqrt(5000), 5000/39)
   EXPECT_EQ(index.size(), n);
+  // Exported vectors are the ones added (order follows the lists).
+  std::vector<int64_t> out_labels;
+  std::vector<float> out_vectors;
+  ASSERT_TRUE(index.export_live(&out_labels, &out_vectors).is_ok());
+  ASSERT_EQ(out_labels.size(), static_cast<size_t>(n));
+  for (size_t i = 0; i < out_labels.size(); i += 97) {
+    const int64_t row = (out_labels[i] - 1000) / 3;
+    EXPECT_TRUE(std::equal(&out_vectors[i * d], &out_vectors[(i + 1) * d], &x[row * d]));
+  }
   // Probing every list is exact.
   auto q = random_vectors(5, d, 10);
   IndexSearchParams all;
@@ -306,6 +331,7 @@ TEST_P(Serialization, RoundTripKeepsResultsAndRejectsDamage) {
   c.ivf_train_min = 600;
   auto index = make(c);
   ASSERT_TRUE(index->add(n, labels.data(), x.data()).is_ok());
+  ASSERT_TRUE(index->optimize().is_ok());  // trains the IVF index
   std::vector<int64_t> removed(labels.begin(), labels.begin() + 100);  // tombstones for HNSW
   ASSERT_TRUE(index->remove(removed.size(), removed.data()).is_ok());
   std::string bytes;
