@@ -360,6 +360,9 @@ LevelResult run_level(const Options& o, int concurrency, const RequestFactory& f
                           static_cast<uint64_t>(concurrency));
       httplib::Client cli(o.host, o.port);
       cli.set_keep_alive(true);
+      // Without TCP_NODELAY the body's write waits on the delayed ACK of the headers' write:
+      // a fixed ~40 ms on every request, seen at concurrency 1 before this was set.
+      cli.set_tcp_nodelay(true);
       cli.set_connection_timeout(10, 0);
       cli.set_read_timeout(static_cast<time_t>(o.timeout_s), 0);
       cli.set_write_timeout(static_cast<time_t>(o.timeout_s), 0);
