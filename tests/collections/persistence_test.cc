@@ -27,11 +27,13 @@ void populate(CollectionStore* s, int n, int version) {
   for (const char* type : kTypes) {
     std::vector<Document> docs;
     for (int i = 0; i < n; ++i) {
-      const std::string id = "d" + std::to_string(i);
+      const std::string id = std::string("d").append(std::to_string(i));  // (GCC 12 -Wrestrict bug)
       docs.push_back(doc(id, vector_for(id, version, kDim), {{"i", i}, {"v", version}}, id));
     }
     ASSERT_TRUE(s->upsert(type, docs).is_ok());
-    for (int i = 0; i < n; i += 10) ASSERT_TRUE(s->remove(type, "d" + std::to_string(i)).is_ok());
+    for (int i = 0; i < n; i += 10) {
+      ASSERT_TRUE(s->remove(type, std::string("d").append(std::to_string(i))).is_ok());
+    }
   }
 }
 

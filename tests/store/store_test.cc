@@ -27,7 +27,9 @@ TEST(Keys, BigEndianRoundTripAndOrder) {
     put_u64_be(&s, v);
     ASSERT_EQ(s.size(), 8u);
     EXPECT_EQ(get_u64_be(s), v);
-    if (!prev.empty()) EXPECT_LT(prev, s) << v;  // byte order == numeric order
+    if (!prev.empty()) {
+      EXPECT_LT(prev, s) << v;  // byte order == numeric order
+    }
     prev = s;
   }
   std::string s;
