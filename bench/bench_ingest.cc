@@ -230,6 +230,7 @@ bool http_batches(const Options& o, int port, const std::vector<std::string>& do
     ts.emplace_back([&] {
       httplib::Client cli("127.0.0.1", port);
       cli.set_keep_alive(true);
+      cli.set_tcp_nodelay(true);  // else each body write waits for the delayed ACK (~40 ms)
       cli.set_read_timeout(600, 0);
       cli.set_write_timeout(600, 0);
       for (;;) {
@@ -280,6 +281,7 @@ bool http_import(int port, const std::vector<std::string>& docs, const std::stri
   for (size_t i = 0; i < docs.size(); ++i)
     ndjson += json{{"id", "i" + std::to_string(i)}, {"text", docs[i]}}.dump() + "\n";
   httplib::Client cli("127.0.0.1", port);
+  cli.set_tcp_nodelay(true);
   cli.set_read_timeout(3600, 0);
   cli.set_write_timeout(3600, 0);
   auto t0 = Clock::now();

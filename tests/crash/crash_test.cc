@@ -387,6 +387,7 @@ TEST_P(CrashTest, KillNineLosesNoAcknowledgedWrite) {
     std::printf("round %d: killed after %d ms, %lld acknowledged of %lld attempted writes\n", round,
                 kill_ms, static_cast<long long>(sh.acked.load()),
                 static_cast<long long>(sh.attempted.load()));
+    std::fflush(stdout);
     for (const auto& u : sh.unexpected) ADD_FAILURE() << "unexpected error before the kill: " << u;
     sh.unexpected.clear();
 
@@ -399,6 +400,7 @@ TEST_P(CrashTest, KillNineLosesNoAcknowledgedWrite) {
     }
     std::printf("round %d: verified %lld stored documents of %zu ids\n", round,
                 static_cast<long long>(v.present), sh.ids.size());
+    std::fflush(stdout);
     for (const auto& f : v.failures) ADD_FAILURE() << "round " << round << ": " << f;
     ASSERT_TRUE(v.failures.empty()) << "server log tail:\n" << srv.log_tail();
     {

@@ -146,6 +146,13 @@ inline HttpResponse read_response(int fd) {
     r.headers[name] = line.substr(v);
   }
   std::string body = raw.substr(head_end + 4);
+  if (!body_complete() && (content_length >= 0 || chunked)) {
+    // The connection ended inside the body (e.g. the server was killed while writing): this
+    // is no answer, in particular no acknowledgement.
+    r.status = 0;
+    r.error = "truncated response body (" + std::to_string(body.size()) + " bytes received)";
+    return r;
+  }
   if (chunked) {
     std::string out;
     size_t pos = 0;
