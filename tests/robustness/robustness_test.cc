@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <map>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -319,6 +320,46 @@ TEST_F(Robustness, OverlongIdsAndUnknownRoutes) {
   EXPECT_GE(longpath.status, 400) << "20 kB path";
   EXPECT_LT(longpath.status, 500) << "20 kB path";
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 2.0) << "20 kB path answered slowly";
+}
+
+// ---- NDJSON import: bad lines are reported per line, the rest is written ------------------
+
+TEST_F(Robustness, ImportReportsBadLinesAndWritesTheRest) {
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  std::vector<std::pair<std::string, int>> lines = {  // line, expected per-line status (0: ok)
+      {R"({"id": "imp-1", "text": "first good line"})", 0},
+      {"{not json", 400},
+      {"{\"id\": \"imp-bad-utf8\", \"text\": \"\xff\xfe\"}", 400},
+      {deep, 400},
+      {R"({"id": 7, "text": "id of the wrong type"})", 400},
+      {R"({"id": "imp-2", "text": "second good line", "metadata": {"n": 2}})", 0},
+      {"{\"id\": \"" + std::string(513, 'x') + "\", \"text\": \"long id\"}", 422},
+      {"{\"id\": \"imp-huge\", \"text\": \"" + std::string(kMaxRequestBytes + 10, 'h') + "\"}", 413},
+      {"", 0},  // blank lines are allowed and skipped
+      {R"({"id": "imp-3", "text": "third good line"})", 0},
+  };
+  std::string body;
+  for (const auto& l : lines) body += l.first + "\n";
+  HttpResponse r = req("POST", "/collections/robust/import", body, {"Content-Type: application/x-ndjson"});
+  ASSERT_EQ(r.status, 200) << r.body.substr(0, 500);
+  json j = json::parse(r.body, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << r.body.substr(0, 500);
+  EXPECT_EQ(j.value("upserted", -1), 3) << r.body.substr(0, 800);
+  EXPECT_EQ(j.value("failed", -1), 6) << r.body.substr(0, 800);
+  std::map<int64_t, int> reported;
+  for (const auto& e : j.value("errors", json::array()))
+    reported[e.value("line", int64_t{-1})] = e.contains("error") ? e["error"].value("status", 0) : 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    if (lines[i].second == 0) {
+      EXPECT_EQ(reported.count(static_cast<int64_t>(i + 1)), 0u) << "line " << i + 1 << " reported";
+    } else {
+      EXPECT_EQ(reported[static_cast<int64_t>(i + 1)], lines[i].second) << "line " << i + 1;
+    }
+  }
+  for (const char* id : {"imp-1", "imp-2", "imp-3"})
+    EXPECT_EQ(req("GET", std::string("/collections/robust/documents/") + id).status, 200) << id;
+  expect_error(req("GET", "/collections/robust/documents/imp-bad-utf8"), 404, "bad line stored");
+  expect_error(req("GET", "/collections/robust/documents/imp-huge"), 404, "oversized line stored");
 }
 
 // ---- slow and broken clients --------------------------------------------------------------
