@@ -303,7 +303,10 @@ StatusOr<ServerConfig> load_server_config(const std::vector<std::string>& args,
       return invalid_argument("config file " + config_path + ": " + e.what());
     }
     if (!j.is_object()) return invalid_argument("config file " + config_path + ": not an object");
-    for (const auto& [key, value] : j.items()) {
+    for (const auto& item : j.items()) {
+      // Not a structured binding: clang 14 (the fuzz build) cannot capture one in a lambda.
+      const std::string& key = item.key();
+      const nlohmann::json& value = item.value();
       auto def = std::find_if(table.begin(), table.end(),
                               [&](const OptionDef& d) { return key == d.name; });
       if (def == table.end())
