@@ -9,6 +9,7 @@
 
 #include "api/errors.h"
 #include "api/routes.h"
+#include "service/chunking.h"
 
 namespace qsearch::api {
 namespace {
@@ -162,7 +163,21 @@ void get_document(RequestContext& ctx) {
   Document doc = value_or_throw(ctx.service->store().get(collection, id, with_embedding));
   json j = {{"id", doc.id}, {"text", doc.text}, {"metadata", doc.metadata}, {"tokens", doc.tokens},
             {"truncated", doc.truncated_tokens > 0}, {"tokens_cut", doc.truncated_tokens}};
-  if (with_embedding) j["embedding"] = doc.embedding;
+  if (doc.chunks.empty()) {
+    if (with_embedding) j["embedding"] = doc.embedding;
+  } else {
+    // Chunked: each chunk with its code-point range, tokens and (when asked) its own vector.
+    const size_t d = doc.embedding.size() / doc.chunks.size();
+    json chunks = json::array();
+    for (size_t i = 0; i < doc.chunks.size(); ++i) {
+      const Chunk& c = doc.chunks[i];
+      json cj = {{"index", i}, {"start", c.start}, {"end", c.end}, {"tokens", c.tokens}};
+      if (with_embedding)
+        cj["embedding"] = std::vector<float>(doc.embedding.begin() + i * d, doc.embedding.begin() + (i + 1) * d);
+      chunks.push_back(std::move(cj));
+    }
+    j["chunks"] = std::move(chunks);
+  }
   ctx.reply(200, j);
 }
 
@@ -212,6 +227,12 @@ void search(RequestContext& ctx) {
   json results = json::array();
   for (const auto& h : hits) {
     json r = {{"id", h.id}, {"score", h.score}};
+    if (h.chunk >= 0) {
+      // The best chunk of a chunked document: code-point range (and its text when asked).
+      r["chunk"] = {{"index", h.chunk}, {"start", h.chunk_span.start}, {"end", h.chunk_span.end}};
+      if (request.params.include_text)
+        r["chunk"]["text"] = std::string(code_point_slice(h.text, h.chunk_span.start, h.chunk_span.end));
+    }
     if (request.params.include_text) r["text"] = h.text;
     if (request.params.include_metadata) r["metadata"] = h.metadata.is_null() ? json::object() : h.metadata;
     results.push_back(std::move(r));
@@ -254,6 +275,7 @@ json document_result_json(const DocumentResult& r) {
             {"tokens", r.tokens},
             {"truncated", r.truncated_tokens > 0},
             {"tokens_cut", r.truncated_tokens}};
+  if (r.chunks > 0) j["chunks"] = r.chunks;
   if (!r.duplicate_of.empty()) {
     j["duplicate_of"] = r.duplicate_of;
     j["stored"] = !r.skipped;

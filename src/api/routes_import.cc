@@ -72,6 +72,7 @@ class Importer {
             {"tokens", tokens_},
             {"truncated", truncated_},
             {"tokens_cut", tokens_cut_},
+            {"chunks", chunks_},
             {"errors", errors_},
             {"errors_truncated", failed_ > static_cast<int64_t>(errors_.size())},
             {"took_ms", seconds * 1000}};
@@ -117,6 +118,7 @@ class Importer {
           tokens_ += r.tokens;
           if (r.truncated_tokens > 0) ++truncated_;
           tokens_cut_ += r.truncated_tokens;
+          chunks_ += r.chunks;
         } else {
           add_error(pending_lines_[k], r.id, r.status);
         }
@@ -145,6 +147,7 @@ class Importer {
   std::vector<int64_t> pending_lines_;
   size_t pending_bytes_ = 0;
   int64_t upserted_ = 0, failed_ = 0, tokens_ = 0, truncated_ = 0, tokens_cut_ = 0;
+  int64_t chunks_ = 0;  // chunking collections: chunks stored
   json errors_ = json::array();
   Status fatal_;
 };

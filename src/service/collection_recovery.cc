@@ -45,15 +45,20 @@ Status RocksCollectionStore::load_collections() {
     c->index_config = index_config_of(c->spec);
     std::vector<std::string> keys = {store::counter_key(cid, CounterKind::kNextLabel),
                                      store::counter_key(cid, CounterKind::kDocuments),
-                                     store::counter_key(cid, CounterKind::kLogSeq)};
+                                     store::counter_key(cid, CounterKind::kLogSeq),
+                                     store::counter_key(cid, CounterKind::kVectors)};
     std::vector<std::optional<std::string>> values;
     QS_RETURN_IF_ERROR(kv_->multi_get(keys, &values));
-    for (const auto& v : values) {
-      if (!v || v->size() != 8) return corruption("collection '" + c->spec.name + "': counters missing");
+    for (size_t i = 0; i < 3; ++i) {
+      if (!values[i] || values[i]->size() != 8)
+        return corruption("collection '" + c->spec.name + "': counters missing");
     }
     c->next_label = store::get_i64_be(*values[0]);
     c->documents = store::get_i64_be(*values[1]);
     c->log_seq = static_cast<uint64_t>(store::get_i64_be(*values[2]));
+    // Stores written before chunking have no vector counter: one vector per document.
+    c->vectors = values[3] && values[3]->size() == 8 ? store::get_i64_be(*values[3])
+                                                      : c->documents.load();
     if (cid >= next_collection_id_) next_collection_id_ = cid + 1;
     QS_RETURN_IF_ERROR(load_index(c.get()).with_context("collection '" + c->spec.name + "'"));
     c->last_save_ms = now_ms();
@@ -87,8 +92,9 @@ Status RocksCollectionStore::load_index(CollectionState* c) {
       bool changed = false;
       s = catch_up(c, c->index.get(), header.sequence, &changed);
       if (s.is_ok()) c->applied_seq = c->log_seq;
-      if (s.is_ok() && c->index->size() != c->documents.load()) {
+      if (s.is_ok() && c->index->size() != c->vectors.load()) {
         s = corruption("index holds " + std::to_string(c->index->size()) + " vectors, store " +
+                       std::to_string(c->vectors.load()) + " vectors of " +
                        std::to_string(c->documents.load()) + " documents");
       }
       if (s.is_ok()) {
@@ -160,16 +166,20 @@ Status RocksCollectionStore::catch_up(CollectionState* c, VectorIndex* index, ui
   }
   std::vector<std::optional<std::string>> docs;
   QS_RETURN_IF_ERROR(kv_->multi_get(doc_keys, &docs));
+  const size_t d = static_cast<size_t>(c->spec.dimension);
   std::unordered_map<int64_t, std::vector<float>> embeddings;
   for (size_t i = 0; i < docs.size(); ++i) {
     if (!docs[i]) continue;
     store::DocumentRecord rec;
     QS_RETURN_IF_ERROR(store::decode_document(*docs[i], &rec, store::kPartEmbedding));
-    if (rec.label != doc_labels[i]) continue;
-    if (static_cast<int>(rec.embedding.size()) != c->spec.dimension) {
+    if (!rec.owns(doc_labels[i])) continue;
+    if (rec.embedding.size() != static_cast<size_t>(rec.label_count()) * d) {
       return corruption("stored embedding has the wrong dimension");
     }
-    embeddings[rec.label] = std::move(rec.embedding);
+    // A chunked document's label i is its chunk i.
+    const size_t row = static_cast<size_t>(doc_labels[i] - rec.label);
+    embeddings[doc_labels[i]].assign(rec.embedding.begin() + row * d,
+                                     rec.embedding.begin() + (row + 1) * d);
   }
   // Apply in log order, batching runs of the same op.
   size_t i = 0;
@@ -199,11 +209,11 @@ Status RocksCollectionStore::catch_up(CollectionState* c, VectorIndex* index, ui
 
 Status RocksCollectionStore::rebuild_index(CollectionState* c) {
   QS_ASSIGN_OR_RETURN(std::unique_ptr<VectorIndex> index, make_vector_index(c->index_config));
-  const int d = c->spec.dimension;
+  const size_t d = static_cast<size_t>(c->spec.dimension);
   constexpr size_t kBatch = 4096;
   std::vector<int64_t> labels;
   std::vector<float> rows;
-  int64_t count = 0;
+  int64_t count = 0, vector_count = 0;
   Status inner;
   auto flush = [&]() {
     if (labels.empty()) return Status::ok();
@@ -218,27 +228,35 @@ Status RocksCollectionStore::rebuild_index(CollectionState* c) {
                                  store::DocumentRecord rec;
                                  inner = store::decode_document(value, &rec, store::kPartEmbedding);
                                  if (!inner.is_ok()) return false;
-                                 if (static_cast<int>(rec.embedding.size()) != d) {
+                                 if (rec.embedding.size() !=
+                                     static_cast<size_t>(rec.label_count()) * d) {
                                    inner = corruption("stored embedding has the wrong dimension");
                                    return false;
                                  }
-                                 labels.push_back(rec.label);
+                                 for (int64_t l = 0; l < rec.label_count(); ++l) {
+                                   labels.push_back(rec.label + l);  // chunk l of the document
+                                 }
                                  rows.insert(rows.end(), rec.embedding.begin(), rec.embedding.end());
                                  ++count;
+                                 vector_count += rec.label_count();
                                  if (labels.size() >= kBatch) inner = flush();
                                  return inner.is_ok();
                                }));
   QS_RETURN_IF_ERROR(inner);
   QS_RETURN_IF_ERROR(flush());
-  if (count != c->documents.load()) {
-    spdlog::warn("store: collection '{}': document counter said {}, found {}; fixing the counter",
-                 c->spec.name, c->documents.load(), count);
+  if (count != c->documents.load() || vector_count != c->vectors.load()) {
+    spdlog::warn("store: collection '{}': counters said {} documents / {} vectors, found {} / {}; "
+                 "fixing the counters",
+                 c->spec.name, c->documents.load(), c->vectors.load(), count, vector_count);
     store::WriteBatch batch;
-    std::string v;
+    std::string v, w;
     store::put_i64_be(&v, count);
+    store::put_i64_be(&w, vector_count);
     batch.put(store::counter_key(c->id, CounterKind::kDocuments), v);
+    batch.put(store::counter_key(c->id, CounterKind::kVectors), w);
     QS_RETURN_IF_ERROR(kv_->write(&batch));
     c->documents = count;
+    c->vectors = vector_count;
   }
   std::unique_lock<std::shared_mutex> lock(c->index_mu);
   c->index = std::move(index);
@@ -421,12 +439,14 @@ Status RocksCollectionStore::check_consistency(const std::string& name) {
         if (!store::parse_document_key(key, &cid, &id)) return true;
         problem = store::decode_document(value, &rec, store::kPartLabel);
         if (!problem.is_ok()) return false;
-        if (!c->index->contains(rec.label)) {
-          problem = corruption("document '" + id + "' (label " + std::to_string(rec.label) +
-                               ") is not in the index");
-          return false;
+        for (int64_t l = rec.label; l < rec.label + rec.label_count(); ++l) {
+          if (!c->index->contains(l)) {
+            problem = corruption("document '" + id + "' (label " + std::to_string(l) +
+                                 ") is not in the index");
+            return false;
+          }
+          labels.emplace_back(l, id);
         }
-        labels.emplace_back(rec.label, id);
         ++count;
         return true;
       }));
@@ -441,8 +461,10 @@ Status RocksCollectionStore::check_consistency(const std::string& name) {
                         labels[i].second + "'");
     }
   }
-  if (count != c->documents.load() || count != c->index->size()) {
-    return corruption("counts disagree: " + std::to_string(count) + " stored documents, counter " +
+  const int64_t vectors = static_cast<int64_t>(labels.size());
+  if (count != c->documents.load() || vectors != c->index->size()) {
+    return corruption("counts disagree: " + std::to_string(count) + " stored documents (" +
+                      std::to_string(vectors) + " vectors), counter " +
                       std::to_string(c->documents.load()) + ", index " +
                       std::to_string(c->index->size()));
   }

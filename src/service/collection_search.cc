@@ -5,8 +5,11 @@
 // index may hold more, f grows 8x and the search repeats, up to the whole index. Correct for
 // any filter selectivity; cost grows only for rare filters. exclude_id is an IDSelector on
 // its label inside the index scan.
+// Chunking collections: one label per chunk; a hit's record tells which chunk it is, and each
+// document is returned once with the score and offsets of its best chunk (k distinct documents).
 #include <algorithm>
 #include <cmath>
+#include <unordered_map>
 #include <unordered_set>
 
 #include "service/collection_store.h"
@@ -38,27 +41,36 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
   std::vector<float> q = query;
   if (c->spec.metric == Metric::kCosine) normalize_l2(q.data(), d);
 
-  int64_t excluded_label = -1;
+  // exclude_id: all labels of that document (every chunk) are filtered out inside the scan.
+  int64_t excluded_begin = -1, excluded_end = -1;
   if (params.exclude_id) {
     std::string value;
     Status s = kv_->get(store::document_key(c->id, *params.exclude_id), &value);
     if (s.is_ok()) {
       store::DocumentRecord rec;
       QS_RETURN_IF_ERROR(store::decode_document(value, &rec, store::kPartLabel));
-      excluded_label = rec.label;
+      excluded_begin = rec.label;
+      excluded_end = rec.label + rec.label_count();
     } else if (s.code() != StatusCode::kNotFound) {
       return s;
     }
   }
-  LabelFilter exclude = [excluded_label](int64_t label) { return label != excluded_label; };
-  const bool need_docs = has_filter || params.include_text || params.include_metadata;
+  LabelFilter exclude = [excluded_begin, excluded_end](int64_t label) {
+    return label < excluded_begin || label >= excluded_end;
+  };
+  // A chunking collection holds several labels per document: the records are always read (to
+  // find the chunk a label is) and each document is returned once, by its best chunk.
+  const bool chunked = c->spec.options.is_object() && c->spec.options.contains("chunking");
+  const bool need_docs = chunked || has_filter || params.include_text || params.include_metadata;
   const unsigned parts = (params.include_text ? store::kPartText : 0u) |
                          (has_filter || params.include_metadata ? store::kPartMetadata : 0u);
   const bool l2 = c->spec.metric == Metric::kL2;
 
+  auto better = [l2](float a, float b) { return l2 ? a < b : a > b; };
   std::vector<SearchHit> hits;
+  std::unordered_map<std::string, size_t> hit_of_id;  // chunked: a document's entry in hits
   std::unordered_set<int64_t> seen;
-  int64_t fetch = has_filter ? std::max<int64_t>(4LL * k, 64) : k;
+  int64_t fetch = has_filter ? std::max<int64_t>(4LL * k, 64) : chunked ? std::max(4LL * k, 32LL) : k;
   IndexSearchParams index_params;
   bool exhaustive = false;
   for (;;) {
@@ -76,7 +88,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
       dist.resize(fetch);
       if (exhaustive) index_params.nprobe = 1 << 30;  // IVF: every list (clamped to nlist)
       QS_RETURN_IF_ERROR(c->index->search(1, q.data(), static_cast<int>(fetch), index_params,
-                                          excluded_label >= 0 ? &exclude : nullptr, labels.data(),
+                                          excluded_begin >= 0 ? &exclude : nullptr, labels.data(),
                                           dist.data()));
     }
     int64_t returned = 0;
@@ -109,8 +121,29 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
       if (need_docs) {
         if (!docs[i]) continue;
         store::DocumentRecord rec;
-        QS_RETURN_IF_ERROR(store::decode_document(*docs[i], &rec, parts));
-        if (rec.label != fresh[i]) continue;
+        QS_RETURN_IF_ERROR(store::decode_document(*docs[i], &rec, store::kPartLabel));
+        if (!rec.owns(fresh[i])) continue;  // the document changed meanwhile
+        if (!rec.chunks.empty()) {
+          hit.chunk = static_cast<int32_t>(fresh[i] - rec.label);
+          const store::ChunkRecord& ch = rec.chunks[hit.chunk];
+          hit.chunk_span = {ch.start, ch.end, ch.tokens};
+        }
+        if (chunked) {
+          auto it = hit_of_id.find(hit.id);
+          if (it != hit_of_id.end()) {
+            // Another chunk of a document already found (and filtered): keep the better one.
+            SearchHit& prior = hits[it->second];
+            if (better(hit.score, prior.score)) {
+              prior.score = hit.score;
+              prior.chunk = hit.chunk;
+              prior.chunk_span = hit.chunk_span;
+            }
+            continue;
+          }
+        }
+        if (parts != store::kPartLabel) {
+          QS_RETURN_IF_ERROR(store::decode_document(*docs[i], &rec, parts));
+        }
         nlohmann::json metadata;
         if (parts & store::kPartMetadata) {
           metadata = nlohmann::json::parse(rec.metadata_json, nullptr, false);
@@ -120,6 +153,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
         if (params.include_text) hit.text = std::move(rec.text);
         if (params.include_metadata) hit.metadata = std::move(metadata);
       }
+      if (chunked) hit_of_id.emplace(hit.id, hits.size());
       hits.push_back(std::move(hit));
     }
     if (static_cast<int64_t>(hits.size()) >= k) break;
@@ -132,9 +166,8 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
     if (fetch >= total) break;
     fetch *= 8;
   }
-  std::stable_sort(hits.begin(), hits.end(), [l2](const SearchHit& a, const SearchHit& b) {
-    return l2 ? a.score < b.score : a.score > b.score;
-  });
+  std::stable_sort(hits.begin(), hits.end(),
+                   [&better](const SearchHit& a, const SearchHit& b) { return better(a.score, b.score); });
   if (static_cast<int64_t>(hits.size()) > k) hits.resize(k);
   return hits;
 }

@@ -35,6 +35,15 @@ void normalize_l2(float* v, int d) {
   for (int i = 0; i < d; ++i) v[i] *= inv;
 }
 
+std::vector<float> normalized_mean(const std::vector<float>& rows, int d) {
+  const size_t dim = static_cast<size_t>(d);
+  std::vector<float> mean(dim, 0.0f);
+  for (size_t r = 0; r + dim <= rows.size(); r += dim)
+    for (size_t j = 0; j < dim; ++j) mean[j] += rows[r + j];
+  normalize_l2(mean.data(), d);
+  return mean;
+}
+
 bool metadata_matches(const nlohmann::json& metadata, const nlohmann::json& filter) {
   if (!filter.is_object() || filter.empty()) return true;
   if (!metadata.is_object()) return false;
@@ -174,6 +183,7 @@ Status RocksCollectionStore::create_collection(const CollectionSpec& spec_in) {
   batch.put(store::spec_key(cid), spec.to_json().dump());
   batch.put(store::counter_key(cid, CounterKind::kNextLabel), encode_i64(0));
   batch.put(store::counter_key(cid, CounterKind::kDocuments), encode_i64(0));
+  batch.put(store::counter_key(cid, CounterKind::kVectors), encode_i64(0));
   batch.put(store::counter_key(cid, CounterKind::kLogSeq), encode_i64(0));
   batch.put(store::meta_key("next_collection_id"), next_value);
   QS_RETURN_IF_ERROR(kv_->write(&batch));
@@ -239,6 +249,7 @@ Status RocksCollectionStore::upsert(const std::string& collection,
   auto c = find(collection);
   if (!c) return not_found("collection '" + collection + "' not found");
   const int d = c->spec.dimension;
+  const bool chunked = c->spec.options.is_object() && c->spec.options.contains("chunking");
   // Validate everything before writing anything; a later duplicate id replaces an earlier one.
   std::unordered_map<std::string, size_t> last;
   for (size_t i = 0; i < docs_in.size(); ++i) {
@@ -246,10 +257,20 @@ Status RocksCollectionStore::upsert(const std::string& collection,
     if (doc.id.empty() || doc.id.size() > kMaxIdBytes) {
       return unprocessable("document id must be 1.." + std::to_string(kMaxIdBytes) + " bytes");
     }
-    if (static_cast<int>(doc.embedding.size()) != d) {
+    const size_t vectors_of_doc = doc.chunks.empty() ? 1 : doc.chunks.size();
+    if (doc.embedding.size() != vectors_of_doc * static_cast<size_t>(d)) {
       return unprocessable("document '" + doc.id + "': embedding has " +
-                           std::to_string(doc.embedding.size()) + " values, collection '" +
-                           collection + "' has dimension " + std::to_string(d));
+                           std::to_string(doc.embedding.size()) + " values, expected " +
+                           std::to_string(vectors_of_doc) + " vector(s) of collection '" +
+                           collection + "' dimension " + std::to_string(d));
+    }
+    if (!doc.chunks.empty() && !chunked) {
+      return unprocessable("document '" + doc.id + "' has chunks, collection '" + collection +
+                           "' has no \"chunking\" option");
+    }
+    for (const Chunk& ch : doc.chunks) {
+      if (ch.start < 0 || ch.end < ch.start || ch.tokens < 0)
+        return unprocessable("document '" + doc.id + "': a chunk has a bad range");
     }
     for (float v : doc.embedding) {
       if (!std::isfinite(v)) return unprocessable("document '" + doc.id + "': embedding is not finite");
@@ -265,10 +286,16 @@ Status RocksCollectionStore::upsert(const std::string& collection,
   }
   if (docs.empty()) return Status::ok();
   const bool cosine = c->spec.metric == Metric::kCosine;
-  std::vector<float> vectors(docs.size() * d);
+  // All vectors of the call, document after document (chunk after chunk); first_row[i] is the
+  // first row of docs[i].
+  std::vector<size_t> first_row(docs.size() + 1, 0);
+  for (size_t i = 0; i < docs.size(); ++i) first_row[i + 1] = first_row[i] + docs[i]->embedding.size() / d;
+  std::vector<float> vectors(first_row.back() * d);
   for (size_t i = 0; i < docs.size(); ++i) {
-    std::copy(docs[i]->embedding.begin(), docs[i]->embedding.end(), vectors.begin() + i * d);
-    if (cosine) normalize_l2(vectors.data() + i * d, d);
+    std::copy(docs[i]->embedding.begin(), docs[i]->embedding.end(), vectors.begin() + first_row[i] * d);
+  }
+  if (cosine) {
+    for (size_t r = 0; r < first_row.back(); ++r) normalize_l2(vectors.data() + r * d, d);
   }
 
   std::unique_lock<std::mutex> write_lock(c->write_mu);
@@ -287,37 +314,47 @@ Status RocksCollectionStore::upsert(const std::string& collection,
   for (size_t i = 0; i < docs.size(); ++i) {
     const Document& doc = *docs[i];
     if (old_values[i]) {
+      // The old version goes whole: every label (chunk) it owned.
       store::DocumentRecord old;
       QS_RETURN_IF_ERROR(store::decode_document(*old_values[i], &old, store::kPartLabel)
                              .with_context("document '" + doc.id + "'"));
-      old_labels.push_back(old.label);
-      batch.del(store::label_key(c->id, old.label));
-      batch.put(store::changelog_key(c->id, ++seq),
-                store::encode_change({store::ChangeOp::kRemove, old.label}));
+      for (int64_t l = old.label; l < old.label + old.label_count(); ++l) {
+        old_labels.push_back(l);
+        batch.del(store::label_key(c->id, l));
+        batch.put(store::changelog_key(c->id, ++seq),
+                  store::encode_change({store::ChangeOp::kRemove, l}));
+      }
     } else {
       ++added_docs;
     }
     store::DocumentRecord rec;
-    rec.label = next_label++;
+    rec.label = next_label;
     rec.tokens = doc.tokens;
     rec.truncated_tokens = doc.truncated_tokens;
     rec.text = doc.text;
     rec.metadata_json = doc.metadata.is_null() ? "{}" : doc.metadata.dump();
-    rec.embedding.assign(vectors.begin() + i * d, vectors.begin() + (i + 1) * d);
-    new_labels.push_back(rec.label);
+    rec.embedding.assign(vectors.begin() + first_row[i] * d, vectors.begin() + first_row[i + 1] * d);
+    for (const Chunk& ch : doc.chunks) rec.chunks.push_back({ch.start, ch.end, ch.tokens});
+    next_label += rec.label_count();
     batch.put(keys[i], store::encode_document(rec));
-    batch.put(store::label_key(c->id, rec.label), doc.id);
-    batch.put(store::changelog_key(c->id, ++seq),
-              store::encode_change({store::ChangeOp::kAdd, rec.label}));
+    for (int64_t l = rec.label; l < rec.label + rec.label_count(); ++l) {
+      new_labels.push_back(l);
+      batch.put(store::label_key(c->id, l), doc.id);
+      batch.put(store::changelog_key(c->id, ++seq), store::encode_change({store::ChangeOp::kAdd, l}));
+    }
   }
   const int64_t documents = c->documents.load() + added_docs;
+  const int64_t vectors_now = c->vectors.load() + static_cast<int64_t>(new_labels.size()) -
+                              static_cast<int64_t>(old_labels.size());
   batch.put(store::counter_key(c->id, CounterKind::kNextLabel), encode_i64(next_label));
   batch.put(store::counter_key(c->id, CounterKind::kDocuments), encode_i64(documents));
+  batch.put(store::counter_key(c->id, CounterKind::kVectors), encode_i64(vectors_now));
   batch.put(store::counter_key(c->id, CounterKind::kLogSeq), encode_i64(static_cast<int64_t>(seq)));
   QS_RETURN_IF_ERROR(kv_->write(&batch));
   c->next_label = next_label;
   c->log_seq = seq;
   c->documents = documents;
+  c->vectors = vectors_now;
 
   Status s;
   bool want_optimize = false;
@@ -336,7 +373,7 @@ Status RocksCollectionStore::upsert(const std::string& collection,
     QS_RETURN_IF_ERROR(rebuild_index(c.get()));
   }
   write_lock.unlock();
-  after_write(c.get(), static_cast<int64_t>(docs.size()), want_optimize);
+  after_write(c.get(), static_cast<int64_t>(new_labels.size()), want_optimize);
   return Status::ok();
 }
 
@@ -371,6 +408,7 @@ StatusOr<Document> RocksCollectionStore::get(const std::string& collection, cons
   doc.metadata = nlohmann::json::parse(rec.metadata_json, nullptr, false);
   if (doc.metadata.is_discarded()) return corruption("document '" + id + "': stored metadata is not JSON");
   doc.embedding = std::move(rec.embedding);
+  for (const store::ChunkRecord& ch : rec.chunks) doc.chunks.push_back({ch.start, ch.end, ch.tokens});
   doc.tokens = rec.tokens;
   doc.truncated_tokens = rec.truncated_tokens;
   return doc;
@@ -390,21 +428,28 @@ Status RocksCollectionStore::remove(const std::string& collection, const std::st
   QS_RETURN_IF_ERROR(s);
   store::DocumentRecord old;
   QS_RETURN_IF_ERROR(store::decode_document(value, &old, store::kPartLabel));
-  const uint64_t seq = c->log_seq + 1;
+  uint64_t seq = c->log_seq;
   const int64_t documents = c->documents.load() - 1;
   store::WriteBatch batch;
   batch.del(key);
-  batch.del(store::label_key(c->id, old.label));
-  batch.put(store::changelog_key(c->id, seq), store::encode_change({store::ChangeOp::kRemove, old.label}));
+  std::vector<int64_t> old_labels;
+  for (int64_t l = old.label; l < old.label + old.label_count(); ++l) {
+    old_labels.push_back(l);
+    batch.del(store::label_key(c->id, l));
+    batch.put(store::changelog_key(c->id, ++seq), store::encode_change({store::ChangeOp::kRemove, l}));
+  }
+  const int64_t vectors_now = c->vectors.load() - static_cast<int64_t>(old_labels.size());
   batch.put(store::counter_key(c->id, CounterKind::kDocuments), encode_i64(documents));
+  batch.put(store::counter_key(c->id, CounterKind::kVectors), encode_i64(vectors_now));
   batch.put(store::counter_key(c->id, CounterKind::kLogSeq), encode_i64(static_cast<int64_t>(seq)));
   QS_RETURN_IF_ERROR(kv_->write(&batch));
   c->log_seq = seq;
   c->documents = documents;
+  c->vectors = vectors_now;
   bool want_optimize = false;
   {
     std::unique_lock<std::shared_mutex> lock(c->index_mu);
-    s = c->index->remove(1, &old.label);
+    s = c->index->remove(static_cast<int64_t>(old_labels.size()), old_labels.data());
     if (s.is_ok()) c->applied_seq = seq;
     want_optimize = s.is_ok() && c->index->wants_optimize();
   }
@@ -413,7 +458,7 @@ Status RocksCollectionStore::remove(const std::string& collection, const std::st
     QS_RETURN_IF_ERROR(rebuild_index(c.get()));
   }
   write_lock.unlock();
-  after_write(c.get(), 1, want_optimize);
+  after_write(c.get(), static_cast<int64_t>(old_labels.size()), want_optimize);
   return Status::ok();
 }
 

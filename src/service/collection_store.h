@@ -50,6 +50,7 @@ struct CollectionState {
   uint64_t applied_seq = 0;          // last change-log sequence reflected in `index`
 
   std::atomic<int64_t> documents{0};
+  std::atomic<int64_t> vectors{0};         // index entries the store holds (chunks count each)
   std::atomic<bool> dropped_flag{false};
   std::atomic<uint64_t> saved_seq{0};      // sequence of the index file on disk
   std::atomic<bool> file_present{false};
@@ -134,6 +135,8 @@ VectorIndexConfig index_config_of(const CollectionSpec& spec);
 bool valid_collection_name(const std::string& name);
 // In-place L2 normalisation (zero vectors stay zero).
 void normalize_l2(float* v, int d);
+// The L2-normalised mean of the rows of `rows` (rows.size() / d vectors of d floats).
+std::vector<float> normalized_mean(const std::vector<float>& rows, int d);
 // Exact match of every field of `filter` (an object) on `metadata`.
 bool metadata_matches(const nlohmann::json& metadata, const nlohmann::json& filter);
 

@@ -62,12 +62,23 @@ struct CollectionInfo {
   std::string index_type;         // effective type now (e.g. "flat" while IVF is untrained)
 };
 
+// One chunk of a document of a chunking collection: [start, end) in Unicode code points of the
+// document's text, and the tokens its embedding was computed from (EOS included).
+struct Chunk {
+  int32_t start = 0;
+  int32_t end = 0;
+  int32_t tokens = 0;
+};
+
 struct Document {
   std::string id;                 // up to 512 bytes
   std::string text;
   nlohmann::json metadata = nlohmann::json::object();
-  std::vector<float> embedding;   // dimension floats, L2-normalised for cosine
-  int32_t tokens = 0;
+  // Without chunks: one vector of dimension floats. With chunks: chunks.size() vectors, one per
+  // chunk in chunk order, each L2-normalised for cosine. Every vector is its own index entry.
+  std::vector<float> embedding;
+  std::vector<Chunk> chunks;      // empty: the document is one piece
+  int32_t tokens = 0;             // tokens embedded (all chunks together)
   int32_t truncated_tokens = 0;
 };
 
@@ -84,6 +95,10 @@ struct SearchHit {
   float score = 0;                // cosine/ip: similarity (higher is better); l2: distance
   std::string text;               // when asked for
   nlohmann::json metadata;        // when asked for
+  // Chunked documents: the best-scoring chunk (each document is returned once, scored by it);
+  // chunk is -1 for a document stored in one piece.
+  int32_t chunk = -1;
+  Chunk chunk_span;
 };
 
 struct StoreOptions {
@@ -107,8 +122,10 @@ class CollectionStore {
   virtual StatusOr<CollectionInfo> get_collection(const std::string& name) = 0;
   virtual std::vector<CollectionInfo> list_collections() = 0;
 
-  // Inserts or replaces documents (one WriteBatch), then updates the index.
+  // Inserts or replaces documents (one WriteBatch), then updates the index. A replaced
+  // document's chunks (all of them) are replaced in the same batch.
   virtual Status upsert(const std::string& collection, const std::vector<Document>& docs) = 0;
+  // with_embedding: Document::embedding holds every chunk's vector (see Document).
   virtual StatusOr<Document> get(const std::string& collection, const std::string& id,
                                  bool with_embedding) = 0;
   virtual Status remove(const std::string& collection, const std::string& id) = 0;  // kNotFound
@@ -116,8 +133,9 @@ class CollectionStore {
                                                   const std::vector<float>& query,
                                                   const SearchParams& params) = 0;
   // Every stored document's id and embedding (L2-normalised for cosine), in id order: ids[i]
-  // owns vectors[i*dimension .. (i+1)*dimension). A full range scan; writes made meanwhile
-  // may or may not be seen. For POST /collections/{name}/duplicates.
+  // owns vectors[i*dimension .. (i+1)*dimension). A chunked document is represented by the
+  // normalised mean of its chunk vectors. A full range scan; writes made meanwhile may or may
+  // not be seen. For POST /collections/{name}/duplicates.
   virtual Status scan_embeddings(const std::string& collection, std::vector<std::string>* ids,
                                  std::vector<float>* vectors) = 0;
   // Writes index files for all collections (also done periodically and at shutdown).

@@ -5,6 +5,7 @@
 
 #include "dedup/clusters.h"
 #include "dedup/similarity_join.h"
+#include "service/chunking.h"
 #include "service/collection_store.h"
 #include "service/service.h"
 #include "store/keys.h"
@@ -30,12 +31,18 @@ Status RocksCollectionStore::scan_embeddings(const std::string& collection,
         if (!store::parse_document_key(key, &cid, &id)) return true;
         store::DocumentRecord rec;
         problem = store::decode_document(value, &rec, store::kPartEmbedding);
-        if (problem.is_ok() && rec.embedding.size() != d)
+        if (problem.is_ok() && rec.embedding.size() != d * static_cast<size_t>(rec.label_count()))
           problem = corruption("document '" + id + "': stored embedding has " +
                                std::to_string(rec.embedding.size()) + " values");
         if (!problem.is_ok()) return false;
         ids->push_back(std::move(id));
-        vectors->insert(vectors->end(), rec.embedding.begin(), rec.embedding.end());
+        if (rec.chunks.empty()) {
+          vectors->insert(vectors->end(), rec.embedding.begin(), rec.embedding.end());
+          return true;
+        }
+        // A chunked document: the normalised mean of its chunk vectors stands for the whole.
+        std::vector<float> mean = normalized_mean(rec.embedding, static_cast<int>(d));
+        vectors->insert(vectors->end(), mean.begin(), mean.end());
         return true;
       }));
   return problem;
@@ -44,8 +51,15 @@ Status RocksCollectionStore::scan_embeddings(const std::string& collection,
 Status validate_collection_options(const CollectionSpec& spec) {
   if (spec.options.is_null()) return Status::ok();
   if (!spec.options.is_object()) return unprocessable("collection options must be an object");
-  if (spec.options.contains("chunking"))
-    return unprocessable("\"chunking\" is not supported yet");
+  for (const auto& [key, value] : spec.options.items())
+    if (key != "chunking" && key != "dedup")
+      return unprocessable("unknown collection option \"" + key + "\"");
+  if (spec.options.contains("chunking")) {
+    QS_RETURN_IF_ERROR(parse_chunking_options(spec.options["chunking"]).status());
+    if (spec.options.contains("dedup"))
+      return unprocessable("\"dedup\" compares whole-document embeddings and cannot be combined "
+                           "with \"chunking\" (use POST /collections/{name}/duplicates instead)");
+  }
   auto it = spec.options.find("dedup");
   if (it == spec.options.end()) return Status::ok();
   const nlohmann::json& d = *it;
@@ -69,11 +83,12 @@ Status Service::check_ingest_duplicates(const CollectionInfo& info, std::vector<
                                         std::vector<DocumentResult*>* results) {
   const nlohmann::json& options = info.spec.options;
   if (!options.is_object() || !options.contains("dedup")) return Status::ok();
-  const nlohmann::json& d = options["dedup"];
-  const double threshold = d.value("threshold", 0.98);
-  const bool skip = d.value("action", std::string("flag")) == "skip";
+  const nlohmann::json& dedup = options["dedup"];
+  const double threshold = dedup.value("threshold", 0.98);
+  const bool skip = dedup.value("action", std::string("flag")) == "skip";
   std::vector<Document> kept;
   std::vector<DocumentResult*> kept_results;
+  const size_t d = static_cast<size_t>(info.spec.dimension);
   for (size_t i = 0; i < batch->size(); ++i) {
     Document& doc = (*batch)[i];
     SearchParams params;
@@ -81,15 +96,33 @@ Status Service::check_ingest_duplicates(const CollectionInfo& info, std::vector<
     params.exclude_id = doc.id;  // an update is not a duplicate of its old version
     QS_ASSIGN_OR_RETURN(std::vector<SearchHit> hits,
                         store_->search(info.spec.name, doc.embedding, params));
-    if (!hits.empty() && hits[0].score >= threshold - 1e-6) {
-      (*results)[i]->duplicate_of = hits[0].id;
+    std::string duplicate_of;
+    double best = threshold - 1e-6;
+    if (!hits.empty() && hits[0].score >= best) {
+      duplicate_of = hits[0].id;
+      best = hits[0].score;
+    }
+    // The documents of this request stored before this one (vectors are unit length).
+    std::vector<float> unit = doc.embedding;
+    normalize_l2(unit.data(), static_cast<int>(d));
+    for (const Document& earlier : kept) {
+      double dot = 0;
+      for (size_t j = 0; j < d; ++j) dot += static_cast<double>(unit[j]) * earlier.embedding[j];
+      if (dot > best || (duplicate_of.empty() && dot >= best)) {
+        duplicate_of = earlier.id;
+        best = dot;
+      }
+    }
+    if (!duplicate_of.empty()) {
+      (*results)[i]->duplicate_of = duplicate_of;
       if (skip) {
         (*results)[i]->skipped = true;
         continue;
       }
       if (!doc.metadata.is_object()) doc.metadata = nlohmann::json::object();
-      doc.metadata["_duplicate_of"] = hits[0].id;
+      doc.metadata["_duplicate_of"] = duplicate_of;
     }
+    doc.embedding = std::move(unit);  // the store normalises anyway (cosine collections)
     kept.push_back(std::move(doc));
     kept_results.push_back((*results)[i]);
   }

@@ -3,7 +3,8 @@
 // join: GPU when present, else FAISS on the CPU), grouped into clusters by union-find.
 //
 // Works on the stored embeddings, so nothing is re-embedded; for ip and l2 collections the
-// score is still the cosine of the stored vectors. Reentrant: each call scans and joins on
+// score is still the cosine of the stored vectors; a chunked document counts as the normalised
+// mean of its chunk vectors. Reentrant: each call scans and joins on
 // its own.
 #pragma once
 
@@ -45,8 +46,10 @@ struct DuplicatesResult {
 //     at or above the threshold the write response names it ("duplicate_of"); "skip" does not
 //     store the document ("stored": false), "flag" stores it with metadata "_duplicate_of".
 //     Needs the cosine metric (the threshold is a cosine). Documents of one request are
-//     checked against what was stored before the request, not against each other.
-//   "chunking": not supported yet (refused rather than ignored).
+//     checked against what was stored before and against the earlier documents of the
+//     request. Not combinable with "chunking".
+//   "chunking": {"max_tokens", "overlap"} as parse_chunking_options() (service/chunking.h).
+// Any other option: kUnprocessable.
 Status validate_collection_options(const CollectionSpec& spec);
 
 StatusOr<DuplicatesResult> find_duplicates(CollectionStore& store, const std::string& collection,

@@ -13,6 +13,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "service/chunking.h"
+#include "service/collection_store.h"
 #include "service/duplicates.h"
 
 namespace qsearch {
@@ -162,6 +164,49 @@ std::vector<StatusOr<PreparedText>> Service::prepare_texts(
   return out;
 }
 
+StatusOr<std::optional<ChunkingOptions>> chunking_of(const CollectionSpec& spec) {
+  if (!spec.options.is_object() || !spec.options.contains("chunking"))
+    return std::optional<ChunkingOptions>();
+  QS_ASSIGN_OR_RETURN(ChunkingOptions o, parse_chunking_options(spec.options["chunking"]));
+  return std::optional<ChunkingOptions>(o);
+}
+
+std::vector<float> document_vector(const Document& doc, int dimension) {
+  if (doc.chunks.empty()) return doc.embedding;
+  return normalized_mean(doc.embedding, dimension);
+}
+
+std::vector<StatusOr<std::vector<std::pair<Chunk, PreparedText>>>> Service::prepare_chunks(
+    const std::vector<std::string_view>& texts, const ChunkingOptions& options) const {
+  using Planned = std::vector<std::pair<Chunk, PreparedText>>;
+  std::vector<StatusOr<Planned>> out(texts.size(), StatusOr<Planned>(internal_error("not prepared")));
+  // A chunk is a text of its own: no truncation below the server's per-text limit (the window
+  // is at most that limit, checked at create; re-tokenizing a chunk's text alone changes at
+  // most the tokens at its edges).
+  const int cap = config_.max_tokens_per_text;
+  auto one = [&](std::string_view text) -> StatusOr<Planned> {
+    QS_ASSIGN_OR_RETURN(std::vector<TokenSpan> tokens,
+                        embedder_->tokenizer().encode_with_offsets(text, false));
+    Planned planned;
+    for (const TextChunk& c : plan_chunks(text, tokens, options)) {
+      QS_ASSIGN_OR_RETURN(PreparedText p,
+                          embedder_->prepare(text.substr(c.byte_begin, c.byte_end - c.byte_begin), "", cap));
+      Chunk chunk;
+      chunk.start = c.start;
+      chunk.end = c.end;
+      chunk.tokens = static_cast<int32_t>(p.ids.size());
+      planned.emplace_back(chunk, std::move(p));
+    }
+    return planned;
+  };
+  auto work = [&](size_t begin, size_t end) {
+    for (size_t i = begin; i < end; ++i) out[i] = one(texts[i]);
+  };
+  if (texts.size() <= 1) work(0, texts.size());
+  else pool_->parallel_for(texts.size(), work);
+  return out;
+}
+
 StatusOr<Embeddings> Service::embed_prepared(const std::vector<PreparedText>& items,
                                              const std::vector<int32_t>& dims, Priority priority,
                                              bool wait_for_room, const ClientGone& client_gone) {
@@ -266,6 +311,11 @@ Status Service::create_collection(CollectionSpec spec) {
                          std::to_string(hidden_size()) + ", got " +
                          std::to_string(spec.dimension));
   QS_RETURN_IF_ERROR(validate_collection_options(spec));
+  QS_ASSIGN_OR_RETURN(std::optional<ChunkingOptions> chunking, chunking_of(spec));
+  if (chunking && chunking->max_tokens > config_.max_tokens_per_text)
+    return unprocessable("\"chunking\".\"max_tokens\" is " + std::to_string(chunking->max_tokens) +
+                         ", more than the server's limit per text (" +
+                         std::to_string(config_.max_tokens_per_text) + ", --max-tokens-per-text)");
   if (spec.max_tokens < 1 || spec.max_tokens > (1 << 20))
     return unprocessable("max_tokens must be in 1..1048576, got " +
                          std::to_string(spec.max_tokens));
@@ -299,39 +349,70 @@ StatusOr<std::vector<DocumentResult>> Service::upsert_documents(const std::strin
     todo.push_back(i);
     texts.push_back(docs[i].text);
   }
-  auto prepared = prepare_texts(texts, "", max_tokens);
+  // Items to embed: one per document, or one per chunk of a chunking collection. Document
+  // todo[k] owns items first_item[k] .. first_item[k+1]-1 (none when it failed to prepare).
   std::vector<PreparedText> ready;
-  std::vector<size_t> ready_index;
-  for (size_t k = 0; k < todo.size(); ++k) {
-    if (!prepared[k].is_ok()) {
-      results[todo[k]].status = prepared[k].status();
-      continue;
+  std::vector<size_t> first_item(todo.size() + 1, 0);
+  std::vector<std::vector<Chunk>> chunks(todo.size());
+  auto chunking = chunking_of(info.spec);
+  if (!chunking.is_ok()) return chunking.status();
+  if (*chunking) {
+    auto planned = prepare_chunks(texts, **chunking);
+    for (size_t k = 0; k < todo.size(); ++k) {
+      first_item[k] = ready.size();
+      if (!planned[k].is_ok()) {
+        results[todo[k]].status = planned[k].status();
+        continue;
+      }
+      for (auto& [chunk, item] : *planned[k]) {
+        chunks[k].push_back(chunk);
+        ready.push_back(std::move(item));
+      }
     }
-    ready.push_back(std::move(prepared[k]).value());
-    ready_index.push_back(todo[k]);
+  } else {
+    auto prepared = prepare_texts(texts, "", max_tokens);
+    for (size_t k = 0; k < todo.size(); ++k) {
+      first_item[k] = ready.size();
+      if (!prepared[k].is_ok()) {
+        results[todo[k]].status = prepared[k].status();
+        continue;
+      }
+      ready.push_back(std::move(prepared[k]).value());
+    }
   }
+  first_item[todo.size()] = ready.size();
   if (ready.empty()) return results;
 
   std::vector<int32_t> dims(ready.size(), info.spec.dimension);
   QS_ASSIGN_OR_RETURN(Embeddings vectors,
                       embed_prepared(ready, dims, Priority::kBulk, wait_for_room, client_gone));
   std::vector<Document> batch;
-  batch.reserve(ready.size());
-  for (size_t k = 0; k < ready.size(); ++k) {
-    DocumentInput& in = docs[ready_index[k]];
+  std::vector<DocumentResult*> batch_results;
+  for (size_t k = 0; k < todo.size(); ++k) {
+    if (first_item[k] == first_item[k + 1]) continue;  // failed to prepare
+    DocumentInput& in = docs[todo[k]];
     Document d;
     d.id = in.id;
     d.text = std::move(in.text);
     d.metadata = std::move(in.metadata);
-    d.embedding = std::move(vectors[k]);
-    d.tokens = static_cast<int32_t>(ready[k].ids.size());
-    d.truncated_tokens = ready[k].truncated_tokens;
-    results[ready_index[k]].tokens = d.tokens;
-    results[ready_index[k]].truncated_tokens = d.truncated_tokens;
+    for (size_t r = first_item[k]; r < first_item[k + 1]; ++r) {
+      d.embedding.insert(d.embedding.end(), vectors[r].begin(), vectors[r].end());
+      d.tokens += static_cast<int32_t>(ready[r].ids.size());
+      d.truncated_tokens += ready[r].truncated_tokens;
+    }
+    d.chunks = std::move(chunks[k]);
+    DocumentResult& result = results[todo[k]];
+    result.tokens = d.tokens;
+    result.truncated_tokens = d.truncated_tokens;
+    result.chunks = static_cast<int32_t>(d.chunks.size());
     batch.push_back(std::move(d));
+    batch_results.push_back(&result);
   }
-  std::vector<DocumentResult*> batch_results;
-  for (size_t k = 0; k < ready.size(); ++k) batch_results.push_back(&results[ready_index[k]]);
+  // With "dedup", the check and the write are one step per collection: a concurrent request
+  // cannot store a duplicate between our check and our write.
+  std::unique_lock<std::mutex> dedup_lock;
+  if (info.spec.options.is_object() && info.spec.options.contains("dedup"))
+    dedup_lock = std::unique_lock<std::mutex>(dedup_mu_);
   QS_RETURN_IF_ERROR(check_ingest_duplicates(info, &batch, &batch_results));
   QS_RETURN_IF_ERROR(store_->upsert(collection, batch));
   if (metrics_) metrics_->add_documents_written(static_cast<int64_t>(batch.size()));
@@ -373,7 +454,7 @@ StatusOr<std::vector<SearchHit>> Service::search(const std::string& collection,
     }
   } else if (request.id) {
     QS_ASSIGN_OR_RETURN(Document doc, store_->get(collection, *request.id, true));
-    query = std::move(doc.embedding);
+    query = document_vector(doc, info.spec.dimension);
     params.exclude_id = *request.id;
   } else {
     const int max_tokens = std::min(config_.max_tokens_per_text, info.spec.max_tokens);

@@ -26,6 +26,7 @@
 #include "common/status.h"
 #include "common/thread_pool.h"
 #include "embed/embedder.h"
+#include "service/chunking.h"
 #include "service/collections.h"
 #include "service/config.h"
 #include "service/metrics.h"
@@ -59,6 +60,7 @@ struct DocumentResult {
   Status status;               // per-document outcome
   int32_t tokens = 0;          // tokens embedded
   int32_t truncated_tokens = 0;
+  int32_t chunks = 0;          // chunking collections: chunks stored (0: not chunked)
   std::string duplicate_of;    // collection option "dedup": the stored near-duplicate's id
   bool skipped = false;        // "dedup" action "skip": not stored because of duplicate_of
 };
@@ -128,6 +130,10 @@ class Service {
                                                     std::string_view instruction,
                                                     int max_tokens) const;
   Status check_truncation(const PreparedText& p, int max_tokens) const;
+  // Chunking collections: per text, its chunks (code-point ranges, service/chunking.h) and
+  // each chunk's prepared tokens; on the CPU pool like prepare_texts.
+  std::vector<StatusOr<std::vector<std::pair<Chunk, PreparedText>>>> prepare_chunks(
+      const std::vector<std::string_view>& texts, const ChunkingOptions& options) const;
   // Collection option "dedup" (service/duplicates.cc): sets duplicate_of of each new document
   // whose nearest stored neighbour is at or above the threshold; "skip" drops it from batch.
   Status check_ingest_duplicates(const CollectionInfo& info, std::vector<Document>* batch,
@@ -146,6 +152,13 @@ class Service {
   std::unique_ptr<CollectionStore> store_;
   std::unique_ptr<Scheduler> scheduler_;
   std::atomic<bool> shut_down_{false};
+  std::mutex dedup_mu_;  // "dedup" collections: duplicate check + write, one request at a time
 };
+
+// The collection's "chunking" option, if it has one (kUnprocessable when malformed).
+StatusOr<std::optional<ChunkingOptions>> chunking_of(const CollectionSpec& spec);
+// One vector for a whole document: its embedding, or for a chunked document the normalised
+// mean of its chunk vectors.
+std::vector<float> document_vector(const Document& doc, int dimension);
 
 }  // namespace qsearch

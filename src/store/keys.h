@@ -35,6 +35,8 @@ enum class CounterKind : uint8_t {
   kNextLabel = 1,   // next FAISS label to hand out; labels are never reused
   kDocuments = 2,   // live documents
   kLogSeq = 3,      // last change-log sequence handed out (0: none yet)
+  kVectors = 4,     // live index vectors (one per document, one per chunk of a chunked one);
+                    // absent in stores written before chunking: then equal to kDocuments
 };
 
 // Big-endian fixed-width encodings (exposed for tests and the record codec).

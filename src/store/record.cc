@@ -44,7 +44,8 @@ std::string encode_document(const DocumentRecord& r) {
   std::string out;
   out.reserve(1 + 8 + 4 + 4 + 12 + r.text.size() + r.metadata_json.size() +
               r.embedding.size() * sizeof(float));
-  out.push_back(static_cast<char>(kDocumentRecordVersion));
+  out.push_back(static_cast<char>(r.chunks.empty() ? kDocumentRecordVersion
+                                                   : kChunkedDocumentRecordVersion));
   put_le<int64_t>(&out, r.label);
   put_le<int32_t>(&out, r.tokens);
   put_le<int32_t>(&out, r.truncated_tokens);
@@ -54,6 +55,14 @@ std::string encode_document(const DocumentRecord& r) {
   out.append(r.metadata_json);
   put_le<uint32_t>(&out, static_cast<uint32_t>(r.embedding.size()));
   out.append(reinterpret_cast<const char*>(r.embedding.data()), r.embedding.size() * sizeof(float));
+  if (!r.chunks.empty()) {
+    put_le<uint32_t>(&out, static_cast<uint32_t>(r.chunks.size()));
+    for (const ChunkRecord& c : r.chunks) {
+      put_le<int32_t>(&out, c.start);
+      put_le<int32_t>(&out, c.end);
+      put_le<int32_t>(&out, c.tokens);
+    }
+  }
   return out;
 }
 
@@ -61,7 +70,7 @@ Status decode_document(std::string_view value, DocumentRecord* r, unsigned parts
   Reader in(value);
   uint8_t version = 0;
   if (!in.get(&version)) return corruption("empty document record");
-  if (version != kDocumentRecordVersion) {
+  if (version != kDocumentRecordVersion && version != kChunkedDocumentRecordVersion) {
     return corruption("document record version " + std::to_string(version) + " is not supported");
   }
   uint32_t text_len = 0, meta_len = 0, dim = 0;
@@ -76,6 +85,24 @@ Status decode_document(std::string_view value, DocumentRecord* r, unsigned parts
   in.get(&dim);
   if (in.ok() && dim > (1u << 24)) return corruption("document record: implausible dimension");
   in.bytes(static_cast<size_t>(dim) * sizeof(float), &emb);
+  r->chunks.clear();
+  if (version == kChunkedDocumentRecordVersion) {
+    uint32_t count = 0;
+    in.get(&count);
+    if (in.ok() && (count == 0 || count > dim)) {
+      return corruption("chunked document record: " + std::to_string(count) + " chunks for " +
+                        std::to_string(dim) + " embedding values");
+    }
+    if (in.ok()) r->chunks.resize(count);
+    for (uint32_t i = 0; i < count && in.ok(); ++i) {
+      in.get(&r->chunks[i].start);
+      in.get(&r->chunks[i].end);
+      in.get(&r->chunks[i].tokens);
+    }
+    if (in.ok() && dim % count != 0) {
+      return corruption("chunked document record: embedding size is not a multiple of the chunks");
+    }
+  }
   if (!in.done()) return corruption("document record is truncated or has trailing bytes");
   if (parts & kPartText) r->text.assign(text);
   if (parts & kPartMetadata) r->metadata_json.assign(meta);

@@ -7,8 +7,13 @@
 //   u32 text bytes,     text (UTF-8)
 //   u32 metadata bytes, metadata as compact JSON
 //   u32 dimension,      dimension f32 (raw IEEE-754)
+// Version 2 (a chunked document) is version 1 with the embedding holding one vector per chunk
+// and, after it:
+//   u32 chunks,  chunks x (i32 start, i32 end, i32 tokens)
+// Its chunks own the labels label .. label+chunks-1. Documents without chunks are written as
+// version 1, so stores written before chunking existed read unchanged.
 // A reader rejects (kCorruption) unknown versions, short or overlong records, so a damaged
-// value never turns into a wrong document. Later versions append fields after the embedding.
+// value never turns into a wrong document.
 //
 // Change-log entry (value of a changelog key): u8 op (1 add, 2 remove), i64 label.
 #pragma once
@@ -23,14 +28,25 @@
 namespace qsearch::store {
 
 inline constexpr uint8_t kDocumentRecordVersion = 1;
+inline constexpr uint8_t kChunkedDocumentRecordVersion = 2;
+
+struct ChunkRecord {
+  int32_t start = 0;   // code points of the document's text
+  int32_t end = 0;
+  int32_t tokens = 0;
+};
 
 struct DocumentRecord {
-  int64_t label = -1;
+  int64_t label = -1;          // the first (or only) label; chunk i has label + i
   int32_t tokens = 0;
   int32_t truncated_tokens = 0;
   std::string text;
   std::string metadata_json = "{}";
   std::vector<float> embedding;
+  std::vector<ChunkRecord> chunks;  // decoded with every part set (they are small)
+  // Labels this document owns: [label, label + label_count()).
+  int64_t label_count() const { return chunks.empty() ? 1 : static_cast<int64_t>(chunks.size()); }
+  bool owns(int64_t l) const { return l >= label && l < label + label_count(); }
 };
 
 // Which parts decode_document() fills; skipping the embedding avoids copying dimension floats.

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "api/server_util.h"
 
@@ -81,6 +83,51 @@ TEST_F(DedupIngest, OptionsValidatedAtCreate) {
   EXPECT_EQ(create(3), 422);
   EXPECT_EQ(s().post("/collections", json{{"name", "bad"}, {"metric", "l2"}, {"dedup", {{"threshold", 0.9}}}}).status, 422);
   EXPECT_EQ(s().get("/collections/bad").status, 404);
+}
+
+TEST_F(DedupIngest, DuplicatesWithinOneRequestAreFound) {
+  ASSERT_EQ(s().post("/collections", json{{"name", "within"}, {"dedup", {{"threshold", 0.9999}, {"action", "skip"}}}}).status, 201);
+  HttpResult r = s().post("/collections/within/documents",
+                          json{{"documents", {{{"id", "x1"}, {"text", kText}},
+                                              {{"id", "x2"}, {"text", "Rivers flow to the sea."}},
+                                              {{"id", "x3"}, {"text", kText}},
+                                              {{"id", "x4"}, {"text", kText}}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json results = r.json_body()["results"];
+  EXPECT_FALSE(results[0].contains("duplicate_of"));
+  EXPECT_FALSE(results[1].contains("duplicate_of"));
+  EXPECT_EQ(results[2]["duplicate_of"], "x1");
+  EXPECT_EQ(results[2]["stored"], false);
+  EXPECT_EQ(results[3]["duplicate_of"], "x1");
+  EXPECT_EQ(s().get("/collections/within").json_body()["document_count"], 2);
+}
+
+// Concurrent requests carrying the same text under different ids: the check and the write are
+// one step, so exactly one copy is stored.
+TEST_F(DedupIngest, ConcurrentDuplicatesStoreOneCopy) {
+  ASSERT_EQ(s().post("/collections", json{{"name", "race"}, {"dedup", {{"threshold", 0.9999}, {"action", "skip"}}}}).status, 201);
+  for (int round = 0; round < 5; ++round) {
+    const std::string text = "Round " + std::to_string(round) + ": " + kText;
+    std::vector<std::thread> threads;
+    std::vector<int> status(6, 0);
+    std::vector<bool> stored(6, false);
+    for (int t = 0; t < 6; ++t) {
+      threads.emplace_back([&, t] {
+        HttpResult r = s().put("/collections/race/documents/r" + std::to_string(round) + "-" + std::to_string(t),
+                               json{{"text", text}});
+        status[t] = r.status;
+        stored[t] = r.status == 200 && !r.json_body().contains("duplicate_of");
+      });
+    }
+    for (auto& th : threads) th.join();
+    int copies = 0;
+    for (int t = 0; t < 6; ++t) {
+      EXPECT_EQ(status[t], 200);
+      copies += stored[t];
+    }
+    EXPECT_EQ(copies, 1) << "round " << round;
+  }
+  EXPECT_EQ(s().get("/collections/race").json_body()["document_count"], 5);
 }
 
 }  // namespace
