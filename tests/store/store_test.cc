@@ -127,6 +127,43 @@ TEST(Record, DamagedRecordsAreCorruption) {
   EXPECT_EQ(decode_document(bad_version, &out).code(), StatusCode::kCorruption);
 }
 
+TEST(Record, ChunkedDocumentRoundTripAndDamage) {
+  DocumentRecord r = sample_record();
+  r.embedding = {1, 2, 3, 4, 5, 6};  // three chunks of dimension 2
+  r.chunks = {{0, 10, 5}, {8, 20, 6}, {18, 25, 3}};
+  const std::string bytes = encode_document(r);
+  EXPECT_EQ(static_cast<uint8_t>(bytes[0]), kChunkedDocumentRecordVersion);
+  EXPECT_EQ(static_cast<uint8_t>(encode_document(sample_record())[0]), kDocumentRecordVersion);
+  DocumentRecord out;
+  ASSERT_TRUE(decode_document(bytes, &out).is_ok());
+  EXPECT_EQ(out.embedding, r.embedding);
+  ASSERT_EQ(out.chunks.size(), 3u);
+  EXPECT_EQ(out.chunks[1].start, 8);
+  EXPECT_EQ(out.chunks[1].end, 20);
+  EXPECT_EQ(out.chunks[2].tokens, 3);
+  EXPECT_EQ(out.label_count(), 3);
+  EXPECT_TRUE(out.owns(r.label + 2));
+  EXPECT_FALSE(out.owns(r.label + 3));
+  // The chunks are decoded with the label alone (search needs them without the text).
+  DocumentRecord label_only;
+  ASSERT_TRUE(decode_document(bytes, &label_only, kPartLabel).is_ok());
+  EXPECT_EQ(label_only.chunks.size(), 3u);
+  EXPECT_TRUE(label_only.embedding.empty());
+  // A record read after a plain one does not keep the old chunks.
+  ASSERT_TRUE(decode_document(encode_document(sample_record()), &label_only).is_ok());
+  EXPECT_TRUE(label_only.chunks.empty());
+  for (size_t cut : {bytes.size() - 1, bytes.size() - 12, bytes.size() - 16}) {
+    EXPECT_EQ(decode_document(bytes.substr(0, cut), &out).code(), StatusCode::kCorruption) << cut;
+  }
+  DocumentRecord mismatch = r;
+  mismatch.chunks.push_back({25, 30, 1});  // 4 chunks for 6 values
+  EXPECT_EQ(decode_document(encode_document(mismatch), &out).code(), StatusCode::kCorruption);
+  std::string zero_chunks = encode_document(sample_record());
+  zero_chunks[0] = static_cast<char>(kChunkedDocumentRecordVersion);
+  zero_chunks.append(4, '\0');
+  EXPECT_EQ(decode_document(zero_chunks, &out).code(), StatusCode::kCorruption);
+}
+
 TEST(Record, ChangeRoundTripAndValidation) {
   ChangeRecord c{ChangeOp::kRemove, 99};
   ChangeRecord out;
