@@ -26,7 +26,33 @@ namespace {
 using namespace testing_util;
 
 constexpr int kDim = 16;
-const char* kCollections[] = {"flat", "hnsw", "ivf"};
+// "chunked" is a flat collection with the chunking option: its documents have 1..4 chunks
+// (one index label each), the count changing with the version.
+const char* kCollections[] = {"flat", "hnsw", "ivf", "chunked"};
+constexpr int kNumCollections = 4;
+
+CollectionSpec crash_spec(const std::string& name) {
+  if (name != "chunked") return spec(name, kDim, name);
+  CollectionSpec s = spec(name, kDim, "flat");
+  s.options = {{"chunking", {{"max_tokens", 64}, {"overlap", 8}}}};
+  return s;
+}
+
+int chunk_count(const std::string& id, int version) {
+  return 1 + static_cast<int>((std::hash<std::string>()(id) + static_cast<size_t>(version)) % 4);
+}
+
+// The document written for (collection, id, version).
+Document crash_doc(const std::string& coll, const std::string& id, int version, nlohmann::json metadata = {}) {
+  if (coll != "chunked") return doc(id, vector_for(id, version, kDim), std::move(metadata));
+  Document d = doc(id, {}, std::move(metadata));
+  for (int i = 0; i < chunk_count(id, version); ++i) {
+    std::vector<float> v = vector_for(id, version * 100 + i, kDim);
+    d.embedding.insert(d.embedding.end(), v.begin(), v.end());
+    d.chunks.push_back({i, i + 1, 1});
+  }
+  return d;
+}
 
 void write_line(int fd, const std::string& line) {
   std::string s = line + "\n";
@@ -57,13 +83,13 @@ TEST(CrashChild, Run) {
   }
   auto& s = *opened;
   for (const char* name : kCollections) {
-    Status st = s->create_collection(spec(name, kDim, name));
+    Status st = s->create_collection(crash_spec(name));
     if (!st.is_ok() && st.code() != StatusCode::kAlreadyExists) _exit(4);
   }
   std::mt19937 rng(1000 + round);
   std::map<std::string, std::vector<std::pair<std::string, int>>> mine;  // this round's live ids
   for (int op = 0;; ++op) {
-    const std::string coll = kCollections[op % 3];
+    const std::string coll = kCollections[op % kNumCollections];
     auto& live = mine[coll];
     const unsigned r = rng() % 10;
     std::ostringstream intent;
@@ -74,7 +100,7 @@ TEST(CrashChild, Run) {
       intent << "U " << coll;
       for (int j = 0; j < n; ++j) {
         const std::string id = "r" + std::to_string(round) + "-" + std::to_string(op) + "-" + std::to_string(j);
-        docs.push_back(doc(id, vector_for(id, 0, kDim), {{"op", op}}));
+        docs.push_back(crash_doc(coll, id, 0, {{"op", op}}));
         intent << " " << id << " 0";
       }
       write_line(fd, intent.str());
@@ -85,7 +111,7 @@ TEST(CrashChild, Run) {
       ++version;
       intent << "U " << coll << " " << id << " " << version;
       write_line(fd, intent.str());
-      st = s->upsert(coll, {doc(id, vector_for(id, version, kDim))});
+      st = s->upsert(coll, {crash_doc(coll, id, version)});
     } else {
       const size_t i = rng() % live.size();
       const std::string id = live[i].first;
@@ -127,6 +153,17 @@ std::vector<float> normalized(std::vector<float> v) {
   for (float x : v) s += x * x;
   for (float& x : v) x = static_cast<float>(x / std::sqrt(s));
   return v;
+}
+
+// The stored embedding expected for (collection, id, version): every chunk's unit vector.
+std::vector<float> expected_embedding(const std::string& coll, const std::string& id, int version) {
+  Document d = crash_doc(coll, id, version);
+  std::vector<float> out;
+  for (size_t r = 0; r < d.embedding.size(); r += kDim) {
+    std::vector<float> v = normalized(std::vector<float>(d.embedding.begin() + r, d.embedding.begin() + r + kDim));
+    out.insert(out.end(), v.begin(), v.end());
+  }
+  return out;
 }
 
 bool same_vector(const std::vector<float>& a, const std::vector<float>& b) {
@@ -209,7 +246,7 @@ TEST(Crash, KillDuringIngestLosesNoAcknowledgedWrite) {
         for (auto& [id, version] : pending->items) {
           auto got = s->get(coll, id, true);
           bool is_new = pending->kind == 'U' && got.is_ok() &&
-                        same_vector(got->embedding, normalized(vector_for(id, version, kDim)));
+                        same_vector(got->embedding, expected_embedding(coll, id, version));
           bool is_removed = pending->kind == 'D' && !got.is_ok();
           applied += (is_new || is_removed);
           maybe[id] = version;
@@ -232,11 +269,12 @@ TEST(Crash, KillDuringIngestLosesNoAcknowledgedWrite) {
         ASSERT_TRUE(got.is_ok()) << "round " << round << ": acknowledged " << coll << "/" << id
                                  << " is lost: " << got.status().to_string();
         expected_ids.insert(id);
-        const bool current = same_vector(got->embedding, normalized(vector_for(id, version, kDim)));
-        const bool next = ambiguous && same_vector(got->embedding,
-                                                   normalized(vector_for(id, maybe[id], kDim)));
+        const bool current = same_vector(got->embedding, expected_embedding(coll, id, version));
+        const bool next = ambiguous && same_vector(got->embedding, expected_embedding(coll, id, maybe[id]));
         EXPECT_TRUE(current || next) << coll << "/" << id << " has the wrong embedding";
-        auto hits = s->search(coll, got->embedding, top_k(1));
+        // By its own (last chunk's) embedding.
+        std::vector<float> own(got->embedding.end() - kDim, got->embedding.end());
+        auto hits = s->search(coll, own, top_k(1));
         ASSERT_TRUE(hits.is_ok());
         ASSERT_EQ(hits->size(), 1u);
         EXPECT_EQ((*hits)[0].id, id) << coll << ": search by its own embedding";
@@ -261,7 +299,7 @@ TEST(Crash, KillDuringIngestLosesNoAcknowledgedWrite) {
         if (!got.is_ok()) {
           if (acked[pending->coll].count(id)) acked[pending->coll][id] = -1;
         } else if (pending->kind == 'U' &&
-                   same_vector(got->embedding, normalized(vector_for(id, version, kDim)))) {
+                   same_vector(got->embedding, expected_embedding(pending->coll, id, version))) {
           acked[pending->coll][id] = version;
         }
       }
