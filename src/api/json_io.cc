@@ -1,6 +1,7 @@
 #include "api/json_io.h"
 
 #include "api/errors.h"
+#include "embed/tokenizer/unicode.h"
 
 namespace qsearch::api {
 namespace {
@@ -34,31 +35,7 @@ const char* type_name(const json& j) { return j.type_name(); }
 }  // namespace
 
 size_t invalid_utf8_offset(std::string_view s) {
-  size_t i = 0, n = s.size();
-  while (i < n) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len;
-    uint32_t cp;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
-    else return i;
-    if (i + len > n) return i;
-    for (size_t k = 1; k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xC0) != 0x80) return i;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-      return i;
-    i += len;
-  }
-  return std::string_view::npos;
+  return unicode::find_invalid_utf8(s).value_or(std::string_view::npos);
 }
 
 StatusOr<json> parse_json(std::string_view text) {

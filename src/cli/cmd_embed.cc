@@ -8,6 +8,7 @@
 
 #include "cli/command.h"
 #include "embed/embedder.h"
+#include "embed/tokenizer/unicode.h"
 
 namespace qsearch::cli {
 namespace {
@@ -33,43 +34,6 @@ constexpr const char* kUsage =
     "\n"
     "Stderr: the model and device, and \"line N: truncated K of M tokens\" per truncated line.\n"
     "Errors (bad JSON, invalid UTF-8, bad option) go to stderr with a non-zero exit code.\n";
-
-// Returns the offset of the first invalid UTF-8 byte, or npos.
-size_t invalid_utf8_offset(const std::string& s) {
-  size_t i = 0, n = s.size();
-  while (i < n) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    int len;
-    uint32_t cp;
-    if ((c & 0xe0) == 0xc0) {
-      len = 2;
-      cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      len = 3;
-      cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      len = 4;
-      cp = c & 0x07;
-    } else {
-      return i;
-    }
-    if (i + len > n) return i;
-    for (int k = 1; k < len; ++k) {
-      unsigned char cc = static_cast<unsigned char>(s[i + k]);
-      if ((cc & 0xc0) != 0x80) return i;
-      cp = (cp << 6) | (cc & 0x3f);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-      return i;
-    i += len;
-  }
-  return std::string::npos;
-}
 
 void append_vector(const std::vector<float>& v, std::string* out) {
   char buf[32];
@@ -109,7 +73,7 @@ int run_embed(const std::vector<std::string>& argv) {
   if (threads && (*threads < 1 || *threads > 4096)) return fail("--threads must be >= 1", 2);
   if (dim && (*dim < 1 || *dim > (1 << 20))) return fail("--dim out of range", 2);
   const std::string instruction = args.get_or("instruction", "");
-  if (invalid_utf8_offset(instruction) != std::string::npos)
+  if (unicode::find_invalid_utf8(instruction))
     return fail("--instruction is not valid UTF-8", 2);
   const bool ids_mode = args.has("ids");
   if (ids_mode && !instruction.empty()) return fail("--instruction does not apply to --ids", 2);
@@ -140,8 +104,8 @@ int run_embed(const std::vector<std::string>& argv) {
   for (size_t line_no = 1; std::getline(std::cin, line); ++line_no) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     std::string where = "line " + std::to_string(line_no) + ": ";
-    if (size_t bad = invalid_utf8_offset(line); bad != std::string::npos)
-      return fail(where + "invalid UTF-8 at byte " + std::to_string(bad), 1);
+    if (auto bad = unicode::find_invalid_utf8(line))
+      return fail(where + "invalid UTF-8 at byte " + std::to_string(*bad), 1);
     nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) return fail(where + "bad JSON", 1);
     StatusOr<PreparedText> p = invalid_argument("");

@@ -13,21 +13,11 @@ namespace {
 const char* kDefaultInstruction =
     "Given a web search query, retrieve relevant passages that answer the query";
 
-class Collections : public ::testing::Test {
+class Collections : public SharedServerTest {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new ScratchDir();
-    server_ = new ServerProcess(dir_->path() + "/data");
-    ASSERT_TRUE(server_->start()) << server_->log();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
   void SetUp() override {
     name_ = ::testing::UnitTest::GetInstance()->current_test_info()->name();
   }
-  static ServerProcess& s() { return *server_; }
   std::string path(const std::string& rest = "") const { return "/collections/" + name_ + rest; }
   void create(json extra = json::object()) {
     extra["name"] = name_;
@@ -44,8 +34,6 @@ class Collections : public ::testing::Test {
     EXPECT_EQ(r.status, 200) << r.body;
     return r.json_body()["data"][0]["embedding"].get<std::vector<float>>();
   }
-  static inline ScratchDir* dir_ = nullptr;
-  static inline ServerProcess* server_ = nullptr;
   std::string name_;
 };
 

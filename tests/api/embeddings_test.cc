@@ -51,24 +51,13 @@ void expect_close(const std::vector<float>& a, const std::vector<float>& b, floa
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], tol) << "component " << i;
 }
 
-class Embeddings : public ::testing::Test {
+class Embeddings : public SharedServerTest {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new ScratchDir();
-    server_ = new ServerProcess(dir_->path() + "/data");
-    ASSERT_TRUE(server_->start()) << server_->log();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
   static json embed(const json& body, int expect_status = 200) {
-    HttpResult r = server_->post("/v1/embeddings", body);
+    HttpResult r = s().post("/v1/embeddings", body);
     EXPECT_EQ(r.status, expect_status) << r.body;
     return r.json_body();
   }
-  static inline ScratchDir* dir_ = nullptr;
-  static inline ServerProcess* server_ = nullptr;
 };
 
 TEST_F(Embeddings, ResponseShapeUsageAndModelEcho) {
@@ -177,7 +166,7 @@ TEST_F(Embeddings, ErrorsHaveTheRightStatusAndShape) {
       {"", 400, "invalid_request"},
   };
   for (const auto& c : cases) {
-    HttpResult r = server_->post("/v1/embeddings", c.body);
+    HttpResult r = s().post("/v1/embeddings", c.body);
     EXPECT_EQ(r.status, c.status) << c.body.substr(0, 80) << " -> " << r.body;
     json j = r.json_body();
     ASSERT_TRUE(j.is_object()) << r.body;
@@ -185,9 +174,9 @@ TEST_F(Embeddings, ErrorsHaveTheRightStatusAndShape) {
     EXPECT_TRUE(j["error"]["message"].is_string());
   }
   // Malformed JSON names the position; invalid UTF-8 says so.
-  EXPECT_NE(server_->post("/v1/embeddings", R"({"input": "x",})").body.find("column"), std::string::npos);
-  EXPECT_NE(server_->post("/v1/embeddings", "{\"input\": \"\xff\"}").body.find("UTF-8"), std::string::npos);
-  EXPECT_EQ(server_->get("/health").status, 200);  // and it is still up
+  EXPECT_NE(s().post("/v1/embeddings", R"({"input": "x",})").body.find("column"), std::string::npos);
+  EXPECT_NE(s().post("/v1/embeddings", "{\"input\": \"\xff\"}").body.find("UTF-8"), std::string::npos);
+  EXPECT_EQ(s().get("/health").status, 200);  // and it is still up
 }
 
 TEST(EmbeddingsLimits, BodySizeAndTokenLimits) {

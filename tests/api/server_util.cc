@@ -3,7 +3,9 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -11,8 +13,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -26,6 +30,7 @@ extern char** environ;
 
 namespace qsearch::testing {
 namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
 
 // A server may answer and close before a large request body is sent: the client must see
 // EPIPE, not die of SIGPIPE.
@@ -34,30 +39,47 @@ static const bool kIgnoreSigpipe = [] {
   return true;
 }();
 
-ScratchDir::ScratchDir() {
-  const char* base = std::getenv("TMPDIR");
-  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/qsearch-api-XXXXXX";
-  if (char* p = mkdtemp(tmpl.data())) path_ = p;
+static Clock::time_point deadline_in(double seconds) {
+  return Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                            std::chrono::duration<double>(seconds));
 }
+
+static std::string read_whole_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string make_temp_dir(const std::string& prefix) {
+  const char* base = std::getenv("TMPDIR");
+  std::string tmpl = std::string(base && *base ? base : "/tmp") + "/" + prefix + "-XXXXXX";
+  return mkdtemp(tmpl.data()) ? tmpl : std::string();
+}
+
+ScratchDir::ScratchDir() : path_(make_temp_dir("qsearch-api")) {}
 
 ScratchDir::~ScratchDir() {
   std::error_code ec;
   if (!path_.empty()) fs::remove_all(path_, ec);
 }
 
-std::string test_model_dir() {
+std::string test_model_dir(std::string* error) {
+  const char* env = std::getenv("QSEARCH_TEST_MODEL");
+  if (env && *env && fs::exists(fs::path(env) / "config.json")) return env;
   const std::string deps = QSEARCH_DEPS_DIR;
   const std::string dir = deps + "/test-model";
   if (fs::exists(dir + "/config.json") && fs::exists(dir + "/model.safetensors")) return dir;
   const std::string tokenizer = deps + "/qwen3/tokenizer.json";
   if (!fs::exists(tokenizer)) {
-    ADD_FAILURE() << tokenizer << " is missing: run `make deps`";
-    return dir;
+    *error = tokenizer + " is missing: run `make deps`";
+    return "";
   }
   // Several test processes may get here at once: one writes, under a lock, into a temporary
   // directory that is renamed into place.
   int lock = ::open((deps + "/test-model.lock").c_str(), O_CREAT | O_RDWR, 0644);
   if (lock >= 0) flock(lock, LOCK_EX);
+  std::string result = dir;
   if (!fs::exists(dir + "/config.json")) {
     std::string tmp = dir + ".tmp-" + std::to_string(getpid());
     TestModelOptions options;
@@ -65,18 +87,29 @@ std::string test_model_dir() {
     options.out_dir = tmp;
     auto written = write_test_model(options);
     if (!written.is_ok()) {
-      ADD_FAILURE() << "writing the test model: " << written.status().to_string();
+      *error = "writing the test model: " + written.status().to_string();
+      result.clear();
     } else {
       std::error_code ec;
       fs::remove_all(dir, ec);
       fs::rename(tmp, dir, ec);
-      if (ec) ADD_FAILURE() << "renaming the test model into place: " << ec.message();
+      if (ec) {
+        *error = "renaming the test model into place: " + ec.message();
+        result.clear();
+      }
     }
   }
   if (lock >= 0) {
     flock(lock, LOCK_UN);
     ::close(lock);
   }
+  return result;
+}
+
+std::string test_model_dir() {
+  std::string error;
+  std::string dir = test_model_dir(&error);
+  if (dir.empty()) ADD_FAILURE() << error;
   return dir;
 }
 
@@ -89,34 +122,164 @@ std::string HttpResult::header(const std::string& name) const {
   return it == headers.end() ? "" : it->second;
 }
 
-std::string raw_exchange(int port, const std::string& request, double timeout_s) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
+// ---- raw-socket client --------------------------------------------------------------------
+
+int connect_loopback(int port, double timeout_s) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(timeout_s);
+  tv.tv_usec = static_cast<suseconds_t>((timeout_s - static_cast<double>(tv.tv_sec)) * 1e6);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return "";
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
   }
-  timeval tv{static_cast<time_t>(timeout_s), static_cast<suseconds_t>((timeout_s - (time_t)timeout_s) * 1e6)};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-  std::string out;
-  char buf[4096];
+  return fd;
+}
+
+bool send_all(int fd, const std::string& data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// A server may keep a connection open after answering (e.g. a 414 sent before it could read
+// "Connection: close"), so the body is delimited by its length rather than by EOF where possible.
+HttpResult read_response(int fd) {
+  HttpResult r;
+  std::string raw;  // from the current response head on (a 100 Continue is dropped from it)
+  char buf[65536];
+  size_t head_end = std::string::npos;
+  long long content_length = -1;
+  bool chunked = false;
+  auto body_complete = [&]() {
+    if (head_end == std::string::npos) return false;
+    size_t have = raw.size() - (head_end + 4);
+    if (content_length >= 0) return have >= static_cast<size_t>(content_length);
+    if (chunked) return raw.find("\r\n0\r\n\r\n", head_end) != std::string::npos ||
+                        raw.compare(head_end + 4, 5, "0\r\n\r\n") == 0;
+    return false;
+  };
   for (;;) {
-    ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-    // Stop once a complete response with a Content-Length body is in.
-    auto head_end = out.find("\r\n\r\n");
-    auto cl = out.find("Content-Length: ");
-    if (head_end != std::string::npos && cl != std::string::npos && cl < head_end) {
-      size_t len = std::stoul(out.substr(cl + 16));
-      if (out.size() >= head_end + 4 + len) break;
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n > 0) {
+      raw.append(buf, static_cast<size_t>(n));
+      r.raw.append(buf, static_cast<size_t>(n));
+      if (head_end == std::string::npos && (head_end = raw.find("\r\n\r\n")) != std::string::npos) {
+        std::string head = raw.substr(0, head_end);
+        for (auto& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        size_t cl = head.find("\r\ncontent-length:");
+        if (cl != std::string::npos) content_length = std::atoll(head.c_str() + cl + 17);
+        chunked = head.find("\r\ntransfer-encoding: chunked") != std::string::npos;
+        if (head.rfind("http/1.1 1", 0) == 0) {  // 100 Continue: skip it, read the real head
+          raw.erase(0, head_end + 4);
+          head_end = std::string::npos;
+          content_length = -1;
+          chunked = false;
+        }
+      }
+      if (body_complete()) break;
+      continue;
     }
+    if (n < 0 && raw.empty()) r.error = std::string("recv: ") + std::strerror(errno);
+    break;
   }
-  close(fd);
+  if (head_end == std::string::npos) {
+    if (r.error.empty()) r.error = "no complete response head (" + std::to_string(raw.size()) + " bytes)";
+    return r;
+  }
+  std::istringstream head(raw.substr(0, head_end));
+  std::string line;
+  std::getline(head, line);
+  if (line.rfind("HTTP/1.", 0) != 0 || line.size() < 12) {
+    r.error = "bad status line: " + line;
+    return r;
+  }
+  r.status = std::atoi(line.c_str() + 9);
+  while (std::getline(head, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    size_t colon = line.find(':');
+    if (colon == std::string::npos) continue;
+    size_t v = colon + 1;
+    while (v < line.size() && line[v] == ' ') ++v;
+    r.headers.emplace(line.substr(0, colon), line.substr(v));
+  }
+  std::string body = raw.substr(head_end + 4);
+  if (!body_complete() && (content_length >= 0 || chunked)) {
+    // The connection ended inside the body (e.g. the server was killed while writing): this
+    // is no answer, in particular no acknowledgement.
+    r.status = 0;
+    r.error = "truncated response body (" + std::to_string(body.size()) + " bytes received)";
+    return r;
+  }
+  if (chunked) {
+    std::string out;
+    size_t pos = 0;
+    while (pos < body.size()) {
+      size_t eol = body.find("\r\n", pos);
+      if (eol == std::string::npos) break;
+      size_t len = std::strtoul(body.substr(pos, eol - pos).c_str(), nullptr, 16);
+      if (len == 0) break;
+      out.append(body, eol + 2, len);
+      pos = eol + 2 + len + 2;
+    }
+    r.body = std::move(out);
+  } else {
+    if (content_length >= 0 && body.size() > static_cast<size_t>(content_length))
+      body.resize(static_cast<size_t>(content_length));
+    r.body = std::move(body);
+  }
+  return r;
+}
+
+HttpResult http_request(int port, const std::string& method, const std::string& path,
+                        const std::string& body, const std::vector<std::string>& extra_headers,
+                        double timeout_s) {
+  HttpResult r;
+  int fd = connect_loopback(port, timeout_s);
+  if (fd < 0) {
+    r.error = "connect failed";
+    return r;
+  }
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+  bool has_type = false;
+  for (const auto& h : extra_headers) {
+    req += h + "\r\n";
+    if (strncasecmp(h.c_str(), "content-type:", 13) == 0) has_type = true;
+  }
+  if (!body.empty() || method == "POST" || method == "PUT") {
+    if (!has_type) req += "Content-Type: application/json\r\n";
+    req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  }
+  req += "\r\n";
+  req += body;
+  // The server may answer early (413) and close while we are still sending: read anyway.
+  send_all(fd, req);
+  // No shutdown(SHUT_WR): the server rightly takes a half-closed socket for a client that left
+  // (and drops its work); we read until the server closes (Connection: close).
+  r = read_response(fd);
+  ::close(fd);
+  return r;
+}
+
+std::string raw_exchange(int port, const std::string& request, double timeout_s) {
+  int fd = connect_loopback(port, timeout_s);
+  if (fd < 0) return "";
+  send_all(fd, request);
+  std::string out = read_response(fd).raw;
+  ::close(fd);
   return out;
 }
 
@@ -135,6 +298,8 @@ std::string url_encode(const std::string& s) {
   return out;
 }
 
+// ---- the server ---------------------------------------------------------------------------
+
 ServerProcess::ServerProcess(std::string data_dir, std::vector<std::string> extra_args,
                              std::map<std::string, std::string> env)
     : data_dir_(std::move(data_dir)), extra_args_(std::move(extra_args)), env_(std::move(env)) {
@@ -144,13 +309,20 @@ ServerProcess::ServerProcess(std::string data_dir, std::vector<std::string> extr
 
 ServerProcess::~ServerProcess() {
   if (pid_ > 0) kill9();
-  std::error_code ec;
-  fs::remove(log_path_, ec);
 }
 
 bool ServerProcess::start(bool wait) {
+  start_error_.clear();
+  if (pid_ > 0) {
+    start_error_ = "already running";
+    return false;
+  }
+  std::string model = test_model_dir();  // fails the test, saying why, when there is none
+  if (model.empty()) {
+    start_error_ = "no test model";
+    return false;
+  }
   // --port 0: the server binds a free port and logs it; no race with other tests for a port.
-  std::string model = test_model_dir();
   std::vector<std::string> args = {QSEARCH_BINARY, "serve",     "--model", model,
                                    "--device",     "cpu",       "--data-dir", data_dir_,
                                    "--host",       "127.0.0.1", "--port", "0",
@@ -160,13 +332,20 @@ bool ServerProcess::start(bool wait) {
   for (char** e = environ; e && *e; ++e)
     if (std::string(*e).rfind("QSEARCH_", 0) != 0) env.emplace_back(*e);
   for (const auto& [k, v] : env_) env.push_back(k + "=" + v);
+  // The log is appended to by every start of this object: look for the port after this offset.
+  std::error_code ec;
+  const uintmax_t size = fs::file_size(log_path_, ec);
+  const size_t log_offset = ec ? 0 : static_cast<size_t>(size);
 
   pid_ = fork();
   if (pid_ == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive a crashed test
+    setpgid(0, 0);                     // nor get the terminal's Ctrl-C meant for the test
     int fd = ::open(log_path_.c_str(), O_CREAT | O_WRONLY | O_APPEND, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+    }
     std::vector<char*> argv, envp;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -175,28 +354,40 @@ bool ServerProcess::start(bool wait) {
     execve(argv[0], argv.data(), envp.data());
     _exit(127);
   }
-  if (pid_ < 0) return false;
+  if (pid_ < 0) {
+    start_error_ = std::string("fork: ") + std::strerror(errno);
+    return false;
+  }
   const std::string marker = "listening on http://127.0.0.1:";
   port_ = 0;
-  for (int i = 0; i < 6000 && port_ == 0; ++i) {  // up to 60 s
-    std::string text = log();
-    auto pos = text.rfind(marker);
-    if (pos != std::string::npos) {
-      port_ = std::atoi(text.c_str() + pos + marker.size());
-      break;
+  const auto deadline = deadline_in(120);
+  while (port_ == 0) {
+    if (!running()) {
+      start_error_ = "server exited during start-up (code " + std::to_string(exit_code_) +
+                     "): " + log_tail();
+      return false;
     }
-    if (!running()) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (Clock::now() > deadline) {
+      start_error_ = "no \"" + marker + "\" in the log within 120 s: " + log_tail();
+      return false;
+    }
+    std::string text = log();
+    size_t pos = text.find(marker, log_offset);
+    if (pos != std::string::npos) port_ = std::atoi(text.c_str() + pos + marker.size());
+    else std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  if (port_ == 0) return false;
-  return wait ? wait_ready() : true;
+  if (wait && !wait_ready()) {
+    start_error_ = "server not ready within 120 s: " + log_tail();
+    return false;
+  }
+  return true;
 }
 
 bool ServerProcess::wait_ready(double timeout_s) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  while (std::chrono::steady_clock::now() < deadline) {
+  const auto deadline = deadline_in(timeout_s);
+  while (Clock::now() < deadline) {
     if (!running()) return false;
-    if (get("/ready").status == 200) return true;
+    if (request("GET", "/ready", "", {}, 5.0).status == 200) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return false;
@@ -215,18 +406,18 @@ bool ServerProcess::running() {
 }
 
 int ServerProcess::wait_exit(double timeout_s) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_s);
-  while (std::chrono::steady_clock::now() < deadline) {
+  const auto deadline = deadline_in(timeout_s);
+  while (Clock::now() < deadline) {
     if (!running()) return exit_code_;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   return -1;
 }
 
-int ServerProcess::stop() {
+int ServerProcess::stop(double timeout_s) {
   if (pid_ <= 0) return exit_code_;
   ::kill(pid_, SIGTERM);
-  int rc = wait_exit(60);
+  int rc = wait_exit(timeout_s);
   if (rc == -1) kill9();
   return rc;
 }
@@ -240,11 +431,11 @@ void ServerProcess::kill9() {
   pid_ = -1;
 }
 
-std::string ServerProcess::log() const {
-  std::ifstream in(log_path_);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+std::string ServerProcess::log() const { return read_whole_file(log_path_); }
+
+std::string ServerProcess::log_tail(size_t n) const {
+  std::string l = log();
+  return l.size() > n ? l.substr(l.size() - n) : l;
 }
 
 std::unique_ptr<httplib::Client> ServerProcess::client(const std::string& key,
@@ -261,7 +452,8 @@ std::unique_ptr<httplib::Client> ServerProcess::client(const std::string& key,
 static HttpResult to_result(const httplib::Result& r) {
   HttpResult out;
   if (!r) {
-    out.body = "no response: " + httplib::to_string(r.error());
+    out.error = "no response: " + httplib::to_string(r.error());
+    out.body = out.error;
     return out;
   }
   out.status = r->status;

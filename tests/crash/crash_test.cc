@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <random>
@@ -29,11 +30,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "robustness/server_harness.h"
+#include "api/server_util.h"
 
 namespace qsearch::testing {
 namespace {
 
+namespace fs = std::filesystem;
 using nlohmann::json;
 
 int env_int(const char* name, int fallback) {
@@ -96,10 +98,27 @@ void client_loop(int port, const std::string& coll, int round, int client, uint6
     std::lock_guard<std::mutex> lock(sh->mu);
     return sh->ids[id].next_version++;
   };
-  auto failed = [&](const HttpResponse& r, const std::string& what) {
+  auto failed = [&](const HttpResult& r, const std::string& what) {
     if (sh->killing.load()) return true;  // expected: the server is being killed
     sh->note_unexpected(what + ": status " + std::to_string(r.status) + " " + r.error + " " +
                         r.body.substr(0, 300));
+    return true;
+  };
+  // PUTs the next version of id (a new document or an update); false when not acknowledged.
+  auto put_version = [&](const std::string& id, const std::string& what) {
+    int v = new_version(id);
+    add_possible(id, v);
+    json body = {{"text", doc_text(id, v, rng())}, {"metadata", {{"v", v}, {"client", client}}}};
+    sh->attempted++;
+    HttpResult r = http_request(port, "PUT",
+                                "/collections/" + coll + "/documents/" + url_encode(id),
+                                body.dump(), {}, 30.0);
+    if (r.status != 200) {
+      failed(r, what + " " + id);
+      return false;
+    }
+    settle(id, v);
+    sh->acked++;
     return true;
   };
   for (;;) {
@@ -107,20 +126,8 @@ void client_loop(int port, const std::string& coll, int round, int client, uint6
     if (op < 55 || mine.size() < 4) {  // PUT one new document
       std::string id = "r" + std::to_string(round) + "-c" + std::to_string(client) + "-" +
                        std::to_string(counter++);
-      int v = new_version(id);
-      add_possible(id, v);
-      json body = {{"text", doc_text(id, v, rng())}, {"metadata", {{"v", v}, {"client", client}}}};
-      sh->attempted++;
-      HttpResponse r = http_request(port, "PUT",
-                                    "/collections/" + coll + "/documents/" + url_encode(id),
-                                    body.dump(), {}, 30.0);
       mine.push_back(id);
-      if (r.status != 200) {
-        failed(r, "PUT " + id);
-        return;
-      }
-      settle(id, v);
-      sh->acked++;
+      if (!put_version(id, "PUT")) return;
     } else if (op < 70 || op >= 92) {  // POST a batch (op >= 92: an NDJSON import) of 2..6 documents
       int n = 2 + static_cast<int>(rng() % 5);
       json docs = json::array();
@@ -142,10 +149,10 @@ void client_loop(int port, const std::string& coll, int round, int client, uint6
       } else {
         body = json{{"documents", docs}}.dump();
       }
-      HttpResponse r = http_request(port, "POST",
-                                    "/collections/" + coll + (import ? "/import" : "/documents"),
-                                    body, {import ? "Content-Type: application/x-ndjson" : "Content-Type: application/json"},
-                                    30.0);
+      HttpResult r = http_request(port, "POST",
+                                  "/collections/" + coll + (import ? "/import" : "/documents"),
+                                  body, {import ? "Content-Type: application/x-ndjson" : "Content-Type: application/json"},
+                                  30.0);
       if (r.status != 200) {
         failed(r, import ? "POST import" : "POST batch");
         return;
@@ -172,26 +179,14 @@ void client_loop(int port, const std::string& coll, int round, int client, uint6
       }
     } else if (op < 85) {  // update one of mine
       const std::string id = mine[rng() % mine.size()];
-      int v = new_version(id);
-      add_possible(id, v);
-      json body = {{"text", doc_text(id, v, rng())}, {"metadata", {{"v", v}, {"client", client}}}};
-      sh->attempted++;
-      HttpResponse r = http_request(port, "PUT",
-                                    "/collections/" + coll + "/documents/" + url_encode(id),
-                                    body.dump(), {}, 30.0);
-      if (r.status != 200) {
-        failed(r, "update " + id);
-        return;
-      }
-      settle(id, v);
-      sh->acked++;
+      if (!put_version(id, "update")) return;
     } else if (op < 92) {  // delete one of mine; 404 is fine when it is already absent
       const std::string id = mine[rng() % mine.size()];
       add_possible(id, 0);
       sh->attempted++;
-      HttpResponse r = http_request(port, "DELETE",
-                                    "/collections/" + coll + "/documents/" + url_encode(id), "",
-                                    {}, 30.0);
+      HttpResult r = http_request(port, "DELETE",
+                                  "/collections/" + coll + "/documents/" + url_encode(id), "",
+                                  {}, 30.0);
       if (r.status == 200 || r.status == 204) {
         settle(id, 0);
         sh->acked++;
@@ -232,7 +227,7 @@ Verification verify(const ServerProcess& srv, const std::string& coll,
   Verification out;
   std::set<std::string> present;
   for (const auto& [id, m] : ids) {
-    HttpResponse r = srv.request("GET", "/collections/" + coll + "/documents/" + url_encode(id) +
+    HttpResult r = srv.request("GET", "/collections/" + coll + "/documents/" + url_encode(id) +
                                             "?include=embedding");
     if (r.status == 404) {
       if (!m.allowed.count(0)) out.fail(id + ": acknowledged document missing after restart");
@@ -260,8 +255,8 @@ Verification verify(const ServerProcess& srv, const std::string& coll,
       out.fail(id + ": no embedding in GET ?include=embedding: " + r.body.substr(0, 200));
       continue;
     }
-    HttpResponse s = srv.request("POST", "/collections/" + coll + "/search",
-                                 json{{"vector", emb}, {"k", 5}}.dump());
+    HttpResult s = srv.request("POST", "/collections/" + coll + "/search",
+                               json{{"vector", emb}, {"k", 5}}.dump());
     json res = json::parse(s.body, nullptr, false);
     if (s.status != 200 || !res.contains("results")) {
       out.fail(id + ": search by own vector gave " + std::to_string(s.status) + " " + s.body.substr(0, 200));
@@ -284,7 +279,7 @@ Verification verify(const ServerProcess& srv, const std::string& coll,
   out.present = static_cast<int64_t>(present.size());
 
   // document_count from the collection info must equal the scan.
-  HttpResponse info = srv.request("GET", "/collections/" + coll);
+  HttpResult info = srv.request("GET", "/collections/" + coll);
   json ij = json::parse(info.body, nullptr, false);
   if (info.status != 200 || !ij.is_object()) {
     out.fail("GET collection gave " + std::to_string(info.status) + " " + info.body.substr(0, 200));
@@ -301,12 +296,12 @@ Verification verify(const ServerProcess& srv, const std::string& coll,
   // No search may return a document the store does not have; with an exact index a search
   // for k >= count returns every document.
   if (!present.empty()) {
-    HttpResponse g = srv.request("GET", "/collections/" + coll + "/documents/" +
+    HttpResult g = srv.request("GET", "/collections/" + coll + "/documents/" +
                                             url_encode(*present.begin()) + "?include=embedding");
     json gd = json::parse(g.body, nullptr, false);
     int k = static_cast<int>(std::min<int64_t>(1000, out.present + 10));
-    HttpResponse s = srv.request("POST", "/collections/" + coll + "/search",
-                                 json{{"vector", gd.value("embedding", json::array())}, {"k", k}}.dump());
+    HttpResult s = srv.request("POST", "/collections/" + coll + "/search",
+                               json{{"vector", gd.value("embedding", json::array())}, {"k", k}}.dump());
     json res = json::parse(s.body, nullptr, false);
     if (s.status != 200 || !res.contains("results")) {
       out.fail("wide search gave " + std::to_string(s.status) + " " + s.body.substr(0, 200));
@@ -342,8 +337,7 @@ TEST_P(CrashTest, KillNineLosesNoAcknowledgedWrite) {
   std::mt19937_64 rng(seed);
 
   std::string err;
-  fs::path model = test_model_dir(&err);
-  ASSERT_FALSE(model.empty()) << err;
+  ASSERT_FALSE(test_model_dir(&err).empty()) << err;
   fs::path tmp = make_temp_dir("qsearch-crash");
   ASSERT_FALSE(tmp.empty());
   fs::path data = tmp / "data";
@@ -352,23 +346,21 @@ TEST_P(CrashTest, KillNineLosesNoAcknowledgedWrite) {
     std::istringstream ss(extra);
     for (std::string a; ss >> a;) server_args.push_back(a);
   }
-  ServerProcess srv(model, data, server_args);
-  std::string started = srv.start();
-  ASSERT_EQ(started, "");
+  ServerProcess srv(data.string(), server_args);
+  ASSERT_TRUE(srv.start()) << srv.start_error();
 
   const std::string coll = "crash_" + index_type;
   json index = {{"type", index_type}};
   if (index_type == "ivf") index = {{"type", "ivf"}, {"nlist", 4}, {"train_min", 64}, {"nprobe", 4}};
-  HttpResponse created = srv.request("POST", "/collections",
-                                     json{{"name", coll}, {"metric", "cosine"}, {"index", index}}.dump());
+  HttpResult created = srv.request("POST", "/collections",
+                                   json{{"name", coll}, {"metric", "cosine"}, {"index", index}}.dump());
   ASSERT_EQ(created.status, 201) << created.body;
 
   Shared sh;
   int64_t total_acked = 0;
   for (int round = 0; round < rounds; ++round) {
-    if (!srv.alive()) {
-      std::string s = srv.start();
-      ASSERT_EQ(s, "") << "restart before round " << round;
+    if (!srv.running()) {
+      ASSERT_TRUE(srv.start()) << "restart before round " << round << ": " << srv.start_error();
     }
     sh.killing = false;
     sh.acked = 0;
@@ -391,8 +383,8 @@ TEST_P(CrashTest, KillNineLosesNoAcknowledgedWrite) {
     for (const auto& u : sh.unexpected) ADD_FAILURE() << "unexpected error before the kill: " << u;
     sh.unexpected.clear();
 
-    std::string s = srv.start();
-    ASSERT_EQ(s, "") << "restart after kill in round " << round;
+    ASSERT_TRUE(srv.start()) << "restart after kill in round " << round << ": "
+                             << srv.start_error();
     Verification v;
     {
       std::lock_guard<std::mutex> lock(sh.mu);
@@ -408,7 +400,7 @@ TEST_P(CrashTest, KillNineLosesNoAcknowledgedWrite) {
       std::lock_guard<std::mutex> lock(sh.mu);
       for (auto& [id, m] : sh.ids) {
         if (m.allowed.size() <= 1) continue;
-        HttpResponse r = srv.request("GET", "/collections/" + coll + "/documents/" + url_encode(id));
+        HttpResult r = srv.request("GET", "/collections/" + coll + "/documents/" + url_encode(id));
         if (r.status == 404) m.allowed = {0};
         else if (r.status == 200)
           m.allowed = {text_version(json::parse(r.body, nullptr, false).value("text", ""))};

@@ -8,18 +8,20 @@
 #include <atomic>
 #include <map>
 #include <chrono>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "robustness/server_harness.h"
+#include "api/server_util.h"
 
 namespace qsearch::testing {
 namespace {
 
 using nlohmann::json;
+namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr int kMaxRequestBytes = 1 << 20;
@@ -29,21 +31,20 @@ class Robustness : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     std::string err;
-    fs::path model = test_model_dir(&err);
-    ASSERT_FALSE(model.empty()) << err;
+    ASSERT_FALSE(test_model_dir(&err).empty()) << err;
     tmp_ = make_temp_dir("qsearch-robust");
-    server_ = new ServerProcess(model, tmp_ / "data",
+    ASSERT_FALSE(tmp_.empty());
+    server_ = new ServerProcess((tmp_ / "data").string(),
                                 {"--max-request-bytes", std::to_string(kMaxRequestBytes),
-                                 "--http-threads", std::to_string(kHttpThreads), "--threads", "2"});
-    std::string s = server_->start();
-    ASSERT_EQ(s, "");
-    HttpResponse c = server_->request("POST", "/collections", R"({"name": "robust"})");
+                                 "--http-threads", std::to_string(kHttpThreads)});
+    ASSERT_TRUE(server_->start()) << server_->start_error();
+    HttpResult c = server_->request("POST", "/collections", R"({"name": "robust"})");
     ASSERT_EQ(c.status, 201) << c.body;
     json info = json::parse(c.body, nullptr, false);
     dimension_ = info.value("dimension", 0);
     ASSERT_GT(dimension_, 0) << c.body;
     for (int i = 0; i < 8; ++i) {
-      HttpResponse r = server_->request(
+      HttpResult r = server_->request(
           "PUT", "/collections/robust/documents/doc" + std::to_string(i),
           json{{"text", "robustness document number " + std::to_string(i)},
                {"metadata", {{"i", i}}}}.dump());
@@ -52,7 +53,7 @@ class Robustness : public ::testing::Test {
   }
   static void TearDownTestSuite() {
     if (server_) {
-      EXPECT_TRUE(server_->stop()) << "server did not shut down on SIGTERM";
+      EXPECT_NE(server_->stop(30), -1) << "server did not shut down on SIGTERM";
       delete server_;
       server_ = nullptr;
     }
@@ -61,17 +62,17 @@ class Robustness : public ::testing::Test {
 
   void SetUp() override {
     ASSERT_NE(server_, nullptr);
-    ASSERT_TRUE(server_->alive()) << "server died earlier:\n" << server_->log_tail();
+    ASSERT_TRUE(server_->running()) << "server died earlier:\n" << server_->log_tail();
   }
 
   // After every case: the process lives, /health is fast, a search embeds and answers.
   void TearDown() override {
-    ASSERT_TRUE(server_->alive()) << "server died:\n" << server_->log_tail();
+    ASSERT_TRUE(server_->running()) << "server died:\n" << server_->log_tail();
     auto t0 = Clock::now();
-    HttpResponse h = server_->request("GET", "/health", "", {}, 10);
+    HttpResult h = server_->request("GET", "/health", "", {}, 10);
     EXPECT_EQ(h.status, 200) << h.error;
-    HttpResponse s = server_->request("POST", "/collections/robust/search",
-                                      R"({"query": "robustness document", "k": 3})", {}, 30);
+    HttpResult s = server_->request("POST", "/collections/robust/search",
+                                    R"({"query": "robustness document", "k": 3})", {}, 30);
     EXPECT_EQ(s.status, 200) << s.body << s.error;
     json j = json::parse(s.body, nullptr, false);
     EXPECT_TRUE(j.contains("results") && j["results"].size() == 3) << s.body;
@@ -79,13 +80,13 @@ class Robustness : public ::testing::Test {
     EXPECT_LT(secs, 10.0) << "server slow to answer after the case";
   }
 
-  static HttpResponse req(const std::string& method, const std::string& path,
-                          const std::string& body = "", const std::vector<std::string>& h = {}) {
+  static HttpResult req(const std::string& method, const std::string& path,
+                        const std::string& body = "", const std::vector<std::string>& h = {}) {
     return server_->request(method, path, body, h, 60);
   }
 
   // The documented error: status and {"error": {"code": string, "message": non-empty string}}.
-  static void expect_error(const HttpResponse& r, int status, const std::string& what) {
+  static void expect_error(const HttpResult& r, int status, const std::string& what) {
     EXPECT_EQ(r.status, status) << what << ": " << r.error << " " << r.body.substr(0, 400);
     json j = json::parse(r.body, nullptr, false);
     ASSERT_TRUE(j.is_object() && j.contains("error") && j["error"].is_object())
@@ -131,7 +132,7 @@ TEST_F(Robustness, HugeContentLengthIsRefusedBeforeTheBody) {
   ASSERT_TRUE(send_all(fd, "POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                            "Content-Length: 10000000000\r\nConnection: close\r\n\r\n{\"input\": \""));
   auto t0 = Clock::now();
-  HttpResponse r = read_response(fd);
+  HttpResult r = read_response(fd);
   ::close(fd);
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 8.0);
   expect_error(r, 413, "Content-Length 10 GB");
@@ -165,7 +166,7 @@ TEST_F(Robustness, InvalidUtf8Gets400) {
 // ---- malformed JSON and wrong types -------------------------------------------------------
 
 TEST_F(Robustness, MalformedJsonGets400WithPosition) {
-  HttpResponse r = req("POST", "/v1/embeddings", "{\"input\": [\"a\", ]}");
+  HttpResult r = req("POST", "/v1/embeddings", "{\"input\": [\"a\", ]}");
   expect_error(r, 400, "trailing comma");
   json j = json::parse(r.body, nullptr, false);
   std::string msg = j.is_object() ? j["error"].value("message", "") : "";
@@ -248,10 +249,10 @@ TEST_F(Robustness, HugeOrZeroKGets422) {
     expect_error(req("POST", "/collections/robust/search", std::string(R"({"query": "a", "k": )") + k + "}"), 422,
                  std::string("k = ") + k);
   // Out of int64 range: not an integer the API can represent; a clear error either way.
-  HttpResponse r = req("POST", "/collections/robust/search", R"({"query": "a", "k": 1e30})");
+  HttpResult r = req("POST", "/collections/robust/search", R"({"query": "a", "k": 1e30})");
   EXPECT_TRUE(r.status == 400 || r.status == 422) << r.status << " " << r.body;
   // k = 1000 is allowed and returns what exists.
-  HttpResponse ok = req("POST", "/collections/robust/search", R"({"query": "a", "k": 1000})");
+  HttpResult ok = req("POST", "/collections/robust/search", R"({"query": "a", "k": 1000})");
   EXPECT_EQ(ok.status, 200) << ok.body;
 }
 
@@ -304,9 +305,9 @@ TEST_F(Robustness, OverlongIdsAndUnknownRoutes) {
   expect_error(req("PUT", "/collections/robust/documents/" + std::string(513, 'i'), R"({"text": "a"})"),
                422, "id of 513 bytes");
   // In a batch, a bad item gets a per-item error and the others are written.
-  HttpResponse b = req("POST", "/collections/robust/documents",
-                       json{{"documents", {{{"id", std::string(513, 'i')}, {"text", "a"}},
-                                           {{"id", "fine-neighbour"}, {"text", "b"}}}}}.dump());
+  HttpResult b = req("POST", "/collections/robust/documents",
+                     json{{"documents", {{{"id", std::string(513, 'i')}, {"text", "a"}},
+                                         {{"id", "fine-neighbour"}, {"text", "b"}}}}}.dump());
   ASSERT_EQ(b.status, 200) << b.body;
   json bj = json::parse(b.body, nullptr, false);
   ASSERT_TRUE(bj.contains("results") && bj["results"].size() == 2) << b.body;
@@ -316,7 +317,7 @@ TEST_F(Robustness, OverlongIdsAndUnknownRoutes) {
   expect_error(req("GET", "/nope"), 404, "unknown route");
   expect_error(req("GET", "/collections/robust/documents"), 405, "GET on a POST route");
   auto t0 = Clock::now();
-  HttpResponse longpath = req("GET", "/collections/" + std::string(20000, 'a'));
+  HttpResult longpath = req("GET", "/collections/" + std::string(20000, 'a'));
   EXPECT_GE(longpath.status, 400) << "20 kB path";
   EXPECT_LT(longpath.status, 500) << "20 kB path";
   EXPECT_LT(std::chrono::duration<double>(Clock::now() - t0).count(), 2.0) << "20 kB path answered slowly";
@@ -340,7 +341,7 @@ TEST_F(Robustness, ImportReportsBadLinesAndWritesTheRest) {
   };
   std::string body;
   for (const auto& l : lines) body += l.first + "\n";
-  HttpResponse r = req("POST", "/collections/robust/import", body, {"Content-Type: application/x-ndjson"});
+  HttpResult r = req("POST", "/collections/robust/import", body, {"Content-Type: application/x-ndjson"});
   ASSERT_EQ(r.status, 200) << r.body.substr(0, 500);
   json j = json::parse(r.body, nullptr, false);
   ASSERT_TRUE(j.is_object()) << r.body.substr(0, 500);
@@ -383,7 +384,7 @@ double worst_latency_s(int port, int requests) {
   double worst = 0;
   for (int i = 0; i < requests; ++i) {
     auto t0 = Clock::now();
-    HttpResponse r = http_request(port, "POST", "/v1/embeddings", R"({"input": "still serving?"})", {}, 60);
+    HttpResult r = http_request(port, "POST", "/v1/embeddings", R"({"input": "still serving?"})", {}, 60);
     double s = std::chrono::duration<double>(Clock::now() - t0).count();
     EXPECT_EQ(r.status, 200) << r.error << r.body;
     worst = std::max(worst, s);
@@ -408,7 +409,7 @@ TEST_F(Robustness, MoreSlowClientsThanThreadsAreTimedOut) {
   // connections must be closed by the server, not held forever.
   std::vector<int> fds = open_stalled(server_->port(), 2 * kHttpThreads, false);
   auto t0 = Clock::now();
-  HttpResponse r = http_request(server_->port(), "POST", "/v1/embeddings", R"({"input": "x"})", {}, 120);
+  HttpResult r = http_request(server_->port(), "POST", "/v1/embeddings", R"({"input": "x"})", {}, 120);
   double waited = std::chrono::duration<double>(Clock::now() - t0).count();
   EXPECT_EQ(r.status, 200) << r.error;
   std::printf("with %d stalled connections a new request waited %.2f s\n", 2 * kHttpThreads, waited);
@@ -419,7 +420,7 @@ TEST_F(Robustness, MoreSlowClientsThanThreadsAreTimedOut) {
   // The server must have given up on the stalled ones (EOF or an error response).
   int closed = 0;
   for (int fd : fds) {
-    HttpResponse s = read_response(fd);  // returns at EOF or after the socket timeout (60 s)
+    HttpResult s = read_response(fd);  // returns at EOF or after the socket timeout (60 s)
     if (s.status != 0 || s.error.find("recv") == std::string::npos) ++closed;
     ::close(fd);
   }
@@ -463,7 +464,7 @@ TEST_F(Robustness, BadInputUnderConcurrentGoodTraffic) {
   for (int t = 0; t < 3; ++t)
     good.emplace_back([&, t] {
       for (int i = 0; !stop.load(); ++i) {
-        HttpResponse r = (i % 2)
+        HttpResult r = (i % 2)
             ? http_request(server_->port(), "POST", "/collections/robust/search", R"({"query": "document", "k": 5})")
             : http_request(server_->port(), "PUT", "/collections/robust/documents/good-" + std::to_string(t) + "-" + std::to_string(i),
                            json{{"text", "good document " + std::to_string(i)}}.dump());
@@ -485,7 +486,7 @@ TEST_F(Robustness, BadInputUnderConcurrentGoodTraffic) {
     attackers.emplace_back([&, t] {
       for (int i = 0; Clock::now() < until; ++i) {
         const auto& b = bad[(i + t) % bad.size()];
-        HttpResponse r = http_request(server_->port(), "POST", b.first, b.second);
+        HttpResult r = http_request(server_->port(), "POST", b.first, b.second);
         EXPECT_GE(r.status, 400) << b.first << " " << b.second.substr(0, 50);
         EXPECT_LT(r.status, 500) << b.first << " " << b.second.substr(0, 50) << ": " << r.body;
       }
