@@ -91,7 +91,7 @@ ApiServer::ApiServer(const ServerConfig& config, Metrics* metrics)
     setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, reinterpret_cast<const void*>(&yes), sizeof yes);
   });
   http_->set_keep_alive_max_count(1000);
-  http_->set_read_timeout(30);
+  http_->set_read_timeout(config_.read_timeout);
   http_->set_write_timeout(30);
 
   // A body announced larger than the limit is refused before the client sends it.

@@ -35,6 +35,24 @@ TEST(ServerConfig, Defaults) {
   EXPECT_EQ(sources["port"], "default");
 }
 
+TEST(ServerConfig, ReadTimeout) {
+  auto d = load_server_config({}, {});
+  ASSERT_TRUE(d.is_ok()) << d.status().to_string();
+  EXPECT_EQ(d->read_timeout, 10);
+  auto f = load_server_config({"--read-timeout", "3"}, {{"QSEARCH_READ_TIMEOUT", "7"}});
+  ASSERT_TRUE(f.is_ok()) << f.status().to_string();
+  EXPECT_EQ(f->read_timeout, 3);
+  auto e = load_server_config({}, {{"QSEARCH_READ_TIMEOUT", "7"}});
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  EXPECT_EQ(e->read_timeout, 7);
+  for (const char* bad : {"0", "-1", "3601", "ten"}) {
+    auto c = load_server_config({"--read-timeout", bad}, {});
+    ASSERT_FALSE(c.is_ok()) << bad;
+    EXPECT_NE(c.status().to_string().find("read-timeout"), std::string::npos)
+        << c.status().to_string();
+  }
+}
+
 TEST(ServerConfig, FlagsBeatEnvironmentBeatsFileBeatsDefaults) {
   ScratchDir dir;
   std::string file = write(dir.path() + "/c.json",
