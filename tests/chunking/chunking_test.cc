@@ -56,26 +56,14 @@ std::string multilingual(size_t bytes, unsigned seed) {
   return s;
 }
 
-class Chunking : public ::testing::Test {
+class Chunking : public SharedServerTest {
  protected:
-  static void SetUpTestSuite() {
-    dir_ = new ScratchDir();
-    server_ = new ServerProcess(dir_->path() + "/data");
-    ASSERT_TRUE(server_->start()) << server_->log();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-  static ServerProcess& s() { return *server_; }
   // The embedding of a text as a document (no instruction) at the collection's dimension.
   static json embed(const std::string& text, int dim) {
     HttpResult r = s().post("/v1/embeddings", json{{"input", text}, {"dimensions", dim}});
     EXPECT_EQ(r.status, 200) << r.body;
     return r.json_body()["data"][0]["embedding"];
   }
-  static inline ScratchDir* dir_ = nullptr;
-  static inline ServerProcess* server_ = nullptr;
 };
 
 TEST_F(Chunking, OptionsValidatedAtCreate) {

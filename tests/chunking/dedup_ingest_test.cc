@@ -11,20 +11,7 @@
 namespace qsearch::testing {
 namespace {
 
-class DedupIngest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new ScratchDir();
-    server_ = new ServerProcess(dir_->path() + "/data");
-    ASSERT_TRUE(server_->start()) << server_->log();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-  static ServerProcess& s() { return *server_; }
-  static inline ScratchDir* dir_ = nullptr;
-  static inline ServerProcess* server_ = nullptr;
+class DedupIngest : public SharedServerTest {
 };
 
 const char* kText = "Beijing is the capital of China and one of its largest cities.";

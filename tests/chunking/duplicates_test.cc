@@ -14,20 +14,7 @@
 namespace qsearch::testing {
 namespace {
 
-class Duplicates : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    dir_ = new ScratchDir();
-    server_ = new ServerProcess(dir_->path() + "/data");
-    ASSERT_TRUE(server_->start()) << server_->log();
-  }
-  static void TearDownTestSuite() {
-    delete server_;
-    delete dir_;
-  }
-  static ServerProcess& s() { return *server_; }
-  static inline ScratchDir* dir_ = nullptr;
-  static inline ServerProcess* server_ = nullptr;
+class Duplicates : public SharedServerTest {
 };
 
 // Connected components (as sorted id lists) of pairs with cosine >= threshold.
