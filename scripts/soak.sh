@@ -3,7 +3,9 @@
 #   - qsearch-load, embeddings workload, CONCURRENCY workers (default 64), 512-token inputs;
 #   - at the same time a second qsearch-load with a mixed search/ingest workload (MIXED_CONCURRENCY
 #     workers, default 8) on an HNSW collection that grows during the run;
-#   - the server's RSS sampled every 5 s.
+#   - the server's RSS sampled every 5 s, and CPU use (server, the two load generators, and
+#     everything else on the machine, from /proc) so a slowdown caused by other processes on a
+#     shared machine shows in the report.
 # Pass criteria (written to the report with the figures):
 #   zero unexpected errors  no non-2xx answer other than 429 (queue-full backpressure, retried
 #                           after Retry-After) and no transport failure, in either load;
@@ -18,7 +20,8 @@
 #   MODEL=/models/Qwen3-Embedding-0.6B DEVICE=cuda DIMENSIONS=1024 scripts/soak.sh
 # Environment: BUILD (default build), MODEL (default: the test model, generated), DEVICE (cpu),
 # DIMENSIONS (default: 128 for the test model, else 1024), TOKENS (512), OUT (report folder,
-# default soak-results/<date>), PORT (default 18400), SERVER_ARGS (extra serve flags).
+# default soak-results/<date>), PORT (default 18400), SERVER_ARGS (extra serve flags), COMMIT
+# (for the report; default: git HEAD of this checkout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -70,15 +73,7 @@ for i in $(seq 1 600); do
 done
 echo "soak: server pid $server on port $port ($device, $MODEL), ${duration} s, report in $out"
 
-# RSS sampler: seconds since start, RSS in KiB.
 t0=$(date +%s)
-( while kill -0 "$server" 2>/dev/null; do
-    rss=$(awk '/^VmRSS/ {print $2}' /proc/$server/status 2>/dev/null || echo 0)
-    echo "$(( $(date +%s) - t0 )) $rss"
-    sleep 5
-  done ) > "$out/rss.tsv" &
-sampler=$!
-
 "$load" --port "$port" --concurrency "$conc" --duration "$duration" --warmup 10 --tokens "$tokens" \
   --dimensions "$dims" --json "$out/embed.json" --label "soak embeddings" --timeout 300 \
   > "$out/load-embed.log" 2>&1 &
@@ -88,6 +83,17 @@ embed_pid=$!
   --warmup 10 --tokens 128 --json "$out/mixed.json" --label "soak search+ingest" --timeout 300 \
   > "$out/load-mixed.log" 2>&1 &
 mixed_pid=$!
+# Samplers, every 5 s: rss.tsv (seconds since start, server RSS in KiB) and cpu.tsv (seconds,
+# then cumulative CPU ticks of: the server, the two load generators, the whole machine busy).
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+( while kill -0 "$server" 2>/dev/null; do
+    now=$(( $(date +%s) - t0 ))
+    rss=$(awk '/^VmRSS/ {print $2}' /proc/$server/status 2>/dev/null || echo 0)
+    echo "$now $rss" >> "$out/rss.tsv"
+    echo "$now $(ticks "$server") $(( $(ticks "$embed_pid") + $(ticks "$mixed_pid") )) $(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat)" >> "$out/cpu.tsv"
+    sleep 5
+  done ) &
+sampler=$!
 set +e
 wait "$embed_pid"; embed_rc=$?
 wait "$mixed_pid"; mixed_rc=$?
@@ -106,9 +112,9 @@ kill "$sampler" 2>/dev/null || true
 
 "$root/scripts/plot_soak.sh" "$out" > /dev/null 2>&1 || echo "soak: plotting failed (gnuplot?)" >&2
 
-python3 - "$out" "$embed_rc" "$mixed_rc" "$alive" "$server_rc" "$stop_s" "$duration" "$conc" "$mixed_conc" "$device" "$MODEL" "$root" <<'PY'
-import json, subprocess, sys, platform, datetime
-out, embed_rc, mixed_rc, alive, server_rc, stop_s, duration, conc, mixed_conc, device, model, root = sys.argv[1:]
+python3 - "$out" "$embed_rc" "$mixed_rc" "$alive" "$server_rc" "$stop_s" "$duration" "$conc" "$mixed_conc" "$device" "$MODEL" "$root" "${COMMIT:-}" <<'PY'
+import json, os, subprocess, sys, platform, datetime
+out, embed_rc, mixed_rc, alive, server_rc, stop_s, duration, conc, mixed_conc, device, model, root, commit = sys.argv[1:]
 def load(name):
     try:
         return json.load(open(f"{out}/{name}"))["levels"][0]
@@ -151,7 +157,7 @@ try:
     docs = coll.get("document_count")
 except Exception:
     docs = None
-commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+commit = commit or subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 report = [f"# qsearch soak test: {'PASS' if ok else 'FAIL'}", "",
           f"- date: {datetime.datetime.utcnow().isoformat(timespec='seconds')}Z, commit {commit}",
@@ -167,6 +173,20 @@ if embed:
             report.append(f"| {name} | {lv['qps']:.1f} | {l['mean']:.1f} | {l['p50']:.1f} | {l['p99']:.1f} | {lv['tokens_per_s']:.0f} |")
     per_min = [minute_qps(embed, m) for m in range(n_min)]
     report += ["", "Embeddings QPS per minute: " + ", ".join(f"{q:.1f}" for q in per_min if q is not None)]
+# CPU use per minute (cores busy): the server, the load generators, everything else.
+cpu = [tuple(map(int, l.split())) for l in open(f"{out}/cpu.tsv") if len(l.split()) == 4] if os.path.exists(f"{out}/cpu.tsv") else []
+hz = os.sysconf("SC_CLK_TCK")
+if len(cpu) > 1:
+    rows = []
+    for m in range(n_min + 1):
+        win = [c for c in cpu if m * 60 <= c[0] <= (m + 1) * 60]
+        if len(win) < 2 or win[-1][0] == win[0][0]:
+            continue
+        dt = (win[-1][0] - win[0][0]) * hz
+        srv, gen, tot = ((win[-1][i] - win[0][i]) / dt for i in (1, 2, 3))
+        rows.append(f"| {m} | {srv:.2f} | {gen:.2f} | {max(0.0, tot - srv - gen):.2f} |")
+    report += ["", f"CPU use per minute, in cores busy (of {os.cpu_count()}): the server, the two load generators, every other process on the machine", "",
+               "| minute | server | load generators | other processes |", "|---:|---:|---:|---:|"] + rows
 report += ["", "![soak](soak.png)"]
 report += ["", f"RSS samples (s, MiB): " + ", ".join(f"{t}:{r / 1024:.0f}" for t, r in rss[::max(1, len(rss) // 20)])]
 open(f"{out}/soak-report.md", "w").write("\n".join(report) + "\n")
