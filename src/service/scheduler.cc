@@ -70,9 +70,10 @@ StatusOr<std::shared_ptr<EmbedJob>> Scheduler::submit(std::vector<std::vector<in
                               " tokens queued, limit " +
                               std::to_string(options_.queue_limit_tokens) + "); retry later");
   }
+  const auto now = std::chrono::steady_clock::now();
   for (size_t i = 0; i < job->sequences.size(); ++i)
     queues_[p].push_back(Item{job, static_cast<uint32_t>(i),
-                              static_cast<int32_t>(job->sequences[i].size())});
+                              static_cast<int32_t>(job->sequences[i].size()), now});
   queued_tokens_[p] += job->tokens;
   queued_items_ += static_cast<int64_t>(job->sequences.size());
   cv_.notify_all();
@@ -161,26 +162,38 @@ int Scheduler::retry_after_seconds() const {
   return static_cast<int>(std::clamp(std::ceil(queued / tokens_per_second_), 1.0, 60.0));
 }
 
+void Scheduler::take_from(int p, int64_t limit, std::vector<Item>* batch, int64_t* tokens) {
+  auto& q = queues_[p];
+  while (!q.empty()) {
+    Item& front = q.front();
+    if (front.job->finished || front.job->cancelled) {  // failed or cancelled meanwhile
+      queued_tokens_[p] -= front.tokens;
+      --queued_items_;
+      if (front.job->cancelled && metrics_) metrics_->add_dropped(1);
+      q.pop_front();
+      continue;
+    }
+    if (!batch->empty() && *tokens + front.tokens > limit) return;
+    queued_tokens_[p] -= front.tokens;
+    --queued_items_;
+    *tokens += front.tokens;
+    batch->push_back(std::move(front));
+    q.pop_front();
+  }
+}
+
 std::vector<Scheduler::Item> Scheduler::take_batch(int64_t budget) {
   std::vector<Item> batch;
   int64_t tokens = 0;
-  for (int p = 0; p < 2; ++p) {
-    auto& q = queues_[p];
-    while (!q.empty()) {
-      Item& front = q.front();
-      if (!batch.empty() && tokens + front.tokens > budget) return batch;
-      queued_tokens_[p] -= front.tokens;
-      --queued_items_;
-      if (front.job->finished || front.job->cancelled) {  // failed or cancelled meanwhile
-        if (front.job->cancelled && metrics_) metrics_->add_dropped(1);
-        q.pop_front();
-        continue;
-      }
-      tokens += front.tokens;
-      batch.push_back(std::move(front));
-      q.pop_front();
-    }
+  constexpr int kQuery = static_cast<int>(Priority::kQuery);
+  constexpr int kBulk = static_cast<int>(Priority::kBulk);
+  const auto& bulk = queues_[kBulk];
+  if (!bulk.empty() && std::chrono::steady_clock::now() - bulk.front().queued_at >=
+                           std::chrono::milliseconds(options_.bulk_max_wait_ms)) {
+    take_from(kBulk, budget / 2, &batch, &tokens);  // overdue bulk: up to half the batch
   }
+  take_from(kQuery, budget, &batch, &tokens);
+  take_from(kBulk, budget, &batch, &tokens);  // bulk fills what is left
   return batch;
 }
 

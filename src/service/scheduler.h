@@ -2,7 +2,11 @@
 // per engine replica (Backend) takes unpadded batches off it by token budget (EngineBatch) and
 // delivers each sequence's vector to its job's promise.
 //
-//  - Two priorities: queries (search, /v1/embeddings) are always taken before bulk ingestion.
+//  - Two priorities: queries (search, /v1/embeddings) are taken before bulk ingestion, and bulk
+//    fills what a batch has left. Bulk cannot starve: once the oldest queued bulk sequence has
+//    waited bulk_max_wait_ms, a batch takes bulk first, up to half its budget (at least one
+//    sequence), then queries. A query flood thus leaves ingestion at least half the engine
+//    while bulk is overdue; an ingestion backlog never holds queries back by more than half.
 //  - The queue is bounded by tokens: bulk work is admitted while all queued tokens stay within
 //    queue_limit_tokens, queries while queued query tokens do; otherwise submit() fails with
 //    kResourceExhausted (the HTTP layer answers 429 with retry_after_seconds()). A single job
@@ -15,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -38,6 +43,7 @@ enum class Priority { kQuery = 0, kBulk = 1 };
 struct SchedulerOptions {
   int64_t max_batch_tokens = 0;      // per batch; 0: each backend's max_batch_tokens()
   int64_t queue_limit_tokens = 262144;
+  int bulk_max_wait_ms = 1000;       // bulk older than this is taken first (up to half a batch)
   int debug_batch_delay_ms = 0;      // testing: sleep before each batch
 };
 
@@ -98,11 +104,15 @@ class Scheduler {
     std::shared_ptr<EmbedJob> job;
     uint32_t index;
     int32_t tokens;
+    std::chrono::steady_clock::time_point queued_at;
   };
 
   void run(size_t replica);
-  // Takes up to budget tokens off the queues (queries first). Requires mu_.
+  // Takes up to budget tokens off the queues (see the policy above). Requires mu_.
   std::vector<Item> take_batch(int64_t budget);
+  // Moves items from the front of queue p into batch while they fit within limit tokens (the
+  // first item of an empty batch always does); stops at the first that does not. Requires mu_.
+  void take_from(int p, int64_t limit, std::vector<Item>* batch, int64_t* tokens);
   void finish(const std::shared_ptr<EmbedJob>& job, Status status);  // requires mu_
   void remove_queued(EmbedJob* job, bool count_dropped);             // requires mu_
 

@@ -148,6 +148,58 @@ TEST(Scheduler, QueriesGoAheadOfBulk) {
   EXPECT_EQ(batches[3].tokens[0], 3);
 }
 
+// Bulk fills what queries leave of a batch.
+TEST(Scheduler, BulkFillsTheRestOfAQueryBatch) {
+  FakeBackend backend(10);
+  Scheduler sched({&backend}, {}, nullptr);
+  backend.close_gate();
+  auto busy = sched.submit({seq(1, 10)}, {0}, Priority::kQuery);
+  backend.wait_started(1);
+  auto bulk = sched.submit({seq(2, 5)}, {0}, Priority::kBulk);
+  auto query = sched.submit({seq(3, 4)}, {0}, Priority::kQuery);
+  ASSERT_TRUE(bulk.is_ok() && query.is_ok());
+  backend.open_gate();
+  ASSERT_TRUE(sched.wait(*bulk, nullptr).is_ok());
+  ASSERT_TRUE(sched.wait(*query, nullptr).is_ok());
+  auto batches = backend.batches();
+  ASSERT_EQ(batches.size(), 2u);
+  ASSERT_EQ(batches[1].num_sequences(), 2u);
+  EXPECT_EQ(batches[1].tokens[0], 3);  // the query first, the bulk sequence in the rest
+  EXPECT_EQ(batches[1].tokens[4], 2);
+}
+
+// A flood of queries cannot starve ingestion: overdue bulk takes up to half of each batch,
+// and the queries keep the other half.
+TEST(Scheduler, OverdueBulkIsNotStarvedByQueries) {
+  FakeBackend backend(10);
+  SchedulerOptions options;
+  options.bulk_max_wait_ms = 50;
+  Scheduler sched({&backend}, options, nullptr);
+  backend.close_gate();
+  auto busy = sched.submit({seq(1, 10)}, {0}, Priority::kQuery);
+  backend.wait_started(1);
+  std::vector<std::vector<int32_t>> bulk_seqs, query_seqs;
+  for (int i = 0; i < 4; ++i) bulk_seqs.push_back(seq(100 + i, 5));
+  for (int i = 0; i < 20; ++i) query_seqs.push_back(seq(200 + i, 5));
+  auto bulk = sched.submit(bulk_seqs, std::vector<int32_t>(4, 0), Priority::kBulk);
+  auto queries = sched.submit(query_seqs, std::vector<int32_t>(20, 0), Priority::kQuery);
+  ASSERT_TRUE(bulk.is_ok() && queries.is_ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(120));  // the bulk is now overdue
+  backend.open_gate();
+  ASSERT_TRUE(sched.wait(*bulk, nullptr).is_ok());
+  ASSERT_TRUE(sched.wait(*queries, nullptr).is_ok());
+  auto batches = backend.batches();
+  // Batches 1..4: one bulk sequence (half the budget) first, then one query.
+  ASSERT_GE(batches.size(), 5u);
+  for (size_t b = 1; b <= 4; ++b) {
+    ASSERT_EQ(batches[b].num_sequences(), 2u) << "batch " << b;
+    EXPECT_EQ(batches[b].tokens[0], static_cast<int32_t>(100 + b - 1)) << "batch " << b;
+    EXPECT_EQ(batches[b].tokens[5], static_cast<int32_t>(200 + b - 1)) << "batch " << b;
+  }
+  // Then the queries alone.
+  for (size_t b = 5; b < batches.size(); ++b) EXPECT_GE(batches[b].tokens[0], 200);
+}
+
 TEST(Scheduler, FullQueueRefusesBulkButStillAdmitsQueries) {
   FakeBackend backend(100);
   Metrics metrics;
