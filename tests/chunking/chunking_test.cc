@@ -119,7 +119,9 @@ TEST_F(Chunking, LongDocumentChunksAreExactEmbeddingsOfTheirText) {
     const int start = c["start"].get<int>(), end = c["end"].get<int>();
     EXPECT_LE(start, previous_end) << "gap before chunk " << i;
     EXPECT_LT(start, end);
-    if (i == 0) EXPECT_EQ(start, 0);
+    if (i == 0) {
+      EXPECT_EQ(start, 0);
+    }
     previous_end = end;
     tokens += c["tokens"].get<int>();
     EXPECT_LE(c["tokens"].get<int>(), 512 + 2) << "chunk " << i;
