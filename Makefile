@@ -42,8 +42,12 @@ $(DEPS)/node/.ok:
 	cd $(DEPS)/node && npm install --silent --no-audit --no-fund $(ORACLE_NPM) $(OPENAI_NPM)
 	@touch $@
 
+# ccache, where installed, makes rebuilds across worktrees cheap (CCACHE_BASEDIR for shared hits).
+CCACHE := $(shell command -v ccache 2>/dev/null)
+LAUNCHER := $(if $(CCACHE),-DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DCMAKE_C_COMPILER_LAUNCHER=ccache -DCMAKE_CUDA_COMPILER_LAUNCHER=ccache)
+
 $(BUILD)/build.ninja:
-	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(LAUNCHER) $(CMAKE_FLAGS)
 
 build: $(DEPS)/.apt-ok $(BUILD)/build.ninja
 	cmake --build $(BUILD) -j $(JOBS)
