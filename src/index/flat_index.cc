@@ -97,7 +97,7 @@ Status FlatIndex::search(int64_t n, const float* queries, int k, const IndexSear
     for (int64_t j = 0; j < nt; ++j) {
       const float key = ip ? -scores[j] : norms_[j] + qn - 2.f * scores[j];
       if (static_cast<int>(heap.size()) == k && !(key < heap.front().first)) continue;
-      if (filter && !(*filter)(labels_[j])) continue;
+      if (filter && !filter->accepts(labels_[j])) continue;
       if (static_cast<int>(heap.size()) == k) {
         std::pop_heap(heap.begin(), heap.end());
         heap.back() = {key, j};

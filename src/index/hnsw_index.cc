@@ -119,7 +119,7 @@ Status HnswIndex::search(int64_t n, const float* queries, int k, const IndexSear
   const bool has_dead = tombstones() > 0;
   FunctionSelector selector([this, filter, has_dead](int64_t pos) {
     if (has_dead && dead_[pos]) return false;
-    return filter == nullptr || (*filter)(labels_[pos]);
+    return filter == nullptr || filter->accepts(labels_[pos]);
   });
   if (has_dead || filter) sp.sel = &selector;
   index_internal::SingleQueryOmp omp(n);

@@ -155,7 +155,7 @@ Status IvfIndex::search(int64_t n, const float* queries, int k, const IndexSearc
   faiss::SearchParametersIVF sp;
   const int nprobe = params.nprobe > 0 ? params.nprobe : config_.ivf_nprobe;
   sp.nprobe = std::min<size_t>(static_cast<size_t>(nprobe), ivf_->nlist);
-  FunctionSelector selector([filter](int64_t label) { return (*filter)(label); });
+  FunctionSelector selector([filter](int64_t label) { return filter->accepts(label); });
   if (filter) sp.sel = &selector;
   index_internal::SingleQueryOmp omp(n);
   return guard_faiss("IndexIVFFlat::search", [&] {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "common/status.h"
+#include "index/label_filter.h"
 
 namespace qsearch {
 
@@ -47,9 +48,8 @@ struct IndexSearchParams {
   int nprobe = 0;     // IVF
 };
 
-// Optional per-search label predicate: only labels for which it returns true are results.
+// Optional per-search selector (index/label_filter.h): only labels it accepts are results.
 // Evaluated inside the FAISS scan (an IDSelector), possibly from several threads at once.
-using LabelFilter = std::function<bool(int64_t label)>;
 
 class VectorIndex {
  public:

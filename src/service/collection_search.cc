@@ -55,9 +55,9 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
       return s;
     }
   }
-  LabelFilter exclude = [excluded_begin, excluded_end](int64_t label) {
+  PredicateFilter exclude([excluded_begin, excluded_end](int64_t label) {
     return label < excluded_begin || label >= excluded_end;
-  };
+  });
   // A chunking collection holds several labels per document: the records are always read (to
   // find the chunk a label is) and each document is returned once, by its best chunk.
   const bool chunked = c->spec.options.is_object() && c->spec.options.contains("chunking");

@@ -147,7 +147,7 @@ TEST_P(FlatExact, EqualsBruteForceWithRemovesReplacesAndFilters) {
   std::copy(&q[0], &q[d], &x[1 * d]);
   EXPECT_EQ(search_labels(*index, &q[0], 1)[0], labels[1]);
   // Label filter: only labels divisible by 2.
-  LabelFilter even = [](int64_t l) { return l % 2 == 0; };
+  PredicateFilter even([](int64_t l) { return l % 2 == 0; });
   for (int i = 0; i < 20; ++i) {
     auto keep = [&](int64_t l) { return live(l) && l % 2 == 0; };
     EXPECT_EQ(search_labels(*index, &q[i * d], k, &even), brute_force(x, labels, &q[i * d], d, k, m, keep));
@@ -208,7 +208,7 @@ TEST(Hnsw, RecallTombstonesAndRebuild) {
   EXPECT_EQ(index->size(), static_cast<int64_t>(rest_l.size()));
   // Filter: only labels in a small set.
   std::set<int64_t> allowed(rest_l.begin(), rest_l.begin() + 50);
-  LabelFilter f = [&](int64_t l) { return allowed.count(l) > 0; };
+  PredicateFilter f([&](int64_t l) { return allowed.count(l) > 0; });
   for (int64_t l : search_labels(*index, &q[5 * d], k, &f)) EXPECT_EQ(allowed.count(l), 1u);
 }
 
@@ -262,7 +262,7 @@ TEST(Ivf, FlatUntilTrainedThenRecallRemoveAndFilter) {
   ASSERT_TRUE(index->add(1, &labels[600], &q[0]).is_ok());
   EXPECT_EQ(index->size(), n - 500);
   EXPECT_EQ(search_labels(*index, &q[0], 1, nullptr, all)[0], labels[600]);
-  LabelFilter odd = [](int64_t l) { return l % 2 == 1; };
+  PredicateFilter odd([](int64_t l) { return l % 2 == 1; });
   for (int64_t l : search_labels(*index, &q[1 * d], k, &odd)) EXPECT_EQ(l % 2, 1);
 }
 
