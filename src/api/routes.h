@@ -67,6 +67,7 @@ struct Route {
 };
 
 std::vector<Route> embedding_routes();   // POST /v1/embeddings
+std::vector<Route> rerank_routes();      // POST /v1/rerank
 std::vector<Route> collection_routes();  // collections, documents, search
 std::vector<Route> import_routes();      // POST /collections/{name}/import
 std::vector<Route> duplicate_routes();   // POST /collections/{name}/duplicates

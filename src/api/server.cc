@@ -297,11 +297,26 @@ void ApiServer::register_routes() {
              Metrics::render_sample(&out, "qsearch_engine_memory_bytes", label + "device_free\"",
                                     static_cast<double>(mem.device_free_bytes));
            }
+           if (Reranker* r = s->reranker()) {
+             Metrics::render_header(&out, "qsearch_reranker_memory_bytes", "gauge",
+                                    "Reranker engine memory by backend and kind.");
+             for (size_t i = 0; i < r->num_backends(); ++i) {
+               EngineMemory mem = r->backend(i).memory();
+               std::string label =
+                   "backend=\"" + Metrics::label_value(r->backend(i).name()) + "\",kind=\"";
+               Metrics::render_sample(&out, "qsearch_reranker_memory_bytes", label + "weights\"",
+                                      static_cast<double>(mem.weights_bytes));
+               Metrics::render_sample(&out, "qsearch_reranker_memory_bytes",
+                                      label + "workspace\"",
+                                      static_cast<double>(mem.workspace_bytes));
+             }
+           }
          }
          ctx.res.status = 200;
          ctx.res.set_content(out, "text/plain; version=0.0.4; charset=utf-8");
        }});
   for (const auto& r : embedding_routes()) add(r);
+  for (const auto& r : rerank_routes()) add(r);
   for (const auto& r : import_routes()) add(r);
   for (const auto& r : collection_routes()) add(r);
   for (const auto& r : duplicate_routes()) add(r);

@@ -16,6 +16,7 @@ constexpr const char* kUsage =
     "[--shape tiny|0.6B|4B|8B]\n"
     "                               [--layers N] [--prefix] [--shards N] "
     "[--dtype bf16|f16|f32]\n"
+    "                               [--reranker [--lm-head tied|untied]] [--threads N]\n"
     "\n"
     "Writes a random-weight Qwen3 model in the Hugging Face layout (config.json, tokenizer.json\n"
     "with Qwen3-Embedding's post-processor appending <|endoftext|>, tokenizer_config.json,\n"
@@ -31,6 +32,11 @@ constexpr const char* kUsage =
     "                    Qwen3-Embedding ships)\n"
     "  --shards N        write N shards and an index (default 1)\n"
     "  --dtype D         bf16 (default), f16 or f32\n"
+    "  --reranker        a Qwen3-Reranker instead (Qwen3ForCausalLM with an LM head): the\n"
+    "                    tokenizer.json as given (no post-processor change), \"model.\" names\n"
+    "  --lm-head H       reranker LM head: tied (default; tie_word_embeddings true, as the\n"
+    "                    0.6B and 4B) or untied (its own lm_head.weight, as the 8B)\n"
+    "  --threads N       generator threads (default: all cores; same weights for any N)\n"
     "\n"
     "Prints one JSON object: {\"out\", \"checksum\", \"parameters\", \"bytes\", \"files\"}.\n";
 
@@ -40,7 +46,9 @@ int run_make_test_model(const std::vector<std::string>& argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-  Args args(argv, {"tokenizer", "out", "seed", "shape", "layers", "shards", "dtype"}, {"prefix"});
+  Args args(argv, {"tokenizer", "out", "seed", "shape", "layers", "shards", "dtype", "lm-head",
+                   "threads"},
+            {"prefix", "reranker"});
   auto fail = [](const std::string& msg) {
     std::fprintf(stderr, "qsearch make-test-model: %s\n", msg.c_str());
     return 2;
@@ -57,7 +65,19 @@ int run_make_test_model(const std::vector<std::string>& argv) {
   auto seed = args.get_int("seed");
   auto layers = args.get_int("layers");
   auto shards = args.get_int("shards");
+  auto threads = args.get_int("threads");
   if (!args.ok()) return fail(args.error());
+  o.reranker = args.has("reranker");
+  if (args.get("lm-head")) {
+    if (!o.reranker) return fail("--lm-head applies to --reranker models");
+    std::string head = *args.get("lm-head");
+    if (head != "tied" && head != "untied") return fail("--lm-head must be tied or untied");
+    o.tied = head == "tied";
+  }
+  if (threads) {
+    if (*threads < 1 || *threads > 4096) return fail("--threads must be 1..4096");
+    o.threads = static_cast<int>(*threads);
+  }
   if (seed) {
     if (*seed < 0) return fail("--seed must be >= 0");
     o.seed = static_cast<uint64_t>(*seed);

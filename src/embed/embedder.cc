@@ -31,12 +31,13 @@ struct BatchPlan {
   size_t begin, end;  // items [begin, end)
 };
 
-std::vector<BatchPlan> plan_batches(const std::vector<PreparedText>& items, int64_t budget) {
+std::vector<BatchPlan> plan_batches(const std::vector<const std::vector<int32_t>*>& items,
+                                    int64_t budget) {
   std::vector<BatchPlan> plan;
   size_t begin = 0;
   int64_t tokens = 0;
   for (size_t i = 0; i < items.size(); ++i) {
-    int64_t len = static_cast<int64_t>(items[i].ids.size());
+    int64_t len = static_cast<int64_t>(items[i]->size());
     if (i > begin && tokens + len > budget) {
       plan.push_back({begin, i});
       begin = i;
@@ -89,6 +90,14 @@ StatusOr<std::unique_ptr<Embedder>> Embedder::open(const EmbedderOptions& option
   auto tok = Tokenizer::from_file(tokenizer_path);
   if (!tok.is_ok()) return tok.status().with_context("loading " + tokenizer_path);
 
+  QS_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<Backend>> backends,
+                      make_backends(options, config));
+  return std::make_unique<Embedder>(std::move(config), std::move(tok).value(), std::move(backends));
+}
+
+StatusOr<std::vector<std::unique_ptr<Backend>>> make_backends(const EmbedderOptions& options,
+                                                             const ModelConfig& config) {
+  const std::string& dir = options.model_dir;
   std::string device = options.device.empty() ? "auto" : options.device;
   std::vector<int> gpus = options.gpus;
   if (device.rfind("cuda:", 0) == 0) {  // "cuda:N": that one GPU
@@ -125,7 +134,7 @@ StatusOr<std::unique_ptr<Embedder>> Embedder::open(const EmbedderOptions& option
   } else {
     return invalid_argument("unknown device \"" + device + "\" (cpu, cuda, cuda:N or auto)");
   }
-  return std::make_unique<Embedder>(std::move(config), std::move(tok).value(), std::move(backends));
+  return backends;
 }
 
 int64_t Embedder::max_input_tokens() const {
@@ -189,9 +198,26 @@ Status Embedder::embed(const std::vector<PreparedText>& items, int dim,
   if (dim < 32 || dim > hidden)
     return unprocessable("dimension " + std::to_string(dim) + " out of range 32.." +
                          std::to_string(hidden));
+  std::vector<const std::vector<int32_t>*> seqs;
+  seqs.reserve(items.size());
+  for (const auto& item : items) seqs.push_back(&item.ids);
+  return run(seqs, dim, /*raw=*/false, out);
+}
+
+Status Embedder::last_hidden_states(const std::vector<std::vector<int32_t>>& sequences,
+                                    std::vector<std::vector<float>>* out) {
+  std::vector<const std::vector<int32_t>*> seqs;
+  seqs.reserve(sequences.size());
+  for (const auto& s : sequences) seqs.push_back(&s);
+  return run(seqs, hidden_size(), /*raw=*/true, out);
+}
+
+Status Embedder::run(const std::vector<const std::vector<int32_t>*>& items, int dim, bool raw,
+                     std::vector<std::vector<float>>* out) {
+  const int hidden = hidden_size();
   if (backends_.empty()) return unavailable("the embedder has no engine");
   for (size_t i = 0; i < items.size(); ++i)
-    if (items[i].ids.empty()) return invalid_argument("item " + std::to_string(i) + " is empty");
+    if (items[i]->empty()) return invalid_argument("item " + std::to_string(i) + " is empty");
   out->assign(items.size(), {});
   if (items.empty()) return Status::ok();
 
@@ -203,7 +229,8 @@ Status Embedder::embed(const std::vector<PreparedText>& items, int dim,
   auto run_batch = [&](size_t k, size_t b, std::vector<float>& buf) -> Status {
     const BatchPlan& p = plan[k];
     EngineBatch batch;
-    for (size_t i = p.begin; i < p.end; ++i) batch.add(items[i].ids, dim);
+    batch.raw_hidden = raw;
+    for (size_t i = p.begin; i < p.end; ++i) batch.add(*items[i], dim);
     buf.resize(batch.num_sequences() * static_cast<size_t>(hidden));
     QS_RETURN_IF_ERROR(backends_[b]->embed(batch, buf.data()));
     for (size_t i = p.begin; i < p.end; ++i) {

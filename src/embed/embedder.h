@@ -74,17 +74,33 @@ class Embedder {
   Status embed(const std::vector<PreparedText>& items, int dim,
                std::vector<std::vector<float>>* out);
 
+  // The final-norm hidden state of each sequence's last token, hidden_size() floats, neither
+  // truncated nor normalised (backend.h raw_hidden; the reranker's input). Sequences are used
+  // as given (no EOS appended), batched like embed().
+  Status last_hidden_states(const std::vector<std::vector<int32_t>>& sequences,
+                            std::vector<std::vector<float>>* out);
+
   // Convenience for the CLI and tests: prepare + embed.
   Status embed_texts(const std::vector<std::string>& texts, std::string_view instruction,
                      int dim, int max_tokens, std::vector<std::vector<float>>* out);
 
  private:
+  // Runs the sequences in token-budget batches over the backends: rows of dim floats (raw:
+  // hidden-size raw hidden states).
+  Status run(const std::vector<const std::vector<int32_t>*>& sequences, int dim, bool raw,
+             std::vector<std::vector<float>>* out);
+
   ModelConfig config_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::vector<std::unique_ptr<Backend>> backends_;
   std::vector<std::unique_ptr<std::mutex>> backend_mu_;
   int32_t eos_id_;
 };
+
+// The backends options ask for: one CPU engine, or one CUDA engine per selected GPU
+// (options.device "cpu", "cuda", "cuda:N" or "auto"; options.gpus).
+StatusOr<std::vector<std::unique_ptr<Backend>>> make_backends(const EmbedderOptions& options,
+                                                             const ModelConfig& config);
 
 // Creates the backend for a device string ("cpu", "cuda:N"). Implemented per engine;
 // make_cuda_backend returns kUnavailable in builds without CUDA or where no GPU is visible.

@@ -107,6 +107,10 @@ const std::vector<OptionDef>& option_table() {
       {"model", Kind::kString, "./models/Qwen3-Embedding-0.6B",
        "model directory (Hugging Face layout: config.json, tokenizer.json, *.safetensors)",
        string_setter(&ServerConfig::model)},
+      {"reranker", Kind::kString, "(none)",
+       "Qwen3-Reranker directory, loaded beside the model on the same engine (POST /v1/rerank, "
+       "search \"rerank\")",
+       string_setter(&ServerConfig::reranker)},
       {"device", Kind::kString, "auto", "engine: auto (CUDA when a GPU is visible), cpu, cuda",
        choice_setter(&ServerConfig::device, {"auto", "cpu", "cuda"}, "device")},
       {"gpus", Kind::kString, "(all visible)", "CUDA devices for engine replicas, e.g. 0,1",

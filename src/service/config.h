@@ -16,6 +16,9 @@ namespace qsearch {
 struct ServerConfig {
   // Model directory (Hugging Face layout). Default: $QSEARCH_MODEL, else this path.
   std::string model = "./models/Qwen3-Embedding-0.6B";
+  // Qwen3-Reranker directory (Hugging Face layout), loaded beside the model on the same devices
+  // and engine. Empty: no reranker (/v1/rerank answers 404).
+  std::string reranker;
   // Engine: "auto" (CUDA when a GPU is visible, else CPU), "cpu" or "cuda".
   std::string device = "auto";
   // CUDA devices to run engine replicas on, e.g. "0,1" (empty: all visible GPUs).

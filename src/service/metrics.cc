@@ -64,15 +64,33 @@ void Metrics::observe_request(const std::string& method, const std::string& rout
   it->second.observe(seconds);
 }
 
-void Metrics::observe_batch(const std::string& backend, int64_t tokens, int64_t sequences,
-                            double seconds) {
+void Metrics::observe_batch(const std::string& backend, const std::string& task, int64_t tokens,
+                            int64_t sequences, double seconds) {
   std::lock_guard<std::mutex> lock(mu_);
   batch_tokens_.observe(static_cast<double>(tokens));
   batch_sequences_.observe(static_cast<double>(sequences));
   batch_seconds_.observe(seconds);
-  ++batches_[backend];
-  tokens_embedded_ += tokens;
-  sequences_embedded_ += sequences;
+  ++batches_[{backend, task}];
+  if (task == "rerank") {
+    tokens_reranked_ += tokens;
+  } else {
+    tokens_embedded_ += tokens;
+    sequences_embedded_ += sequences;
+  }
+}
+
+void Metrics::add_rerank(int64_t pairs, bool from_search) {
+  std::lock_guard<std::mutex> lock(mu_);
+  pairs_reranked_ += pairs;
+  if (from_search)
+    ++reranked_searches_;
+  else
+    ++rerank_requests_;
+}
+
+int64_t Metrics::tokens_reranked() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return tokens_reranked_;
 }
 
 void Metrics::add_dropped(int64_t sequences) {
@@ -150,12 +168,16 @@ std::string Metrics::render() const {
   render_header(&out, "qsearch_batch_duration_seconds", "histogram",
                 "Engine time per batch.");
   batch_seconds_.render(&out, "qsearch_batch_duration_seconds", "");
-  render_header(&out, "qsearch_batches_total", "counter", "Engine batches by backend.");
-  for (const auto& [backend, n] : batches_)
-    render_sample(&out, "qsearch_batches_total", "backend=\"" + label_value(backend) + "\"",
+  render_header(&out, "qsearch_batches_total", "counter",
+                "Engine batches by backend and task (embed, rerank).");
+  for (const auto& [key, n] : batches_)
+    render_sample(&out, "qsearch_batches_total",
+                  "backend=\"" + label_value(key.first) + "\",task=\"" + label_value(key.second) +
+                      "\"",
                   static_cast<double>(n));
 
-  render_header(&out, "qsearch_tokens_embedded_total", "counter", "Tokens run through the engine.");
+  render_header(&out, "qsearch_tokens_embedded_total", "counter",
+                "Tokens run through the embedding model.");
   render_sample(&out, "qsearch_tokens_embedded_total", "", static_cast<double>(tokens_embedded_));
   render_header(&out, "qsearch_sequences_embedded_total", "counter", "Texts embedded.");
   render_sample(&out, "qsearch_sequences_embedded_total", "",
@@ -171,6 +193,18 @@ std::string Metrics::render() const {
                 static_cast<double>(documents_written_));
   render_header(&out, "qsearch_searches_total", "counter", "Searches served.");
   render_sample(&out, "qsearch_searches_total", "", static_cast<double>(searches_));
+  render_header(&out, "qsearch_rerank_requests_total", "counter",
+                "Rerank requests served, by source (/v1/rerank, search with \"rerank\").");
+  render_sample(&out, "qsearch_rerank_requests_total", "source=\"rerank\"",
+                static_cast<double>(rerank_requests_));
+  render_sample(&out, "qsearch_rerank_requests_total", "source=\"search\"",
+                static_cast<double>(reranked_searches_));
+  render_header(&out, "qsearch_rerank_pairs_total", "counter",
+                "(query, document) pairs scored by the reranker.");
+  render_sample(&out, "qsearch_rerank_pairs_total", "", static_cast<double>(pairs_reranked_));
+  render_header(&out, "qsearch_rerank_tokens_total", "counter",
+                "Tokens run through the reranker model.");
+  render_sample(&out, "qsearch_rerank_tokens_total", "", static_cast<double>(tokens_reranked_));
   return out;
 }
 

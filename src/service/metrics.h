@@ -37,9 +37,9 @@ class Metrics {
   // One HTTP request: route is the route pattern (e.g. "/collections/{name}/search").
   void observe_request(const std::string& method, const std::string& route, int status,
                        double seconds);
-  // One engine batch.
-  void observe_batch(const std::string& backend, int64_t tokens, int64_t sequences,
-                     double seconds);
+  // One engine batch of a task ("embed" or "rerank"; scheduler.h Task).
+  void observe_batch(const std::string& backend, const std::string& task, int64_t tokens,
+                     int64_t sequences, double seconds);
   // Sequences dropped before embedding because their client went away.
   void add_dropped(int64_t sequences);
   // Requests refused because the queue was full.
@@ -47,8 +47,11 @@ class Metrics {
   // Documents written by upsert (after embedding) and searches served.
   void add_documents_written(int64_t n);
   void add_search();
+  // Rerank requests (/v1/rerank and reranked searches): pairs scored.
+  void add_rerank(int64_t pairs, bool from_search);
 
   int64_t tokens_embedded() const;
+  int64_t tokens_reranked() const;
   int64_t dropped() const;
 
   // The metrics above in Prometheus text format.
@@ -69,13 +72,17 @@ class Metrics {
   Histogram batch_tokens_;
   Histogram batch_sequences_;
   Histogram batch_seconds_;
-  std::map<std::string, uint64_t> batches_;  // by backend
+  std::map<std::pair<std::string, std::string>, uint64_t> batches_;  // by backend, task
   int64_t tokens_embedded_ = 0;
   int64_t sequences_embedded_ = 0;
   int64_t dropped_ = 0;
   int64_t rejected_ = 0;
   int64_t documents_written_ = 0;
   int64_t searches_ = 0;
+  int64_t tokens_reranked_ = 0;
+  int64_t rerank_requests_ = 0;
+  int64_t reranked_searches_ = 0;
+  int64_t pairs_reranked_ = 0;
 };
 
 }  // namespace qsearch

@@ -108,6 +108,27 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
                svc->embedder_->device_name());
   if (svc->embedder_->num_backends() == 0) return internal_error("the embedder has no engine");
 
+  if (!config.reranker.empty()) {
+    EmbedderOptions ro = eo;
+    ro.model_dir = config.reranker;
+    auto r0 = std::chrono::steady_clock::now();
+    auto reranker = Reranker::open(ro);
+    if (!reranker.is_ok())
+      return reranker.status().with_context("loading the reranker from " + config.reranker);
+    svc->reranker_ = std::move(reranker).value();
+    std::string identity;
+    compute_model_identity(config.reranker, &svc->reranker_name_, &identity);
+    if (svc->reranker_->num_backends() != svc->embedder_->num_backends())
+      return internal_error("the reranker has " + std::to_string(svc->reranker_->num_backends()) +
+                            " engine replicas, the model " +
+                            std::to_string(svc->embedder_->num_backends()));
+    spdlog::info("reranker {} loaded in {:.1f} s: hidden size {}, LM head {}, on {}", identity,
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - r0).count(),
+                 svc->reranker_->hidden_size(),
+                 svc->reranker_->config().tie_word_embeddings ? "tied" : "untied",
+                 svc->reranker_->device_name());
+  }
+
   StoreOptions so;
   so.data_dir = config.data_dir;
   so.sync = config.sync;
@@ -117,14 +138,15 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
   if (!store.is_ok()) return store.status().with_context("opening the data directory " + config.data_dir);
   svc->store_ = std::move(store).value();
 
-  std::vector<Backend*> backends;
+  std::vector<SchedulerReplica> replicas;
   for (size_t i = 0; i < svc->embedder_->num_backends(); ++i)
-    backends.push_back(&svc->embedder_->backend(i));
+    replicas.push_back({&svc->embedder_->backend(i),
+                        svc->reranker_ ? &svc->reranker_->backend(i) : nullptr});
   SchedulerOptions sched;
   sched.max_batch_tokens = config.max_batch_tokens;
   sched.queue_limit_tokens = config.queue_limit_tokens;
   sched.debug_batch_delay_ms = config.debug_batch_delay_ms;
-  svc->scheduler_ = std::make_unique<Scheduler>(std::move(backends), sched, metrics);
+  svc->scheduler_ = std::make_unique<Scheduler>(std::move(replicas), sched, metrics);
   return svc;
 }
 
@@ -210,12 +232,22 @@ std::vector<StatusOr<std::vector<std::pair<Chunk, PreparedText>>>> Service::prep
 StatusOr<Embeddings> Service::embed_prepared(const std::vector<PreparedText>& items,
                                              const std::vector<int32_t>& dims, Priority priority,
                                              bool wait_for_room, const ClientGone& client_gone) {
+  std::vector<const std::vector<int32_t>*> seqs;
+  seqs.reserve(items.size());
+  for (const auto& item : items) seqs.push_back(&item.ids);
+  return run_sequences(seqs, dims, priority, Task::kEmbed, wait_for_room, client_gone);
+}
+
+StatusOr<Embeddings> Service::run_sequences(const std::vector<const std::vector<int32_t>*>& items,
+                                            const std::vector<int32_t>& dims, Priority priority,
+                                            Task task, bool wait_for_room,
+                                            const ClientGone& client_gone) {
   Embeddings out;
   out.reserve(items.size());
   // Chunks of at most a quarter of the queue, two in flight: a big request pipelines without
   // filling the queue for everyone else.
   const int64_t chunk_tokens =
-      std::max<int64_t>(scheduler_->max_sequence_tokens(), config_.queue_limit_tokens / 4);
+      std::max<int64_t>(scheduler_->max_sequence_tokens(task), config_.queue_limit_tokens / 4);
   std::deque<std::shared_ptr<EmbedJob>> inflight;
   auto cancel_all = [&] {
     for (auto& j : inflight) scheduler_->cancel(j);
@@ -229,13 +261,13 @@ StatusOr<Embeddings> Service::embed_prepared(const std::vector<PreparedText>& it
       std::vector<std::vector<int32_t>> seqs;
       std::vector<int32_t> chunk_dims;
       while (end < items.size() &&
-             (end == next || tokens + static_cast<int64_t>(items[end].ids.size()) <= chunk_tokens)) {
-        tokens += static_cast<int64_t>(items[end].ids.size());
-        seqs.push_back(items[end].ids);
+             (end == next || tokens + static_cast<int64_t>(items[end]->size()) <= chunk_tokens)) {
+        tokens += static_cast<int64_t>(items[end]->size());
+        seqs.push_back(*items[end]);
         chunk_dims.push_back(dims[end]);
         ++end;
       }
-      auto job = scheduler_->submit(std::move(seqs), std::move(chunk_dims), priority);
+      auto job = scheduler_->submit(std::move(seqs), std::move(chunk_dims), priority, task);
       if (job.is_ok()) {
         inflight.push_back(std::move(job).value());
         submitted_any = true;

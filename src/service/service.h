@@ -26,6 +26,7 @@
 #include "common/status.h"
 #include "common/thread_pool.h"
 #include "embed/embedder.h"
+#include "embed/reranker.h"
 #include "service/chunking.h"
 #include "service/collections.h"
 #include "service/config.h"
@@ -75,6 +76,27 @@ struct SearchRequest {
 
 inline constexpr size_t kMaxIdBytes = 512;
 
+// POST /v1/rerank: one query against documents, scored by the reranker.
+struct RerankRequest {
+  std::string query;
+  std::vector<std::string> documents;
+  std::optional<std::string> instruction;  // absent: the model card's default instruction
+  std::optional<int64_t> top_n;            // absent: every document; else 1..documents
+};
+
+struct RerankResult {
+  size_t index = 0;               // into the request's documents
+  float score = 0;                // relevance in [0, 1]
+  int32_t truncated_tokens = 0;   // document tokens cut to fit the reranker's limit
+};
+
+struct RerankOutput {
+  std::vector<RerankResult> results;  // top_n of them, by score (ties: lower index first)
+  int64_t total_tokens = 0;           // tokens run through the reranker
+};
+
+inline constexpr size_t kMaxRerankDocuments = 1000;
+
 // kNotFound with instructions to download a model (or run the test model) when dir has no
 // config.json.
 Status check_model_dir(const std::string& dir);
@@ -87,6 +109,7 @@ class Service {
   ~Service();
 
   // Stops the scheduler (queued work fails with kUnavailable) and saves the indexes.
+  // (The reranker, when config.reranker names one, is loaded beside the model in open().)
   Status shutdown();
 
   const ServerConfig& config() const { return config_; }
@@ -97,6 +120,9 @@ class Service {
   const std::string& model_name() const { return model_name_; }
   const std::string& model_identity() const { return model_identity_; }
   int hidden_size() const { return embedder_->hidden_size(); }
+  // The reranker (nullptr when none is loaded) and its directory name (echoed as "model").
+  Reranker* reranker() { return reranker_.get(); }
+  const std::string& reranker_name() const { return reranker_name_; }
   // Smallest output dimension accepted (32, or the hidden size of a smaller test model).
   int min_dimension() const;
 
@@ -121,6 +147,11 @@ class Service {
                                           const SearchRequest& request,
                                           const ClientGone& client_gone);
 
+  // /v1/rerank (service/rerank.cc): kNotFound without a reranker, kUnprocessable for no
+  // documents, too many, or top_n out of range; pairs over the limit are cut (truncate on) or
+  // refused with kUnprocessable (truncate off).
+  StatusOr<RerankOutput> rerank(const RerankRequest& request, const ClientGone& client_gone);
+
  private:
   Service(const ServerConfig& config, Metrics* metrics);
   // Tokenizes several texts on the CPU pool (the calling thread takes a share; a single text is
@@ -142,6 +173,18 @@ class Service {
   StatusOr<Embeddings> embed_prepared(const std::vector<PreparedText>& items,
                                       const std::vector<int32_t>& dims, Priority priority,
                                       bool wait_for_room, const ClientGone& client_gone);
+  // Runs token sequences through the scheduler for task in chunks that fit the queue, two in
+  // flight; rows in order.
+  StatusOr<Embeddings> run_sequences(const std::vector<const std::vector<int32_t>*>& seqs,
+                                     const std::vector<int32_t>& dims, Priority priority,
+                                     Task task, bool wait_for_room, const ClientGone& client_gone);
+  // Scores (query, document) pairs with the reranker through the scheduler (rerank.cc):
+  // tokenized on the CPU pool, cut per the server's limits, results in document order.
+  StatusOr<std::vector<RerankResult>> score_pairs(std::string_view query,
+                                                  const std::vector<std::string_view>& documents,
+                                                  std::string_view instruction,
+                                                  int64_t* total_tokens,
+                                                  const ClientGone& client_gone);
 
   ServerConfig config_;
   Metrics* metrics_;
@@ -149,6 +192,8 @@ class Service {
   std::string model_identity_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Embedder> embedder_;
+  std::unique_ptr<Reranker> reranker_;
+  std::string reranker_name_;
   std::unique_ptr<CollectionStore> store_;
   std::unique_ptr<Scheduler> scheduler_;
   std::atomic<bool> shut_down_{false};

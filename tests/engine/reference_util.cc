@@ -73,6 +73,16 @@ std::unique_ptr<ReferenceModel> ReferenceModel::load(const std::string& model_di
 }
 
 std::vector<double> ReferenceModel::embed(const std::vector<int32_t>& ids, int dim) const {
+  std::vector<double> out = last_hidden(ids);
+  size_t keep = dim > 0 ? static_cast<size_t>(dim) : out.size();
+  out.resize(keep);
+  double ss = 0;
+  for (double e : out) ss += e * e;
+  for (double& e : out) e /= std::max(std::sqrt(ss), 1e-12);
+  return out;
+}
+
+std::vector<double> ReferenceModel::last_hidden(const std::vector<int32_t>& ids) const {
   const ModelConfig& c = config_;
   const size_t n = ids.size(), H = c.hidden_size, D = c.head_dim, half = D / 2;
   const size_t heads = c.num_heads, kv_heads = c.num_kv_heads, group = heads / kv_heads;
@@ -154,13 +164,7 @@ std::vector<double> ReferenceModel::embed(const std::vector<int32_t>& ids, int d
       for (size_t j = 0; j < H; ++j) x[t][j] += down[j];
     }
   }
-  std::vector<double> out = rms_norm(x[n - 1].data(), final_norm_, eps);
-  size_t keep = dim > 0 ? static_cast<size_t>(dim) : H;
-  out.resize(keep);
-  double ss = 0;
-  for (double e : out) ss += e * e;
-  for (double& e : out) e /= std::max(std::sqrt(ss), 1e-12);
-  return out;
+  return rms_norm(x[n - 1].data(), final_norm_, eps);
 }
 
 double cosine(const std::vector<float>& a, const std::vector<double>& b) {

@@ -24,6 +24,9 @@ class ReferenceModel {
   // to dim components (0: hidden) before normalising. The last layer is computed for the last
   // token only, so a 1-layer model costs O(n) (used for the 32k-token test).
   std::vector<double> embed(const std::vector<int32_t>& ids, int dim = 0) const;
+  // The final-norm hidden state of the last token (what embed() normalises; the reranker's).
+  std::vector<double> last_hidden(const std::vector<int32_t>& ids) const;
+  const ModelWeights& weights() const { return *weights_; }
 
  private:
   struct Layer {

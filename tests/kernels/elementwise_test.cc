@@ -130,7 +130,7 @@ TEST(PoolKernel, FinalNormMrlAndL2PerSequence) {
     DeviceArray<int32_t> d_last(last), d_dims(dims);
     d_out.poison();
     QS_ASSERT_OK(launch_last_token_pool(d_resid.get(), d_delta.get(), hidden, d_last.get(),
-                                        d_dims.get(), n, d_w.get(), eps, d_out.get(), 0));
+                                        d_dims.get(), n, d_w.get(), eps, true, d_out.get(), 0));
     auto got = d_out.download();
     std::vector<double> want(got.size());
     for (int i = 0; i < n; ++i) {
@@ -154,6 +154,48 @@ TEST(PoolKernel, FinalNormMrlAndL2PerSequence) {
     for (int i = 0; i < n; ++i)  // exact zeros past dims[i]
       for (int j = dims[i]; j < hidden; ++j)
         ASSERT_EQ(got[static_cast<size_t>(i) * hidden + j], 0.0f);
+  }
+}
+
+// The reranker's output: the final-norm hidden state of each last token, every component, no
+// MRL and no L2 (dims are ignored).
+TEST(PoolKernel, RawHiddenStateWithoutNormalisation) {
+  QS_REQUIRE_GPU();
+  for (int hidden : {128, 1024, 4096}) {
+    const int rows = 24;
+    const float eps = 1e-6f;
+    auto resid = random_f32(static_cast<size_t>(rows) * hidden, 0.0f, 5.0f, hidden + 3);
+    auto delta = random_bf16(static_cast<size_t>(rows) * hidden, 1.0f, hidden + 4);
+    auto weight = random_f32(hidden, 1.0f, 0.3f, hidden + 5);
+    std::vector<int32_t> last = {3, 0, 23, 3};
+    std::vector<int32_t> dims = {hidden, 32, 1, hidden};  // ignored
+    const int n = static_cast<int>(last.size());
+    DeviceArray<float> d_resid(resid), d_w(weight), d_out(static_cast<size_t>(n) * hidden);
+    DeviceArray<bf16> d_delta(delta);
+    DeviceArray<int32_t> d_last(last), d_dims(dims);
+    d_out.poison();
+    QS_ASSERT_OK(launch_last_token_pool(d_resid.get(), d_delta.get(), hidden, d_last.get(),
+                                        d_dims.get(), n, d_w.get(), eps, false, d_out.get(), 0));
+    auto got = d_out.download();
+    std::vector<double> want(got.size());
+    double norm2 = 0;
+    for (int i = 0; i < n; ++i) {
+      std::vector<double> x(hidden);
+      double ss = 0;
+      for (int j = 0; j < hidden; ++j) {
+        size_t k = static_cast<size_t>(last[i]) * hidden + j;
+        x[j] = static_cast<double>(resid[k]) + to_float(delta[k]);
+        ss += x[j] * x[j];
+      }
+      double inv = 1.0 / std::sqrt(ss / hidden + eps);
+      for (int j = 0; j < hidden; ++j) {
+        want[static_cast<size_t>(i) * hidden + j] = x[j] * inv * weight[j];
+        norm2 += want[static_cast<size_t>(i) * hidden + j] * want[static_cast<size_t>(i) * hidden + j];
+      }
+    }
+    EXPECT_TRUE(all_close(got, want, 1e-5, 1e-6)) << "hidden " << hidden;
+    // Not normalised: each row's norm is about sqrt(hidden) (RMS 1 times weights near 1).
+    EXPECT_GT(norm2 / n, 0.25 * hidden) << "hidden " << hidden;
   }
 }
 

@@ -30,6 +30,10 @@ Status validate_batch(const EngineBatch& batch, int64_t vocab_size, int hidden_s
     if (!batch.dims.empty() && (batch.dims[i] < 1 || batch.dims[i] > hidden_size))
       return invalid_argument("dimension " + std::to_string(batch.dims[i]) +
                               " out of range 1.." + std::to_string(hidden_size));
+    if (batch.raw_hidden && !batch.dims.empty() && batch.dims[i] != hidden_size)
+      return invalid_argument("a raw hidden-state batch has dimension " +
+                              std::to_string(batch.dims[i]) + ", not the hidden size " +
+                              std::to_string(hidden_size));
   }
   for (size_t t = 0; t < batch.tokens.size(); ++t) {
     if (batch.tokens[t] < 0 || batch.tokens[t] >= vocab_size)

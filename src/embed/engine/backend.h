@@ -8,6 +8,8 @@
 // Output: n rows of hidden_size() floats, row-major (row i at out[i * hidden_size()]).
 // Row i holds the final-RMSNorm'd hidden state of the last token of sequence i, truncated to
 // dims[i] components (MRL) and L2-normalised; components dims[i] .. hidden_size()-1 are zero.
+// A batch with raw_hidden set (the reranker's) gets that hidden state as it is: all hidden_size()
+// components, no MRL, no L2 (dims must then be empty or hidden_size()), fp32.
 //
 // Concurrency: one Backend instance runs one batch at a time; embed() is not reentrant.
 // Callers (the service scheduler) own one instance per replica (per GPU).
@@ -26,6 +28,7 @@ struct EngineBatch {
   std::vector<int32_t> tokens;
   std::vector<int32_t> cu_seqlens;  // n + 1 offsets, cu_seqlens[0] == 0
   std::vector<int32_t> dims;        // n output dimensions; empty means hidden_size() for all
+  bool raw_hidden = false;          // rows are the final-norm hidden states, not embeddings
 
   size_t num_sequences() const { return cu_seqlens.empty() ? 0 : cu_seqlens.size() - 1; }
   size_t num_tokens() const { return tokens.size(); }

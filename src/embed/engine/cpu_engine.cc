@@ -370,12 +370,13 @@ Status CpuEngine::embed(const EngineBatch& batch, float* out) {
     }
   }
 
-  // Last-token pooling: final norm of the last token of each sequence, then MRL + L2.
+  // Last-token pooling: final norm of the last token of each sequence, then MRL + L2 (not for
+  // a raw hidden-state batch).
   for (size_t i = 0; i < n; ++i) {
     const float* last = x + static_cast<int64_t>(batch.cu_seqlens[i + 1] - 1) * H;
     float* row = out + i * H;
     rms_norm(last, final_norm_.data(), eps, H, row);
-    mrl_normalize(row, H, batch.dims.empty() ? H : batch.dims[i]);
+    if (!batch.raw_hidden) mrl_normalize(row, H, batch.dims.empty() ? H : batch.dims[i]);
   }
   return Status::ok();
 }

@@ -230,6 +230,14 @@ StatusOr<ModelConfig> ModelConfig::from_json(std::string_view text, const std::s
   if (c.dtype.empty()) QS_RETURN_IF_ERROR(get_optional_string(j, "dtype", origin, &c.dtype));
   if (c.dtype.empty()) c.dtype = "bfloat16";
 
+  auto tie = j.find("tie_word_embeddings");
+  if (tie != j.end() && !tie->is_null()) {
+    if (!tie->is_boolean())
+      return invalid_argument(origin + ": field \"tie_word_embeddings\" must be a boolean, got " +
+                              type_name(*tie));
+    c.tie_word_embeddings = tie->get<bool>();
+  }
+
   // Features of other Qwen variants that this engine does not implement.
   std::string act = "silu";
   QS_RETURN_IF_ERROR(get_optional_string(j, "hidden_act", origin, &act));

@@ -23,6 +23,9 @@ struct ModelConfig {
   double rope_theta = 1000000.0;
   double rms_norm_eps = 1e-6;
   std::string dtype;               // "bfloat16", "float16", "float32" (informational)
+  // The LM head shares the embedding table (Qwen3-Reranker-0.6B/4B) or is its own lm_head.weight
+  // (8B). Only the reranker reads the head. Default false, as transformers' Qwen3Config.
+  bool tie_word_embeddings = false;
 
   int q_width() const { return num_heads * head_dim; }
   int kv_width() const { return num_kv_heads * head_dim; }

@@ -10,7 +10,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
+#include "common/thread_pool.h"
 #include "embed/model/safetensors.h"
 
 namespace qsearch {
@@ -45,7 +47,7 @@ constexpr Shape kShapes[] = {
 
 const char* torch_dtype_name(DType t) { return dtype_name(t); }
 
-ojson config_json(const Shape& s, int layers, DType dtype) {
+ojson config_json(const Shape& s, int layers, DType dtype, bool tied = true) {
   ojson c;
   c["architectures"] = {"Qwen3ForCausalLM"};
   c["attention_bias"] = false;
@@ -67,7 +69,7 @@ ojson config_json(const Shape& s, int layers, DType dtype) {
   c["rope_scaling"] = nullptr;
   c["rope_theta"] = 1000000;
   c["sliding_window"] = nullptr;
-  c["tie_word_embeddings"] = true;
+  c["tie_word_embeddings"] = tied;
   c["torch_dtype"] = torch_dtype_name(dtype);
   c["transformers_version"] = "4.51.3";
   c["use_cache"] = true;
@@ -128,7 +130,9 @@ Status make_dirs(const std::string& dir) {
   return Status::ok();
 }
 
-StatusOr<std::string> embedding_tokenizer_json(const std::string& path) {
+// The tokenizer.json to write: the given one checked to be a Qwen2/Qwen3 tokenizer, with
+// Qwen3-Embedding's post-processor (embedding) or unchanged (reranker).
+StatusOr<std::string> model_tokenizer_json(const std::string& path, bool embedding) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return not_found("cannot open tokenizer " + path);
   std::ostringstream ss;
@@ -146,6 +150,7 @@ StatusOr<std::string> embedding_tokenizer_json(const std::string& path) {
     return invalid_argument(path +
                             ": no added token <|endoftext|> with id 151643 "
                             "(not a Qwen2/Qwen3 tokenizer.json)");
+  if (!embedding) return ss.str();
   tok["post_processor"] = nlohmann::json::parse(embedding_post_processor().dump());
   try {
     return tok.dump();
@@ -165,14 +170,34 @@ struct PlannedTensor {
 
 }  // namespace
 
-uint64_t TestRng::next_u64() {
-  uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
+namespace {
+
+constexpr uint64_t kGolden = 0x9e3779b97f4a7c15ull;
+
+inline uint64_t splitmix_mix(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
   return z ^ (z >> 31);
 }
 
-double TestRng::uniform() { return (static_cast<double>(next_u64() >> 11) + 0.5) * 0x1.0p-53; }
+inline double to_uniform(uint64_t x) { return (static_cast<double>(x >> 11) + 0.5) * 0x1.0p-53; }
+
+}  // namespace
+
+uint64_t TestRng::next_u64() { return splitmix_mix(state_ += kGolden); }
+
+double TestRng::uniform() { return to_uniform(next_u64()); }
+
+// normal() draws pairs: values 2p and 2p+1 come from uniforms 2p and 2p+1 of the stream, and
+// uniform i from state seed + (i + 1) * golden.
+double TestRng::normal_at(uint64_t seed, uint64_t j) {
+  const uint64_t p = j >> 1;
+  const double u1 = to_uniform(splitmix_mix(seed + (2 * p + 1) * kGolden));
+  const double u2 = to_uniform(splitmix_mix(seed + (2 * p + 2) * kGolden));
+  const double r = std::sqrt(-2.0 * std::log(u1));
+  const double a = 6.283185307179586 * u2;
+  return (j & 1) ? r * std::sin(a) : r * std::cos(a);
+}
 
 double TestRng::normal() {
   if (has_spare_) {
@@ -210,8 +235,9 @@ StatusOr<TestModelInfo> write_test_model(const TestModelOptions& o) {
   if (o.layers < 0) return invalid_argument("layers must be >= 0");
   if (o.out_dir.empty()) return invalid_argument("no output directory");
   const int layers = o.layers > 0 ? o.layers : shape->layers;
-  QS_ASSIGN_OR_RETURN(std::string tokenizer, embedding_tokenizer_json(o.tokenizer_path));
-  ojson config = config_json(*shape, layers, o.dtype);
+  QS_ASSIGN_OR_RETURN(std::string tokenizer, model_tokenizer_json(o.tokenizer_path, !o.reranker));
+  const bool tied = !o.reranker || o.tied;
+  ojson config = config_json(*shape, layers, o.dtype, tied);
 
   TestModelInfo info;
   QS_ASSIGN_OR_RETURN(info.config, ModelConfig::from_json(config.dump(), "test model config"));
@@ -243,7 +269,7 @@ StatusOr<TestModelInfo> write_test_model(const TestModelOptions& o) {
     add(p + "mlp.down_proj.weight", {h, inter}, Init::kMatrix);
   }
   add("norm.weight", {h}, Init::kNorm);
-  if (o.lm_head) add("lm_head.weight", {c.vocab_size, h}, Init::kMatrix);
+  if (o.lm_head || !tied) add("lm_head.weight", {c.vocab_size, h}, Init::kMatrix);
 
   // Shards: consecutive runs of tensors of about total / shards bytes each.
   if (o.shards < 1 || o.shards > static_cast<int>(plan.size()))
@@ -271,8 +297,13 @@ StatusOr<TestModelInfo> write_test_model(const TestModelOptions& o) {
     std::snprintf(buf, sizeof buf, "model-%05zu-of-%05d.safetensors", s + 1, o.shards);
     return std::string(buf);
   };
-  const std::string prefix = o.prefix ? "model." : "";
-  TestRng rng(o.seed);
+  // lm_head.weight sits outside the "model." module in Hugging Face checkpoints.
+  const bool prefixed = o.prefix || o.reranker;
+  auto stored_name = [&](const std::string& bare) {
+    return (prefixed && bare != "lm_head.weight" ? "model." : "") + bare;
+  };
+  ThreadPool pool(o.threads > 0 ? static_cast<size_t>(o.threads) : 0);
+  uint64_t normals = 0;  // values of the normal stream used so far
   uint64_t checksum = kFnvOffset;
   nlohmann::json weight_map = nlohmann::json::object();
   std::vector<uint8_t> bytes;
@@ -280,7 +311,7 @@ StatusOr<TestModelInfo> write_test_model(const TestModelOptions& o) {
   for (size_t s = 0; s < shard_end.size(); ++s) {
     std::vector<SafetensorsTensor> meta;
     for (size_t i = begin; i < shard_end[s]; ++i)
-      meta.push_back({prefix + plan[i].name, o.dtype, plan[i].shape, nullptr});
+      meta.push_back({stored_name(plan[i].name), o.dtype, plan[i].shape, nullptr});
     std::string file = shard_name(s);
     std::string path = o.out_dir + "/" + file;
     FILE* out = std::fopen(path.c_str(), "wb");
@@ -291,22 +322,27 @@ StatusOr<TestModelInfo> write_test_model(const TestModelOptions& o) {
       const PlannedTensor& t = plan[i];
       bytes.resize(static_cast<size_t>(t.bytes));
       const int64_t n = t.bytes / static_cast<int64_t>(dtype_size(o.dtype));
-      for (int64_t k = 0; k < n; ++k) {
-        double v = t.init == Init::kNorm        ? 1.0 + 0.1 * rng.normal()
-                   : t.init == Init::kEmbedding ? 0.05 * rng.normal()
-                                                : 0.02 * rng.normal();
-        float f = static_cast<float>(v);
-        if (o.dtype == DType::kF32) {
-          std::memcpy(&bytes[4 * k], &f, 4);
-        } else {
-          uint16_t b = o.dtype == DType::kBF16 ? float_to_bf16(f) : float_to_f16(f);
-          std::memcpy(&bytes[2 * k], &b, 2);
+      const uint64_t first = normals;
+      pool.parallel_for(static_cast<size_t>(n), [&](size_t begin, size_t end) {
+        for (size_t k = begin; k < end; ++k) {
+          const double z = TestRng::normal_at(o.seed, first + k);
+          const double v = t.init == Init::kNorm        ? 1.0 + 0.1 * z
+                           : t.init == Init::kEmbedding ? 0.05 * z
+                                                        : 0.02 * z;
+          const float f = static_cast<float>(v);
+          if (o.dtype == DType::kF32) {
+            std::memcpy(&bytes[4 * k], &f, 4);
+          } else {
+            uint16_t b = o.dtype == DType::kBF16 ? float_to_bf16(f) : float_to_f16(f);
+            std::memcpy(&bytes[2 * k], &b, 2);
+          }
         }
-      }
+      });
+      normals += static_cast<uint64_t>(n);
       checksum = fnv1a(checksum, t.name.data(), t.name.size());
       checksum = fnv1a(checksum, bytes.data(), bytes.size());
       ok = std::fwrite(bytes.data(), 1, bytes.size(), out) == bytes.size();
-      weight_map[prefix + t.name] = file;
+      weight_map[stored_name(t.name)] = file;
     }
     if (std::fclose(out) != 0) ok = false;
     if (!ok) return io_error(path + ": write failed");
@@ -334,7 +370,9 @@ StatusOr<TestModelInfo> write_test_model(const TestModelOptions& o) {
   meta["shape"] = o.shape;
   meta["layers"] = layers;
   meta["dtype"] = dtype_name(o.dtype);
-  meta["prefix"] = o.prefix;
+  meta["prefix"] = prefixed;
+  meta["kind"] = o.reranker ? "reranker" : "embedding";
+  meta["tie_word_embeddings"] = tied;
   meta["shards"] = o.shards;
   meta["checksum"] = checksum_hex(checksum);
   QS_RETURN_IF_ERROR(write_text(o.out_dir + "/test_model.json", meta.dump(2) + "\n"));

@@ -3,12 +3,16 @@
 // Qwen3-Embedding one), tokenizer.json (the given one with Qwen3-Embedding's post-processor,
 // which appends <|endoftext|>), tokenizer_config.json, test_model.json (seed, shape, checksum)
 // and model.safetensors, or model-0000i-of-0000N.safetensors + model.safetensors.index.json.
+// The reranker variant is laid out like a Qwen3-Reranker download instead: the tokenizer.json
+// as given (a plain Qwen3 one adds no token), tensor names with "model.", and the LM head tied to
+// the embedding table (tie_word_embeddings true, as 0.6B/4B) or its own lm_head.weight (8B).
 //
 // Weights are deterministic from the seed (splitmix64 + Box-Muller, generated in a fixed
 // tensor order whatever the layout): matrices N(0, 0.02), the embedding table N(0, 0.05),
-// norm weights 1 + N(0, 0.1) so that they matter. The checksum (FNV-1a 64 over each tensor's
-// bare name and stored bytes, in that order) changes when the generator does; reference
-// outputs computed from a test model record it.
+// norm weights 1 + N(0, 0.1) so that they matter. Normal number j of the stream depends only on
+// (seed, j), so large tensors are generated on all cores with the same result. The checksum
+// (FNV-1a 64 over each tensor's bare name and stored bytes, in that order) changes when the
+// generator does; reference outputs computed from a test model record it.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +35,9 @@ struct TestModelOptions {
   int shards = 1;              // > 1: sharded with model.safetensors.index.json
   DType dtype = DType::kBF16;  // stored dtype
   bool lm_head = false;        // also write lm_head.weight (the loader must ignore it)
+  bool reranker = false;       // Qwen3-Reranker layout (see above; implies prefix)
+  bool tied = true;            // reranker: LM head tied to embed_tokens; false writes lm_head
+  int threads = 0;             // generator threads (0: all cores)
 };
 
 struct TestModelInfo {
@@ -55,6 +62,8 @@ class TestRng {
   uint64_t next_u64();
   double uniform();  // in (0, 1)
   double normal();   // N(0, 1)
+  // The j-th value normal() returns from a fresh TestRng(seed) (random access into the stream).
+  static double normal_at(uint64_t seed, uint64_t j);
 
  private:
   uint64_t state_;

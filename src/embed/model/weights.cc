@@ -27,6 +27,8 @@ std::string shape_string(const std::vector<int64_t>& shape) {
   return s + "]";
 }
 
+}  // namespace
+
 // Where each tensor name lives: one file, or the weight_map of an index.
 struct TensorSource {
   std::string model_dir;
@@ -59,6 +61,8 @@ struct TensorSource {
     return not_found(where + ": tensor \"" + name + "\" (or \"model." + name + "\") is missing");
   }
 };
+
+namespace {
 
 StatusOr<std::string> read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -167,6 +171,11 @@ std::vector<uint16_t> TensorView::to_bf16() const {
 
 ModelWeights::~ModelWeights() = default;
 
+StatusOr<TensorView> ModelWeights::tensor(const std::string& name,
+                                          const std::vector<int64_t>& shape) const {
+  return source_->get(name, shape);
+}
+
 int64_t ModelWeights::total_bytes() const {
   int64_t total = static_cast<int64_t>(embed_tokens_.nbytes() + norm_.nbytes());
   for (const auto& l : layers_) {
@@ -181,7 +190,8 @@ int64_t ModelWeights::total_bytes() const {
 StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::open(const std::string& model_dir,
                                                            const ModelConfig& config) {
   std::unique_ptr<ModelWeights> w(new ModelWeights());
-  TensorSource src;
+  w->source_ = std::make_unique<TensorSource>();
+  TensorSource& src = *w->source_;
   src.model_dir = model_dir;
   std::string single = model_dir + "/model.safetensors";
   std::string index = model_dir + "/model.safetensors.index.json";

@@ -43,6 +43,7 @@ struct LayerWeights {
 };
 
 class SafetensorsFile;
+struct TensorSource;
 
 class ModelWeights {
  public:
@@ -52,11 +53,15 @@ class ModelWeights {
   const TensorView& embed_tokens() const { return embed_tokens_; }  // [vocab, hidden]
   const LayerWeights& layer(int i) const { return layers_[i]; }
   const TensorView& norm() const { return norm_; }                  // [hidden]
+  // Any other tensor by its bare name (e.g. "lm_head.weight"), checked against shape;
+  // kNotFound when absent, kCorruption when its shape differs.
+  StatusOr<TensorView> tensor(const std::string& name, const std::vector<int64_t>& shape) const;
   int64_t total_bytes() const;
 
  private:
   ModelWeights() = default;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
+  std::unique_ptr<TensorSource> source_;  // name -> file, for tensor()
   TensorView embed_tokens_;
   std::vector<LayerWeights> layers_;
   TensorView norm_;

@@ -344,11 +344,12 @@ Status CudaEngine::run(const EngineBatch& batch, float* out, bool allow_graph) {
   } else {
     QS_RETURN_IF_ERROR(enqueue_forward(t_run, num_tiles, block_m, lay));
   }
-  // final residual add + norm + MRL + L2 of each last token, into buf_b (free again)
+  // final residual add + norm (+ MRL + L2 unless raw) of each last token, into buf_b (free again)
   float* pooled = reinterpret_cast<float*>(buf_b_);
   QS_RETURN_IF_ERROR(launch_last_token_pool(
       resid_, buf_a_, static_cast<int>(h), meta_dev_ + lay.last, meta_dev_ + lay.dims,
-      static_cast<int>(n), w_.norm(), static_cast<float>(c_.rms_norm_eps), pooled, stream_));
+      static_cast<int>(n), w_.norm(), static_cast<float>(c_.rms_norm_eps), !batch.raw_hidden,
+      pooled, stream_));
   if (out_host_elems_ < n * h) {
     if (out_host_) CUDA_CHECK(cudaFreeHost(out_host_));
     out_host_ = nullptr;
