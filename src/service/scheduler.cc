@@ -13,12 +13,6 @@ namespace qsearch {
 
 namespace {
 
-std::vector<SchedulerReplica> embed_only(const std::vector<Backend*>& backends) {
-  std::vector<SchedulerReplica> r;
-  for (Backend* b : backends) r.push_back({b, nullptr});
-  return r;
-}
-
 int64_t budget_of(const Backend* b, const SchedulerOptions& options) {
   int64_t budget = b->max_batch_tokens();
   if (options.max_batch_tokens > 0) budget = std::min(budget, options.max_batch_tokens);
@@ -27,20 +21,17 @@ int64_t budget_of(const Backend* b, const SchedulerOptions& options) {
 
 }  // namespace
 
-Scheduler::Scheduler(std::vector<Backend*> backends, SchedulerOptions options, Metrics* metrics)
-    : Scheduler(embed_only(backends), options, metrics) {}
-
-Scheduler::Scheduler(std::vector<SchedulerReplica> replicas, SchedulerOptions options,
-                     Metrics* metrics)
-    : replicas_(std::move(replicas)), options_(options), metrics_(metrics) {
-  bool rerank_everywhere = !replicas_.empty();
-  for (const SchedulerReplica& r : replicas_) rerank_everywhere &= r.rerank != nullptr;
-  if (!rerank_everywhere)
-    for (SchedulerReplica& r : replicas_) r.rerank = nullptr;
+Scheduler::Scheduler(std::vector<Backend*> backends, SchedulerOptions options, Metrics* metrics,
+                     std::vector<Backend*> rerank)
+    : options_(options), metrics_(metrics) {
+  // A reranker runs on every replica or on none.
+  const bool with_rerank = !rerank.empty() && rerank.size() == backends.size();
+  for (size_t i = 0; i < backends.size(); ++i)
+    replicas_.push_back({backends[i], with_rerank ? rerank[i] : nullptr});
   for (int t = 0; t < 2; ++t) {
     int64_t limit = INT64_MAX;
     bool any = false;
-    for (const SchedulerReplica& r : replicas_) {
+    for (const Replica& r : replicas_) {
       const Backend* b = t == 0 ? r.embed : r.rerank;
       if (!b) continue;
       any = true;
@@ -260,7 +251,7 @@ std::vector<Scheduler::Item> Scheduler::take_batch(const int64_t budget[2], Task
 }
 
 void Scheduler::run(size_t replica) {
-  const SchedulerReplica& r = replicas_[replica];
+  const Replica& r = replicas_[replica];
   Backend* backends[2] = {r.embed, r.rerank};
   int64_t budget[2] = {0, 0};
   for (int t = 0; t < 2; ++t)

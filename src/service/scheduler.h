@@ -52,12 +52,6 @@ enum class Priority { kQuery = 0, kBulk = 1 };
 enum class Task { kEmbed = 0, kRerank = 1 };
 inline const char* task_name(Task t) { return t == Task::kEmbed ? "embed" : "rerank"; }
 
-// One device: its embedding backend, and its reranker backend when a reranker is loaded (then
-// every replica has one).
-struct SchedulerReplica {
-  Backend* embed = nullptr;
-  Backend* rerank = nullptr;
-};
 
 struct SchedulerOptions {
   int64_t max_batch_tokens = 0;      // per batch; 0: each backend's max_batch_tokens()
@@ -88,10 +82,11 @@ struct EmbedJob {
 
 class Scheduler {
  public:
-  // Backends are not owned and must outlive the scheduler. metrics may be null.
-  Scheduler(std::vector<SchedulerReplica> replicas, SchedulerOptions options, Metrics* metrics);
-  // Embedding only: one replica per backend.
-  Scheduler(std::vector<Backend*> backends, SchedulerOptions options, Metrics* metrics);
+  // One replica per embedding backend; rerank (empty, or one per replica: the reranker's
+  // backend on the same device) adds Task::kRerank. Backends are not owned and must outlive the
+  // scheduler. metrics may be null.
+  Scheduler(std::vector<Backend*> backends, SchedulerOptions options, Metrics* metrics,
+            std::vector<Backend*> rerank = {});
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
   Scheduler& operator=(const Scheduler&) = delete;
@@ -147,7 +142,13 @@ class Scheduler {
   void finish(const std::shared_ptr<EmbedJob>& job, Status status);  // requires mu_
   void remove_queued(EmbedJob* job, bool count_dropped);             // requires mu_
 
-  std::vector<SchedulerReplica> replicas_;
+  // One device: its embedding backend, and its reranker backend when a reranker is loaded
+  // (then every replica has one).
+  struct Replica {
+    Backend* embed = nullptr;
+    Backend* rerank = nullptr;
+  };
+  std::vector<Replica> replicas_;
   SchedulerOptions options_;
   Metrics* metrics_;
   int hidden_size_[2] = {0, 0};              // by Task

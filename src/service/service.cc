@@ -138,15 +138,17 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
   if (!store.is_ok()) return store.status().with_context("opening the data directory " + config.data_dir);
   svc->store_ = std::move(store).value();
 
-  std::vector<SchedulerReplica> replicas;
-  for (size_t i = 0; i < svc->embedder_->num_backends(); ++i)
-    replicas.push_back({&svc->embedder_->backend(i),
-                        svc->reranker_ ? &svc->reranker_->backend(i) : nullptr});
+  std::vector<Backend*> backends, rerank;
+  for (size_t i = 0; i < svc->embedder_->num_backends(); ++i) {
+    backends.push_back(&svc->embedder_->backend(i));
+    if (svc->reranker_) rerank.push_back(&svc->reranker_->backend(i));
+  }
   SchedulerOptions sched;
   sched.max_batch_tokens = config.max_batch_tokens;
   sched.queue_limit_tokens = config.queue_limit_tokens;
   sched.debug_batch_delay_ms = config.debug_batch_delay_ms;
-  svc->scheduler_ = std::make_unique<Scheduler>(std::move(replicas), sched, metrics);
+  svc->scheduler_ =
+      std::make_unique<Scheduler>(std::move(backends), sched, metrics, std::move(rerank));
   return svc;
 }
 

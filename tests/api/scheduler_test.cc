@@ -1,9 +1,10 @@
 // The embedding scheduler against a fake engine: token budgets, query priority, the bounded
-// queue, cancellation, failures and shutdown.
+// queue, cancellation, failures and shutdown; and the reranker's task beside embeddings.
 #include "service/scheduler.h"
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -16,6 +17,8 @@ namespace {
 
 // Row i of a batch: component j = first token of sequence i + j (j < dims[i]), then zeros.
 // A gate can hold embed() until released, to stage what is queued meanwhile.
+std::atomic<int> g_batch_counter{0};  // orders batches across backends
+
 class FakeBackend : public Backend {
  public:
   explicit FakeBackend(int64_t budget, int hidden = 8) : budget_(budget), hidden_(hidden) {}
@@ -29,6 +32,7 @@ class FakeBackend : public Backend {
     {
       std::unique_lock<std::mutex> lock(mu_);
       batches_.push_back(batch);
+      order_.push_back(g_batch_counter++);
       ++started_;
       cv_.notify_all();
       cv_.wait(lock, [&] { return open_; });
@@ -64,6 +68,11 @@ class FakeBackend : public Backend {
     std::lock_guard<std::mutex> lock(mu_);
     return batches_;
   }
+  // Global sequence numbers of this backend's batches (g_batch_counter).
+  std::vector<int> order() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return order_;
+  }
 
  private:
   int64_t budget_;
@@ -74,6 +83,7 @@ class FakeBackend : public Backend {
   bool fail_ = false;
   int started_ = 0;
   std::vector<EngineBatch> batches_;
+  std::vector<int> order_;
 };
 
 std::vector<int32_t> seq(int32_t first, int len) {
@@ -312,6 +322,89 @@ TEST(Scheduler, SeveralReplicasShareTheQueue) {
   auto out = sched.wait(*job, nullptr);
   ASSERT_TRUE(out.is_ok());
   for (int i = 0; i < 200; ++i) EXPECT_EQ((*out)[i], (std::vector<float>{float(i), i + 1.f, i + 2.f}));
+}
+
+// The reranker's task: its own backend, raw hidden-state batches, rows of its hidden size, never
+// mixed with embedding sequences in one batch.
+TEST(SchedulerRerank, RunsOnTheRerankBackendWithRawBatches) {
+  FakeBackend embed(100, 8), rerank(100, 16);
+  Metrics metrics;
+  Scheduler sched({&embed}, {}, &metrics, {&rerank});
+  EXPECT_TRUE(sched.has_task(Task::kRerank));
+  EXPECT_EQ(sched.hidden_size(Task::kRerank), 16);
+  auto r = sched.submit({seq(10, 3), seq(20, 4)}, {0, 0}, Priority::kQuery, Task::kRerank);
+  auto e = sched.submit({seq(30, 2)}, {4}, Priority::kQuery);
+  ASSERT_TRUE(r.is_ok() && e.is_ok());
+  auto rout = sched.wait(*r, nullptr);
+  auto eout = sched.wait(*e, nullptr);
+  ASSERT_TRUE(rout.is_ok() && eout.is_ok());
+  ASSERT_EQ((*rout)[0].size(), 16u);
+  EXPECT_EQ((*rout)[1][15], 35);
+  EXPECT_EQ((*eout)[0], (std::vector<float>{30, 31, 32, 33}));
+  for (const auto& b : rerank.batches()) {
+    EXPECT_TRUE(b.raw_hidden);
+    for (int32_t t : b.tokens) EXPECT_NE(t, 30) << "an embedding sequence in a rerank batch";
+  }
+  for (const auto& b : embed.batches()) {
+    EXPECT_FALSE(b.raw_hidden);
+    for (int32_t t : b.tokens) EXPECT_TRUE(t != 10 && t != 20) << "a rerank sequence embedded";
+  }
+  EXPECT_EQ(metrics.tokens_reranked(), 7);
+  EXPECT_EQ(metrics.tokens_embedded(), 2);
+  EXPECT_NE(metrics.render().find("qsearch_batches_total{backend=\"fake\",task=\"rerank\"} 1"),
+            std::string::npos);
+}
+
+TEST(SchedulerRerank, WithoutARerankerTheTaskIsNotFound) {
+  FakeBackend embed(100);
+  Scheduler sched({&embed}, {}, nullptr);
+  EXPECT_FALSE(sched.has_task(Task::kRerank));
+  EXPECT_EQ(sched.submit({seq(1, 3)}, {0}, Priority::kQuery, Task::kRerank).status().code(),
+            StatusCode::kNotFound);
+}
+
+// One queue: a rerank query goes ahead of queued bulk embeddings, and the next batch after it
+// is the bulk (the replica runs one batch at a time, of either model).
+TEST(SchedulerRerank, QueriesOfEitherTaskGoAheadOfBulk) {
+  FakeBackend embed(10), rerank(10);
+  Scheduler sched({&embed}, {}, nullptr, {&rerank});
+  embed.close_gate();
+  auto busy = sched.submit({seq(1, 10)}, {0}, Priority::kBulk);
+  embed.wait_started(1);
+  auto bulk = sched.submit({seq(2, 10)}, {0}, Priority::kBulk);
+  auto rq = sched.submit({seq(3, 10)}, {0}, Priority::kQuery, Task::kRerank);  // last
+  ASSERT_TRUE(bulk.is_ok() && rq.is_ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(rerank.batches().empty()) << "the replica's thread is busy with the embed batch";
+  embed.open_gate();
+  ASSERT_TRUE(sched.wait(*bulk, nullptr).is_ok());
+  ASSERT_TRUE(sched.wait(*rq, nullptr).is_ok());
+  ASSERT_EQ(rerank.order().size(), 1u);
+  ASSERT_EQ(embed.order().size(), 2u);
+  EXPECT_LT(rerank.order()[0], embed.order()[1]) << "the rerank query ran before the bulk";
+}
+
+// The token limit and the 429 are shared by both tasks.
+TEST(SchedulerRerank, SharesTheQueueLimit) {
+  FakeBackend embed(100), rerank(100);
+  SchedulerOptions options;
+  options.queue_limit_tokens = 30;
+  Scheduler sched({&embed}, options, nullptr, {&rerank});
+  embed.close_gate();
+  auto busy = sched.submit({seq(1, 5)}, {0}, Priority::kBulk);
+  embed.wait_started(1);
+  auto r = sched.submit({seq(2, 20)}, {0}, Priority::kQuery, Task::kRerank);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_EQ(sched.queued_tokens(), 20);
+  EXPECT_EQ(sched.submit({seq(3, 20)}, {0}, Priority::kQuery).status().code(),
+            StatusCode::kResourceExhausted);
+  EXPECT_EQ(sched.submit({seq(4, 20)}, {0}, Priority::kBulk).status().code(),
+            StatusCode::kResourceExhausted);
+  EXPECT_EQ(sched.submit({seq(5, 20)}, {0}, Priority::kQuery, Task::kRerank).status().code(),
+            StatusCode::kResourceExhausted);
+  embed.open_gate();
+  EXPECT_TRUE(sched.wait(*r, nullptr).is_ok());
+  EXPECT_EQ(sched.queued_tokens(), 0);
 }
 
 }  // namespace
