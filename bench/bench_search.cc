@@ -46,7 +46,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "service/collections.h"
+#include "collection/collections.h"
 
 namespace {
 

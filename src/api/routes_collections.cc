@@ -9,7 +9,7 @@
 
 #include "api/errors.h"
 #include "api/routes.h"
-#include "service/chunking.h"
+#include "service/chunking.h"  // code_point_slice
 
 namespace qsearch::api {
 namespace {
@@ -28,7 +28,7 @@ json collection_json(const CollectionInfo& info) {
           {"document_count", info.document_count},
           {"index_type", info.index_type},
           {"index_size", info.index_vectors},
-          {"options", s.options.is_object() ? s.options : json::object()}};
+          {"options", s.options_json()}};
 }
 
 void check_known_fields(const json& body, const std::set<std::string>& known, const char* what) {
@@ -42,36 +42,16 @@ void create_collection(RequestContext& ctx) {
   check_known_fields(body, {"name", "dimension", "metric", "index", "query_instruction", "max_tokens",
                             "dedup", "chunking"},
                      "a collection");
-  CollectionSpec spec;
-  auto name = get_string(body, "name");
-  if (!name) throw StatusException(invalid_argument("\"name\" is required"));
-  bool name_ok = !name->empty() && name->size() <= 128;
-  for (char c : *name)
-    name_ok = name_ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '.' || c == '-');
-  if (!name_ok)
-    throw StatusException(invalid_argument(
-        "collection name must be 1..128 characters of A-Z a-z 0-9 _ . -, got \"" + *name + "\""));
-  spec.name = *name;
-  spec.dimension = static_cast<int>(get_int(body, "dimension").value_or(0));
-  if (get_field(body, "dimension") && spec.dimension == 0)
-    throw StatusException(unprocessable("\"dimension\" must be positive"));
-  if (auto metric = get_string(body, "metric")) {
-    auto m = parse_metric(*metric);
-    if (!m.is_ok()) throw StatusException(unprocessable("\"metric\" must be cosine, ip or l2, not \"" + *metric + "\""));
-    spec.metric = *m;
-  }
-  if (const json* index = get_field(body, "index")) {
-    require_object(*index, "\"index\"");
-    spec.index = value_or_throw(IndexSpec::from_json(*index));
-  }
-  if (auto qi = get_string(body, "query_instruction")) spec.query_instruction = *qi;
-  if (auto mt = get_int(body, "max_tokens")) {
-    if (*mt < 1 || *mt > (1 << 20))
-      throw StatusException(unprocessable("\"max_tokens\" must be in 1..1048576"));
-    spec.max_tokens = static_cast<int>(*mt);
-  }
-  for (const char* option : {"dedup", "chunking"})  // validated by the service
-    if (const json* o = get_field(body, option)) spec.options[option] = *o;
+  // The request's top-level "dedup" and "chunking" are the spec's options; the spec parser
+  // (collection/options.h) checks every field once.
+  json spec_json = body;
+  spec_json.erase("dedup");
+  spec_json.erase("chunking");
+  json options = json::object();
+  for (const char* option : {"dedup", "chunking"})
+    if (const json* o = get_field(body, option)) options[option] = *o;
+  spec_json["options"] = options;
+  CollectionSpec spec = value_or_throw(CollectionSpec::from_json(spec_json));
   check(ctx.service->create_collection(spec));
   ctx.reply(201, collection_json(value_or_throw(ctx.service->store().get_collection(spec.name))));
 }
@@ -248,10 +228,7 @@ Status parse_document(const json& j, DocumentInput* out) {
   auto id = j.find("id");
   if (id == j.end() || !id->is_string()) return invalid_argument("\"id\" must be a string");
   out->id = id->get<std::string>();
-  if (out->id.empty()) return invalid_argument("\"id\" must not be empty");
-  if (out->id.size() > kMaxIdBytes)
-    return unprocessable("\"id\" is " + std::to_string(out->id.size()) + " bytes, more than " +
-                         std::to_string(kMaxIdBytes));
+  QS_RETURN_IF_ERROR(check_document_id(out->id));
   auto text = j.find("text");
   if (text == j.end() || !text->is_string()) return invalid_argument("\"text\" must be a string");
   out->text = text->get<std::string>();

@@ -1,12 +1,12 @@
 // POST /collections/{name}/duplicates {"threshold": 0.95, "limit": 100}
 //   -> {"clusters": [{"ids": [...], "keep", "max_score", "min_score"}, ...], "total_clusters",
 //       "duplicate_documents", "documents", "pairs", "device", "took_ms"}
-// Clusters of near-duplicate documents among the stored embeddings (service/duplicates.h).
+// Clusters of near-duplicate documents among the stored embeddings (collection/duplicates.h).
 #include <chrono>
 
 #include "api/errors.h"
 #include "api/routes.h"
-#include "service/duplicates.h"
+#include "collection/duplicates.h"
 
 namespace qsearch::api {
 namespace {

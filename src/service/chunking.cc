@@ -29,34 +29,6 @@ bool is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' |
 
 }  // namespace
 
-StatusOr<ChunkingOptions> parse_chunking_options(const nlohmann::json& j) {
-  if (!j.is_object())
-    return unprocessable("\"chunking\" must be an object {\"max_tokens\", \"overlap\"}");
-  ChunkingOptions o;
-  for (const auto& [key, value] : j.items()) {
-    if (key != "max_tokens" && key != "overlap")
-      return unprocessable("unknown field \"" + key + "\" in \"chunking\"");
-    if (!value.is_number_integer())
-      return unprocessable("\"chunking\".\"" + key + "\" must be an integer");
-  }
-  if (j.contains("max_tokens")) {
-    const int64_t v = j["max_tokens"].get<int64_t>();
-    if (v < 16 || v > 32768)
-      return unprocessable("\"chunking\".\"max_tokens\" must be in 16..32768, got " + std::to_string(v));
-    o.max_tokens = static_cast<int>(v);
-  }
-  if (j.contains("overlap")) {
-    const int64_t v = j["overlap"].get<int64_t>();
-    if (v < 0 || v > o.max_tokens / 2)
-      return unprocessable("\"chunking\".\"overlap\" must be in 0.." + std::to_string(o.max_tokens / 2) +
-                           " (half of max_tokens), got " + std::to_string(v));
-    o.overlap = static_cast<int>(v);
-  } else {
-    o.overlap = std::min(o.overlap, o.max_tokens / 2);
-  }
-  return o;
-}
-
 std::vector<TextChunk> plan_chunks(std::string_view text, const std::vector<TokenSpan>& tokens,
                                    const ChunkingOptions& options) {
   const size_t n = tokens.size();

@@ -1,4 +1,5 @@
-// Long documents split into overlapping token windows (collection option "chunking").
+// Long documents split into overlapping token windows (collection option "chunking",
+// ChunkingOptions in collection/options.h).
 //
 // A document's text is tokenized once (content tokens with byte offsets, no EOS). Windows hold
 // at most max_tokens - 1 content tokens, so that with the EOS each chunk fits max_tokens.
@@ -19,19 +20,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "collection/options.h"
 #include "common/status.h"
 #include "embed/tokenizer/tokenizer.h"
 
 namespace qsearch {
-
-struct ChunkingOptions {
-  int max_tokens = 512;  // tokens per chunk, EOS included: 16..32768
-  int overlap = 64;      // tokens shared by neighbouring chunks: 0..max_tokens/2
-};
-
-// The "chunking" object of a collection: {"max_tokens", "overlap"}, both optional integers.
-// kUnprocessable for wrong types, out-of-range values or unknown fields.
-StatusOr<ChunkingOptions> parse_chunking_options(const nlohmann::json& j);
 
 struct TextChunk {
   size_t byte_begin = 0;   // [byte_begin, byte_end) of the text

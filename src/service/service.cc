@@ -14,8 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "service/chunking.h"
-#include "service/collection_store.h"
-#include "service/duplicates.h"
+#include "collection/collection_store.h"
 
 namespace qsearch {
 namespace fs = std::filesystem;
@@ -188,13 +187,6 @@ std::vector<StatusOr<PreparedText>> Service::prepare_texts(
   return out;
 }
 
-StatusOr<std::optional<ChunkingOptions>> chunking_of(const CollectionSpec& spec) {
-  if (!spec.options.is_object() || !spec.options.contains("chunking"))
-    return std::optional<ChunkingOptions>();
-  QS_ASSIGN_OR_RETURN(ChunkingOptions o, parse_chunking_options(spec.options["chunking"]));
-  return std::optional<ChunkingOptions>(o);
-}
-
 std::vector<float> document_vector(const Document& doc, int dimension) {
   if (doc.chunks.empty()) return doc.embedding;
   return normalized_mean(doc.embedding, dimension);
@@ -338,21 +330,23 @@ StatusOr<EmbedOutput> Service::embed_inputs(const std::vector<EmbedInput>& input
   return output;
 }
 
+// The spec's own rules were checked when it was parsed (collection/options.h); here the rules
+// of this model and server: dimension within what the model produces, token limits within
+// --max-tokens-per-text.
 Status Service::create_collection(CollectionSpec spec) {
   if (spec.dimension == 0) spec.dimension = hidden_size();
   if (spec.dimension < min_dimension() || spec.dimension > hidden_size())
     return unprocessable("dimension must be in " + std::to_string(min_dimension()) + ".." +
                          std::to_string(hidden_size()) + ", got " +
                          std::to_string(spec.dimension));
-  QS_RETURN_IF_ERROR(validate_collection_options(spec));
-  QS_ASSIGN_OR_RETURN(std::optional<ChunkingOptions> chunking, chunking_of(spec));
-  if (chunking && chunking->max_tokens > config_.max_tokens_per_text)
-    return unprocessable("\"chunking\".\"max_tokens\" is " + std::to_string(chunking->max_tokens) +
+  if (spec.chunking && spec.chunking->max_tokens > config_.max_tokens_per_text)
+    return unprocessable("\"chunking\".\"max_tokens\" is " + std::to_string(spec.chunking->max_tokens) +
                          ", more than the server's limit per text (" +
                          std::to_string(config_.max_tokens_per_text) + ", --max-tokens-per-text)");
-  if (spec.max_tokens < 1 || spec.max_tokens > (1 << 20))
-    return unprocessable("max_tokens must be in 1..1048576, got " +
-                         std::to_string(spec.max_tokens));
+  if (spec.max_tokens > config_.max_tokens_per_text)
+    return unprocessable("max_tokens is " + std::to_string(spec.max_tokens) +
+                         ", more than the server's limit per text (" +
+                         std::to_string(config_.max_tokens_per_text) + ", --max-tokens-per-text)");
   spec.model = model_identity_;
   return store_->create_collection(spec);
 }
@@ -368,13 +362,8 @@ StatusOr<std::vector<DocumentResult>> Service::upsert_documents(const std::strin
   std::unordered_map<std::string, size_t> last;
   for (size_t i = 0; i < docs.size(); ++i) {
     results[i].id = docs[i].id;
-    if (docs[i].id.empty())
-      results[i].status = invalid_argument("document id must not be empty");
-    else if (docs[i].id.size() > kMaxIdBytes)
-      results[i].status = unprocessable("document id is " + std::to_string(docs[i].id.size()) +
-                                        " bytes, more than " + std::to_string(kMaxIdBytes));
-    else
-      last[docs[i].id] = i;
+    results[i].status = check_document_id(docs[i].id);
+    if (results[i].status.is_ok()) last[docs[i].id] = i;
   }
   std::vector<size_t> todo;
   std::vector<std::string_view> texts;
@@ -388,10 +377,8 @@ StatusOr<std::vector<DocumentResult>> Service::upsert_documents(const std::strin
   std::vector<PreparedText> ready;
   std::vector<size_t> first_item(todo.size() + 1, 0);
   std::vector<std::vector<Chunk>> chunks(todo.size());
-  auto chunking = chunking_of(info.spec);
-  if (!chunking.is_ok()) return chunking.status();
-  if (*chunking) {
-    auto planned = prepare_chunks(texts, **chunking);
+  if (info.spec.chunking) {
+    auto planned = prepare_chunks(texts, *info.spec.chunking);
     for (size_t k = 0; k < todo.size(); ++k) {
       first_item[k] = ready.size();
       if (!planned[k].is_ok()) {
@@ -445,7 +432,7 @@ StatusOr<std::vector<DocumentResult>> Service::upsert_documents(const std::strin
   // With "dedup", the check and the write are one step per collection: a concurrent request
   // cannot store a duplicate between our check and our write.
   std::unique_lock<std::mutex> dedup_lock;
-  if (info.spec.options.is_object() && info.spec.options.contains("dedup"))
+  if (info.spec.dedup)
     dedup_lock = std::unique_lock<std::mutex>(dedup_mu_);
   QS_RETURN_IF_ERROR(check_ingest_duplicates(info, &batch, &batch_results));
   QS_RETURN_IF_ERROR(store_->upsert(collection, batch));
@@ -466,8 +453,6 @@ StatusOr<std::vector<SearchHit>> Service::search(const std::string& collection,
   int given = (request.query ? 1 : 0) + (request.vector ? 1 : 0) + (request.id ? 1 : 0);
   if (given != 1)
     return invalid_argument("give exactly one of \"query\", \"vector\" or \"id\"");
-  if (request.params.k < 1 || request.params.k > 1000)
-    return unprocessable("k must be in 1..1000, got " + std::to_string(request.params.k));
   SearchParams params = request.params;
   std::vector<float> query;
   if (request.vector) {

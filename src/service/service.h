@@ -28,7 +28,7 @@
 #include "embed/embedder.h"
 #include "embed/reranker.h"
 #include "service/chunking.h"
-#include "service/collections.h"
+#include "collection/collections.h"
 #include "service/config.h"
 #include "service/metrics.h"
 #include "service/scheduler.h"
@@ -73,8 +73,6 @@ struct SearchRequest {
   std::optional<std::string> instruction;  // overrides the collection's query instruction
   SearchParams params;
 };
-
-inline constexpr size_t kMaxIdBytes = 512;
 
 // POST /v1/rerank: one query against documents, scored by the reranker.
 struct RerankRequest {
@@ -165,7 +163,7 @@ class Service {
   // each chunk's prepared tokens; on the CPU pool like prepare_texts.
   std::vector<StatusOr<std::vector<std::pair<Chunk, PreparedText>>>> prepare_chunks(
       const std::vector<std::string_view>& texts, const ChunkingOptions& options) const;
-  // Collection option "dedup" (service/duplicates.cc): sets duplicate_of of each new document
+  // Collection option "dedup" (service/ingest_dedup.cc): sets duplicate_of of each new document
   // whose nearest stored neighbour is at or above the threshold; "skip" drops it from batch.
   Status check_ingest_duplicates(const CollectionInfo& info, std::vector<Document>* batch,
                                  std::vector<DocumentResult*>* results);
@@ -200,8 +198,6 @@ class Service {
   std::mutex dedup_mu_;  // "dedup" collections: duplicate check + write, one request at a time
 };
 
-// The collection's "chunking" option, if it has one (kUnprocessable when malformed).
-StatusOr<std::optional<ChunkingOptions>> chunking_of(const CollectionSpec& spec);
 // One vector for a whole document: its embedding, or for a chunked document the normalised
 // mean of its chunk vectors.
 std::vector<float> document_vector(const Document& doc, int dimension);

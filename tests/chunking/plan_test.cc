@@ -111,22 +111,22 @@ std::string sentences(int n, std::mt19937* rng) {
 }
 
 TEST(ChunkPlan, OptionsValidated) {
-  auto ok = parse_chunking_options({{"max_tokens", 256}, {"overlap", 32}});
+  auto ok = ChunkingOptions::from_json({{"max_tokens", 256}, {"overlap", 32}});
   ASSERT_TRUE(ok.is_ok());
   EXPECT_EQ(ok->max_tokens, 256);
   EXPECT_EQ(ok->overlap, 32);
-  auto defaults = parse_chunking_options(nlohmann::json::object());
+  auto defaults = ChunkingOptions::from_json(nlohmann::json::object());
   ASSERT_TRUE(defaults.is_ok());
   EXPECT_EQ(defaults->max_tokens, 512);
   EXPECT_EQ(defaults->overlap, 64);
   // The default overlap shrinks with a small window rather than failing.
-  EXPECT_EQ(parse_chunking_options({{"max_tokens", 20}})->overlap, 10);
+  EXPECT_EQ(ChunkingOptions::from_json({{"max_tokens", 20}})->overlap, 10);
   for (const nlohmann::json& bad :
        {nlohmann::json(true), nlohmann::json{{"max_tokens", 15}}, nlohmann::json{{"max_tokens", 40000}},
         nlohmann::json{{"max_tokens", 100}, {"overlap", 51}}, nlohmann::json{{"overlap", -1}},
         nlohmann::json{{"max_tokens", "512"}}, nlohmann::json{{"max_tokens", 51.5}},
         nlohmann::json{{"size", 512}}}) {
-    auto r = parse_chunking_options(bad);
+    auto r = ChunkingOptions::from_json(bad);
     EXPECT_EQ(r.status().code(), StatusCode::kUnprocessable) << bad.dump();
   }
 }

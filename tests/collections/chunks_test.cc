@@ -19,7 +19,7 @@ constexpr int kDim = 16;
 
 CollectionSpec chunked_spec(const std::string& name, const std::string& index = "flat") {
   CollectionSpec s = spec(name, kDim, index);
-  s.options = {{"chunking", {{"max_tokens", 64}, {"overlap", 8}}}};
+  s.chunking = ChunkingOptions{64, 8};
   return s;
 }
 

@@ -34,7 +34,7 @@ TEST_F(Collections, CreateValidatesAndRejectsDuplicates) {
   ASSERT_TRUE(store_->create_collection(spec("docs.v1_A-b", 8)).is_ok());
   EXPECT_EQ(store_->create_collection(spec("docs.v1_A-b", 8)).code(), StatusCode::kAlreadyExists);
   for (const std::string& bad : std::vector<std::string>{"", "a b", "x/y", "caf\xc3\xa9", std::string(129, 'a')}) {
-    EXPECT_EQ(store_->create_collection(spec(bad, 8)).code(), StatusCode::kUnprocessable) << bad;
+    EXPECT_EQ(store_->create_collection(spec(bad, 8)).code(), StatusCode::kInvalidArgument) << bad;
   }
   EXPECT_TRUE(store_->create_collection(spec(std::string(128, 'a'), 8)).is_ok());
   EXPECT_EQ(store_->create_collection(spec("zero", 0)).code(), StatusCode::kUnprocessable);
@@ -55,7 +55,7 @@ TEST_F(Collections, CreateValidatesAndRejectsDuplicates) {
 TEST_F(Collections, SpecJsonRoundTripAndValidation) {
   CollectionSpec s = spec("j", 64, "hnsw", Metric::kL2);
   s.index.hnsw_ef_search = 77;
-  s.options = {{"chunking", true}};
+  s.chunking = ChunkingOptions{};
   auto back = CollectionSpec::from_json(s.to_json());
   ASSERT_TRUE(back.is_ok()) << back.status().to_string();
   EXPECT_EQ(back->to_json(), s.to_json());
@@ -133,7 +133,7 @@ TEST_F(Collections, UpsertErrorsWriteNothing) {
   auto good = doc("ok", vector_for("ok", 0, d));
   EXPECT_EQ(store_->upsert("c", {good, doc("short", std::vector<float>(d - 1, 1.f))}).code(),
             StatusCode::kUnprocessable);
-  EXPECT_EQ(store_->upsert("c", {good, doc("", vector_for("", 0, d))}).code(), StatusCode::kUnprocessable);
+  EXPECT_EQ(store_->upsert("c", {good, doc("", vector_for("", 0, d))}).code(), StatusCode::kInvalidArgument);  // check_document_id()
   EXPECT_EQ(store_->upsert("c", {doc(std::string(513, 'i'), vector_for("i", 0, d))}).code(),
             StatusCode::kUnprocessable);
   EXPECT_TRUE(store_->upsert("c", {doc(std::string(512, 'i'), vector_for("i", 0, d))}).is_ok());

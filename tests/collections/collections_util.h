@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "service/collection_store.h"
+#include "collection/collection_store.h"
 
 namespace qsearch::testing_util {
 

@@ -34,7 +34,7 @@ constexpr int kNumCollections = 4;
 CollectionSpec crash_spec(const std::string& name) {
   if (name != "chunked") return spec(name, kDim, name);
   CollectionSpec s = spec(name, kDim, "flat");
-  s.options = {{"chunking", {{"max_tokens", 64}, {"overlap", 8}}}};
+  s.chunking = ChunkingOptions{64, 8};
   return s;
 }
 

@@ -12,7 +12,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "service/collection_store.h"
+#include "collection/collection_store.h"
 #include "store/keys.h"
 #include "store/record.h"
 
@@ -60,7 +60,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
   });
   // A chunking collection holds several labels per document: the records are always read (to
   // find the chunk a label is) and each document is returned once, by its best chunk.
-  const bool chunked = c->spec.options.is_object() && c->spec.options.contains("chunking");
+  const bool chunked = c->spec.chunked();
   const bool need_docs = chunked || has_filter || params.include_text || params.include_metadata;
   const unsigned parts = (params.include_text ? store::kPartText : 0u) |
                          (has_filter || params.include_metadata ? store::kPartMetadata : 0u);

@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "index/vector_index.h"
-#include "service/collections.h"
+#include "collection/collections.h"
 #include "store/kv_store.h"
 
 namespace qsearch {
@@ -131,8 +131,6 @@ class RocksCollectionStore : public CollectionStore {
 
 // The index settings of a collection.
 VectorIndexConfig index_config_of(const CollectionSpec& spec);
-// Collection names: [A-Za-z0-9_.-]{1,128}.
-bool valid_collection_name(const std::string& name);
 // In-place L2 normalisation (zero vectors stay zero).
 void normalize_l2(float* v, int d);
 // The L2-normalised mean of the rows of `rows` (rows.size() / d vectors of d floats).

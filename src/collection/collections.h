@@ -21,39 +21,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "collection/options.h"
 #include "common/status.h"
 
 namespace qsearch {
-
-enum class Metric { kCosine, kInnerProduct, kL2 };
-const char* metric_name(Metric m);                      // "cosine", "ip", "l2"
-StatusOr<Metric> parse_metric(const std::string& name);
-
-// Index type and parameters, as in the API's "index" object. Defaults documented here.
-struct IndexSpec {
-  std::string type = "flat";      // "flat" (exact), "hnsw", "ivf"
-  int hnsw_m = 32;                // HNSW graph degree
-  int hnsw_ef_construction = 200;
-  int hnsw_ef_search = 128;
-  int ivf_nlist = 0;              // 0: chosen at training time, about 4*sqrt(n)
-  int ivf_nprobe = 16;
-  int ivf_train_min = 0;          // vectors needed before training (0: 39*nlist); flat until then
-  nlohmann::json to_json() const;
-  static StatusOr<IndexSpec> from_json(const nlohmann::json& j);  // kUnprocessable on bad values
-};
-
-struct CollectionSpec {
-  std::string name;               // [A-Za-z0-9_.-]{1,128}
-  int dimension = 0;              // vectors stored; 32..hidden size
-  Metric metric = Metric::kCosine;
-  IndexSpec index;
-  std::string query_instruction = "Given a web search query, retrieve relevant passages that answer the query";
-  int max_tokens = 8192;          // longer texts are truncated (and the response says so)
-  std::string model;              // model identity the embeddings came from
-  nlohmann::json options = nlohmann::json::object();  // later features (chunking, dedup)
-  nlohmann::json to_json() const;
-  static StatusOr<CollectionSpec> from_json(const nlohmann::json& j);
-};
 
 struct CollectionInfo {
   CollectionSpec spec;
@@ -71,7 +42,7 @@ struct Chunk {
 };
 
 struct Document {
-  std::string id;                 // up to 512 bytes
+  std::string id;                 // check_document_id(): 1..512 bytes
   std::string text;
   nlohmann::json metadata = nlohmann::json::object();
   // Without chunks: one vector of dimension floats. With chunks: chunks.size() vectors, one per

@@ -1,4 +1,4 @@
-#include "service/collection_store.h"
+#include "collection/collection_store.h"
 
 #include <spdlog/spdlog.h>
 
@@ -17,15 +17,6 @@ using store::CounterKind;
 using store::KeyPrefix;
 
 static constexpr const char* kFormatVersion = "1";
-static constexpr size_t kMaxIdBytes = 512;
-
-bool valid_collection_name(const std::string& name) {
-  if (name.empty() || name.size() > 128) return false;
-  return std::all_of(name.begin(), name.end(), [](char ch) {
-    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-           ch == '_' || ch == '.' || ch == '-';
-  });
-}
 
 void normalize_l2(float* v, int d) {
   double ss = 0;
@@ -72,6 +63,10 @@ VectorIndexConfig index_config_of(const CollectionSpec& spec) {
   c.ivf_nprobe = spec.index.ivf_nprobe;
   c.ivf_train_min = spec.index.ivf_train_min;
   return c;
+}
+
+StatusOr<std::unique_ptr<CollectionStore>> CollectionStore::open(const StoreOptions& options) {
+  return RocksCollectionStore::open(options);
 }
 
 RocksCollectionStore::RocksCollectionStore(StoreOptions options) : options_(std::move(options)) {}
@@ -157,11 +152,10 @@ CollectionInfo RocksCollectionStore::info_of(const CollectionState& c) const {
 
 Status RocksCollectionStore::create_collection(const CollectionSpec& spec_in) {
   CollectionSpec spec = spec_in;
-  if (!valid_collection_name(spec.name)) {
-    return unprocessable("collection name must match [A-Za-z0-9_.-]{1,128}");
-  }
-  if (spec.dimension < 1) return unprocessable("dimension must be >= 1");
-  if (spec.max_tokens < 1) return unprocessable("max_tokens must be >= 1");
+  // The spec's own rules (collection/options.h), whoever built it: a round trip through the
+  // stored form also proves that it will load again.
+  QS_ASSIGN_OR_RETURN(CollectionSpec checked, CollectionSpec::from_json(spec.to_json()));
+  (void)checked;
   if (spec.model.empty()) spec.model = options_.model;
   auto state = std::make_shared<CollectionState>();
   state->spec = spec;
@@ -249,14 +243,12 @@ Status RocksCollectionStore::upsert(const std::string& collection,
   auto c = find(collection);
   if (!c) return not_found("collection '" + collection + "' not found");
   const int d = c->spec.dimension;
-  const bool chunked = c->spec.options.is_object() && c->spec.options.contains("chunking");
+  const bool chunked = c->spec.chunked();
   // Validate everything before writing anything; a later duplicate id replaces an earlier one.
   std::unordered_map<std::string, size_t> last;
   for (size_t i = 0; i < docs_in.size(); ++i) {
     const Document& doc = docs_in[i];
-    if (doc.id.empty() || doc.id.size() > kMaxIdBytes) {
-      return unprocessable("document id must be 1.." + std::to_string(kMaxIdBytes) + " bytes");
-    }
+    QS_RETURN_IF_ERROR(check_document_id(doc.id));
     const size_t vectors_of_doc = doc.chunks.empty() ? 1 : doc.chunks.size();
     if (doc.embedding.size() != vectors_of_doc * static_cast<size_t>(d)) {
       return unprocessable("document '" + doc.id + "': embedding has " +

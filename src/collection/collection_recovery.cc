@@ -7,7 +7,7 @@
 #include <unordered_map>
 
 #include "index/index_file.h"
-#include "service/collection_store.h"
+#include "collection/collection_store.h"
 #include "store/keys.h"
 #include "store/record.h"
 
@@ -37,7 +37,7 @@ Status RocksCollectionStore::load_collections() {
   for (auto& [cid, json_text] : specs) {
     auto j = nlohmann::json::parse(json_text, nullptr, false);
     if (j.is_discarded()) return corruption("collection " + std::to_string(cid) + ": spec is not JSON");
-    auto spec = CollectionSpec::from_json(j);
+    auto spec = CollectionSpec::from_json(j, /*stored=*/true);
     if (!spec.is_ok()) return corruption("collection " + std::to_string(cid) + ": " + spec.status().message());
     auto c = std::make_shared<CollectionState>();
     c->id = cid;

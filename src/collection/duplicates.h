@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "common/status.h"
-#include "service/collections.h"
+#include "collection/collections.h"
 
 namespace qsearch {
 
@@ -40,18 +40,6 @@ struct DuplicatesResult {
 
 // kUnprocessable for a threshold outside (0, 1] or a limit outside 1..10000; kNotFound for an
 // unknown collection; the join's errors otherwise.
-// Collection options checked at create (kUnprocessable otherwise):
-//   "dedup": {"threshold": (0, 1] (default 0.98), "action": "skip" | "flag" (default "flag")}
-//     each new document's nearest stored neighbour (another id) is looked up by its embedding;
-//     at or above the threshold the write response names it ("duplicate_of"); "skip" does not
-//     store the document ("stored": false), "flag" stores it with metadata "_duplicate_of".
-//     Needs the cosine metric (the threshold is a cosine). Documents of one request are
-//     checked against what was stored before and against the earlier documents of the
-//     request. Not combinable with "chunking".
-//   "chunking": {"max_tokens", "overlap"} as parse_chunking_options() (service/chunking.h).
-// Any other option: kUnprocessable.
-Status validate_collection_options(const CollectionSpec& spec);
-
 StatusOr<DuplicatesResult> find_duplicates(CollectionStore& store, const std::string& collection,
                                            const DuplicatesRequest& request);
 
