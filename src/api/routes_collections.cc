@@ -172,7 +172,8 @@ void search(RequestContext& ctx) {
   auto t0 = std::chrono::steady_clock::now();
   std::string collection = checked_path_id(ctx.param(1), "collection name");
   json body = ctx.json_body();
-  check_known_fields(body, {"query", "vector", "id", "k", "instruction", "filter", "include"},
+  check_known_fields(body,
+                     {"query", "vector", "id", "k", "instruction", "filter", "include", "rerank"},
                      "a search");
   SearchRequest request;
   request.query = get_string(body, "query");
@@ -203,10 +204,16 @@ void search(RequestContext& ctx) {
       else throw StatusException(invalid_argument("\"include\" may hold \"text\" and \"metadata\""));
     }
   }
+  if (const json* rr = get_field(body, "rerank")) {
+    require_object(*rr, "\"rerank\"");
+    check_known_fields(*rr, {"top_n", "instruction"}, "\"rerank\"");
+    request.rerank = SearchRerank{get_int(*rr, "top_n"), get_string(*rr, "instruction")};
+  }
   auto hits = value_or_throw(ctx.service->search(collection, request, ctx.client_gone()));
   json results = json::array();
   for (const auto& h : hits) {
     json r = {{"id", h.id}, {"score", h.score}};
+    if (h.rerank_score) r["rerank_score"] = *h.rerank_score;
     if (h.chunk >= 0) {
       // The best chunk of a chunked document: code-point range (and its text when asked).
       r["chunk"] = {{"index", h.chunk}, {"start", h.chunk_span.start}, {"end", h.chunk_span.end}};

@@ -70,6 +70,8 @@ struct SearchHit {
   // chunk is -1 for a document stored in one piece.
   int32_t chunk = -1;
   Chunk chunk_span;
+  // Set by the service for a search with "rerank": the reranker's relevance in [0, 1].
+  std::optional<float> rerank_score;
 };
 
 struct StoreOptions {

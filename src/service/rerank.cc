@@ -3,23 +3,21 @@
 #include <algorithm>
 #include <cmath>
 
+#include "service/chunking.h"
 #include "service/service.h"
 
 namespace qsearch {
-namespace {
-
-Status no_reranker() {
+Status Service::require_reranker() const {
+  if (reranker_) return Status::ok();
   return not_found(
       "no reranker is loaded: start qsearch serve with --reranker DIR (QSEARCH_RERANKER, config "
       "key \"reranker\") naming a Qwen3-Reranker directory");
 }
 
-}  // namespace
-
 StatusOr<std::vector<RerankResult>> Service::score_pairs(
     std::string_view query, const std::vector<std::string_view>& documents,
     std::string_view instruction, int64_t* total_tokens, const ClientGone& client_gone) {
-  if (!reranker_) return no_reranker();
+  QS_RETURN_IF_ERROR(require_reranker());
   const int max_tokens = config_.max_tokens_per_text;
   // Tokenized on the CPU pool (the calling thread takes a share), never on a scheduler thread.
   std::vector<StatusOr<PreparedPair>> prepared(
@@ -65,7 +63,7 @@ StatusOr<std::vector<RerankResult>> Service::score_pairs(
 
 StatusOr<RerankOutput> Service::rerank(const RerankRequest& request,
                                        const ClientGone& client_gone) {
-  if (!reranker_) return no_reranker();  // before validating: without one, every request is 404
+  QS_RETURN_IF_ERROR(require_reranker());  // before validating: without one, every request is 404
   const size_t n = request.documents.size();
   if (n == 0) return unprocessable("\"documents\" must not be empty");
   if (n > kMaxRerankDocuments)
@@ -86,6 +84,29 @@ StatusOr<RerankOutput> Service::rerank(const RerankRequest& request,
   out.results.resize(static_cast<size_t>(top_n));
   if (metrics_) metrics_->add_rerank(static_cast<int64_t>(n), /*from_search=*/false);
   return out;
+}
+
+Status Service::rerank_hits(std::string_view query, const SearchRerank& options, int k,
+                            std::vector<SearchHit>* hits, const ClientGone& client_gone) {
+  if (hits->empty()) return Status::ok();
+  // A chunked document is judged by its best chunk, the passage the vector search matched.
+  std::vector<std::string_view> texts;
+  texts.reserve(hits->size());
+  for (const SearchHit& h : *hits)
+    texts.push_back(h.chunk >= 0 ? code_point_slice(h.text, h.chunk_span.start, h.chunk_span.end)
+                                 : std::string_view(h.text));
+  const std::string_view instruction =
+      options.instruction ? std::string_view(*options.instruction) : kDefaultRerankInstruction;
+  QS_ASSIGN_OR_RETURN(std::vector<RerankResult> scored,
+                      score_pairs(query, texts, instruction, nullptr, client_gone));
+  for (size_t i = 0; i < hits->size(); ++i) (*hits)[i].rerank_score = scored[i].score;
+  // By rerank score; equal scores keep the vector search's order.
+  std::stable_sort(hits->begin(), hits->end(), [](const SearchHit& a, const SearchHit& b) {
+    return *a.rerank_score > *b.rerank_score;
+  });
+  if (hits->size() > static_cast<size_t>(k)) hits->resize(static_cast<size_t>(k));
+  if (metrics_) metrics_->add_rerank(static_cast<int64_t>(texts.size()), /*from_search=*/true);
+  return Status::ok();
 }
 
 }  // namespace qsearch

@@ -454,6 +454,19 @@ StatusOr<std::vector<SearchHit>> Service::search(const std::string& collection,
   if (given != 1)
     return invalid_argument("give exactly one of \"query\", \"vector\" or \"id\"");
   SearchParams params = request.params;
+  if (request.rerank) {
+    // Checked before any embedding work: the reranker, a text query, k <= top_n <= 1000.
+    QS_RETURN_IF_ERROR(require_reranker());
+    if (!request.query)
+      return unprocessable("\"rerank\" needs a text \"query\" (not \"vector\" or \"id\")");
+    const int64_t top_n = request.rerank->top_n.value_or(std::max(50, params.k));
+    if (top_n < params.k || top_n > 1000)
+      return unprocessable("\"rerank\".\"top_n\" must be in k.." + std::string("1000") +
+                           " (k is " + std::to_string(params.k) + "), got " +
+                           std::to_string(top_n));
+    params.k = static_cast<int>(top_n);
+    params.include_text = true;  // the reranker reads the candidates' texts
+  }
   std::vector<float> query;
   if (request.vector) {
     query = *request.vector;
@@ -490,6 +503,11 @@ StatusOr<std::vector<SearchHit>> Service::search(const std::string& collection,
   }
   auto hits = store_->search(collection, query, params);
   if (hits.is_ok() && metrics_) metrics_->add_search();
+  if (!hits.is_ok() || !request.rerank) return hits;
+  QS_RETURN_IF_ERROR(
+      rerank_hits(*request.query, *request.rerank, request.params.k, &*hits, client_gone));
+  if (!request.params.include_text)
+    for (SearchHit& h : *hits) h.text.clear();
   return hits;
 }
 

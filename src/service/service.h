@@ -66,12 +66,20 @@ struct DocumentResult {
   bool skipped = false;        // "dedup" action "skip": not stored because of duplicate_of
 };
 
+// Search option "rerank": the first top_n candidates of the vector search are scored by the
+// reranker against the query text and the best k of them returned, by rerank score.
+struct SearchRerank {
+  std::optional<int64_t> top_n;            // candidates reranked: k..1000, default max(50, k)
+  std::optional<std::string> instruction;  // absent: the model card's default instruction
+};
+
 struct SearchRequest {
   std::optional<std::string> query;
   std::optional<std::vector<float>> vector;
   std::optional<std::string> id;
   std::optional<std::string> instruction;  // overrides the collection's query instruction
   SearchParams params;
+  std::optional<SearchRerank> rerank;       // needs "query" and a loaded reranker
 };
 
 // POST /v1/rerank: one query against documents, scored by the reranker.
@@ -141,6 +149,7 @@ class Service {
                                                          bool wait_for_room,
                                                          const ClientGone& client_gone);
 
+  // With request.rerank, hits carry rerank_score and come sorted by it (rerank.cc).
   StatusOr<std::vector<SearchHit>> search(const std::string& collection,
                                           const SearchRequest& request,
                                           const ClientGone& client_gone);
@@ -178,6 +187,12 @@ class Service {
                                      Task task, bool wait_for_room, const ClientGone& client_gone);
   // Scores (query, document) pairs with the reranker through the scheduler (rerank.cc):
   // tokenized on the CPU pool, cut per the server's limits, results in document order.
+  // kNotFound, saying how to load one, when no reranker is loaded.
+  Status require_reranker() const;
+  // Search option "rerank": scores the candidates (the best chunk's text for a chunked
+  // document) against query and keeps the best k, by rerank score.
+  Status rerank_hits(std::string_view query, const SearchRerank& options, int k,
+                     std::vector<SearchHit>* hits, const ClientGone& client_gone);
   StatusOr<std::vector<RerankResult>> score_pairs(std::string_view query,
                                                   const std::vector<std::string_view>& documents,
                                                   std::string_view instruction,

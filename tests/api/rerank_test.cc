@@ -1,7 +1,8 @@
 // POST /v1/rerank end to end (server subprocess with --reranker, tiny test models, CPU engine):
 // the Cohere/Jina shape, sorting and top_n, documents as strings or {"text"}, instructions,
 // the cut of long pairs, errors (400/422, 404 without a reranker), the shared queue's 429, and
-// the rerank metrics. Scores must equal `qsearch rerank` on the same pairs.
+// the rerank metrics. Scores must equal `qsearch rerank` on the same pairs. Search "rerank":
+// the candidates reordered by /v1/rerank's scores of their texts (best chunk when chunked).
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -245,6 +246,95 @@ TEST_F(Rerank, Metrics) {
   EXPECT_GT(s().metric("qsearch_tokens_embedded_total"), embedded);
 }
 
+// Search "rerank": the first top_n vector candidates are scored against the query and the best
+// k returned by rerank_score, each equal to /v1/rerank's score of the same text.
+TEST_F(Rerank, SearchRerankReordersTheCandidates) {
+  // (max_tokens within the suite server's --max-tokens-per-text 512)
+  HttpResult made = s().post("/collections", json{{"name", "kb"}, {"max_tokens", 512}});
+  ASSERT_EQ(made.status, 201) << made.body;
+  json docs = json::array();
+  for (size_t i = 0; i < kDocs.size(); ++i)
+    docs.push_back({{"id", "d" + std::to_string(i)}, {"text", kDocs[i].empty() ? "-" : kDocs[i]}});
+  for (int i = 0; i < 4; ++i)
+    docs.push_back({{"id", "x" + std::to_string(i)}, {"text", "filler text number " + std::to_string(i)}});
+  HttpResult up = s().post("/collections/kb/documents", json{{"documents", docs}});
+  ASSERT_EQ(up.status, 200) << up.body;
+  const std::string query = "What is the capital of China?";
+  HttpResult plain = s().post("/collections/kb/search", json{{"query", query}, {"k", 6}});
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  std::vector<std::string> texts, ids;
+  const json plain_body = plain.json_body();
+  for (const auto& h : plain_body["results"]) {
+    texts.push_back(h["text"]);
+    ids.push_back(h["id"]);
+    EXPECT_FALSE(h.contains("rerank_score"));
+  }
+  ASSERT_EQ(texts.size(), 6u) << up.body << "\n" << plain.body;
+  json want = rerank({{"query", query}, {"documents", texts}, {"top_n", 3}});
+
+  const double before = s().metric("qsearch_rerank_requests_total{source=\"search\"}");
+  HttpResult r = s().post("/collections/kb/search",
+                          json{{"query", query}, {"k", 3}, {"rerank", {{"top_n", 6}}},
+                               {"include", json::array()}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json got = r.json_body()["results"];
+  ASSERT_EQ(got.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(got[i]["id"], ids[want["results"][i]["index"].get<size_t>()]) << i;
+    EXPECT_NEAR(got[i]["rerank_score"].get<double>(),
+                want["results"][i]["relevance_score"].get<double>(), 1e-6);
+    EXPECT_TRUE(got[i].contains("score"));       // the vector score stays
+    EXPECT_FALSE(got[i].contains("text"));       // "include": [] is honoured
+  }
+  EXPECT_EQ(s().metric("qsearch_rerank_requests_total{source=\"search\"}"), before + 1);
+
+  // An instruction changes the scores; top_n defaults to max(50, k) (all 10 documents here).
+  HttpResult custom = s().post("/collections/kb/search",
+                               json{{"query", query}, {"k", 10},
+                                    {"rerank", {{"instruction", "Judge whether it is about physics"}}}});
+  ASSERT_EQ(custom.status, 200) << custom.body;
+  const json custom_body = custom.json_body();
+  EXPECT_EQ(custom_body["results"].size(), 10u);
+  double prev = 2;
+  for (const auto& h : custom_body["results"]) {
+    EXPECT_LE(h["rerank_score"].get<double>(), prev);
+    prev = h["rerank_score"].get<double>();
+  }
+
+  auto expect_status = [&](const json& body, int status, const std::string& words) {
+    HttpResult e = s().post("/collections/kb/search", body);
+    EXPECT_EQ(e.status, status) << body.dump() << " -> " << e.body;
+    EXPECT_NE(e.body.find(words), std::string::npos) << e.body;
+  };
+  expect_status({{"id", "d0"}, {"rerank", json::object()}}, 422, "needs a text");
+  expect_status({{"query", "q"}, {"k", 5}, {"rerank", {{"top_n", 4}}}}, 422, "top_n");
+  expect_status({{"query", "q"}, {"rerank", {{"top_n", 1001}}}}, 422, "top_n");
+  expect_status({{"query", "q"}, {"rerank", {{"topn", 4}}}}, 400, "topn");
+  expect_status({{"query", "q"}, {"rerank", 5}}, 400, "rerank");
+  ASSERT_EQ(s().del("/collections/kb").status, 200);
+}
+
+// A chunked document is reranked by its best chunk's text.
+TEST_F(Rerank, SearchRerankUsesTheBestChunk) {
+  HttpResult c = s().post("/collections", json{{"name", "chunked"}, {"max_tokens", 512},
+                                              {"chunking", {{"max_tokens", 24}, {"overlap", 0}}}});
+  ASSERT_EQ(c.status, 201) << c.body;
+  std::string text;
+  for (int i = 0; i < 12; ++i) text += "Sentence " + std::to_string(i) + " is about rivers and cities. ";
+  ASSERT_EQ(s().put("/collections/chunked/documents/long", json{{"text", text}}).status, 200);
+  HttpResult r = s().post("/collections/chunked/search",
+                          json{{"query", "rivers"}, {"k", 1}, {"rerank", {{"top_n", 1}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json hit = r.json_body()["results"][0];
+  ASSERT_TRUE(hit.contains("chunk")) << hit.dump();
+  std::string chunk_text = hit["chunk"]["text"];
+  EXPECT_LT(chunk_text.size(), text.size());
+  json want = rerank({{"query", "rivers"}, {"documents", {chunk_text}}});
+  EXPECT_NEAR(hit["rerank_score"].get<double>(),
+              want["results"][0]["relevance_score"].get<double>(), 1e-6);
+  ASSERT_EQ(s().del("/collections/chunked").status, 200);
+}
+
 TEST(RerankWithout, NoRerankerAnswers404) {
   ScratchDir dir;
   ServerProcess server(dir.path() + "/data");
@@ -254,6 +344,12 @@ TEST(RerankWithout, NoRerankerAnswers404) {
   EXPECT_EQ(r.json_body()["error"]["code"], "not_found");
   EXPECT_NE(r.body.find("no reranker is loaded"), std::string::npos) << r.body;
   EXPECT_NE(r.body.find("--reranker"), std::string::npos) << r.body;
+  // and so does a search asking for "rerank", before embedding anything
+  ASSERT_EQ(server.post("/collections", json{{"name", "c"}}).status, 201);
+  HttpResult search = server.post("/collections/c/search",
+                                  json{{"query", "q"}, {"rerank", json::object()}});
+  EXPECT_EQ(search.status, 404) << search.body;
+  EXPECT_NE(search.body.find("no reranker is loaded"), std::string::npos) << search.body;
 }
 
 TEST(RerankWithout, BadRerankerDirectoryFailsTheStart) {
