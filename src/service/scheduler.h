@@ -52,7 +52,6 @@ enum class Priority { kQuery = 0, kBulk = 1 };
 enum class Task { kEmbed = 0, kRerank = 1 };
 inline const char* task_name(Task t) { return t == Task::kEmbed ? "embed" : "rerank"; }
 
-
 struct SchedulerOptions {
   int64_t max_batch_tokens = 0;      // per batch; 0: each backend's max_batch_tokens()
   int64_t queue_limit_tokens = 262144;
@@ -64,7 +63,7 @@ using Embeddings = std::vector<std::vector<float>>;
 
 // One submitted request. Results arrive through the promise in submission order.
 struct EmbedJob {
-  std::vector<std::vector<int32_t>> sequences;  // each ends with <|endoftext|>
+  std::vector<std::vector<int32_t>> sequences;  // embeddings: each ends with <|endoftext|>
   std::vector<int32_t> dims;                    // output dimension per sequence
   Priority priority = Priority::kQuery;
   Task task = Task::kEmbed;

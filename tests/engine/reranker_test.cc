@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <mutex>
 
 #include "embed/engine/cpu_engine.h"
 #include "engine/reference_util.h"
@@ -15,32 +16,33 @@
 namespace qsearch {
 namespace {
 
-// One tiny reranker per head kind, written once per process.
+// One tiny reranker per head kind, written once per process (the directories are removed at
+// exit with the static).
 struct Rerankers {
   testing::TempDir tied_dir, untied_dir;
   std::unique_ptr<Reranker> tied, untied;
 };
 
 Rerankers* shared() {
-  static Rerankers* r = [] {
-    auto* r = new Rerankers;
-    if (!testing::have_qwen3_tokenizer()) return r;
+  static Rerankers r;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (!testing::have_qwen3_tokenizer()) return;
     for (bool tied : {true, false}) {
       TestModelOptions o;
       o.reranker = true;
       o.tied = tied;
-      const std::string& dir = tied ? r->tied_dir.path() : r->untied_dir.path();
+      const std::string& dir = tied ? r.tied_dir.path() : r.untied_dir.path();
       testing::make_tiny_model(dir, o);
       EmbedderOptions eo;
       eo.model_dir = dir;
       eo.device = "cpu";
       auto opened = Reranker::open(eo);
       EXPECT_TRUE(opened.is_ok()) << opened.status().to_string();
-      if (opened.is_ok()) (tied ? r->tied : r->untied) = std::move(opened).value();
+      if (opened.is_ok()) (tied ? r.tied : r.untied) = std::move(opened).value();
     }
-    return r;
-  }();
-  return r;
+  });
+  return &r;
 }
 
 class RerankerTest : public ::testing::Test {

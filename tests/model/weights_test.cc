@@ -155,6 +155,70 @@ TEST(ModelWeights, RngIsPinned) {
   EXPECT_NEAR(ss / 1e5, 1.0, 0.02);
 }
 
+// The parallel generator reads the stream by index: normal_at and normal_pair must be exactly
+// what sequential normal() calls return, and the thread count must not change a byte.
+TEST(ModelWeights, RandomAccessStreamEqualsTheSequentialOne) {
+  for (uint64_t seed : {0ull, 42ull, 0xdeadbeefull}) {
+    TestRng rng(seed);
+    for (uint64_t j = 0; j < 2001; ++j) ASSERT_EQ(TestRng::normal_at(seed, j), rng.normal()) << j;
+    double a, b;
+    TestRng::normal_pair(seed, 500, &a, &b);
+    EXPECT_EQ(a, TestRng::normal_at(seed, 1000));
+    EXPECT_EQ(b, TestRng::normal_at(seed, 1001));
+  }
+  if (!testing::have_qwen3_tokenizer()) return;
+  TempDir base;
+  TestModelOptions one, three;
+  one.threads = 1;
+  three.threads = 3;
+  three.reranker = one.reranker = true;
+  three.tied = one.tied = false;  // lm_head too: an odd-sized stream offset is crossed
+  auto a = testing::make_tiny_model(base.file("a"), one);
+  auto b = testing::make_tiny_model(base.file("b"), three);
+  EXPECT_EQ(a.checksum, b.checksum);
+  EXPECT_EQ(testing::read_file(base.file("a/model.safetensors")),
+            testing::read_file(base.file("b/model.safetensors")));
+}
+
+// The reranker layout: Qwen3ForCausalLM, "model." names, the tokenizer.json as given, and the
+// LM head tied (no lm_head.weight) or untied (lm_head.weight, tie_word_embeddings false).
+TEST(ModelWeights, RerankerTestModelLayout) {
+  if (!testing::have_qwen3_tokenizer()) return;
+  TempDir base;
+  TestModelOptions tied, untied;
+  tied.reranker = untied.reranker = true;
+  untied.tied = false;
+  auto t = testing::make_tiny_model(base.file("t"), tied);
+  auto u = testing::make_tiny_model(base.file("u"), untied);
+  auto plain = testing::make_tiny_model(base.file("e"));
+  EXPECT_EQ(t.checksum, plain.checksum);  // same tensors as the embedding model
+  EXPECT_NE(u.checksum, t.checksum);      // plus lm_head.weight
+  EXPECT_EQ(testing::read_file(base.file("t/tokenizer.json")),
+            testing::read_file(testing::qwen3_tokenizer_path()));
+  for (const char* d : {"t", "u"}) {
+    auto cfg = nlohmann::json::parse(testing::read_file(base.file(std::string(d) + "/config.json")));
+    EXPECT_EQ(cfg["architectures"][0], "Qwen3ForCausalLM");
+    EXPECT_EQ(cfg["tie_word_embeddings"], std::string(d) == "t");
+    auto conf = ModelConfig::from_file(base.file(std::string(d) + "/config.json"));
+    ASSERT_TRUE(conf.is_ok());
+    EXPECT_EQ(conf->tie_word_embeddings, std::string(d) == "t");
+    auto meta = nlohmann::json::parse(testing::read_file(base.file(std::string(d) + "/test_model.json")));
+    EXPECT_EQ(meta["kind"], "reranker");
+    EXPECT_EQ(meta["prefix"], true);
+  }
+  std::string header = testing::read_file(base.file("u/model.safetensors")).substr(0, 20000);
+  EXPECT_NE(header.find("\"lm_head.weight\""), std::string::npos);
+  EXPECT_NE(header.find("\"model.embed_tokens.weight\""), std::string::npos);
+  EXPECT_EQ(testing::read_file(base.file("t/model.safetensors")).substr(0, 20000).find("lm_head"),
+            std::string::npos);
+  auto w = open_dir(base.file("u"));
+  ASSERT_TRUE(w.is_ok()) << w.status().to_string();
+  auto head = (*w)->tensor("lm_head.weight", {151669, 128});
+  ASSERT_TRUE(head.is_ok()) << head.status().to_string();
+  EXPECT_EQ((*w)->tensor("lm_head.weight", {151669, 64}).status().code(), StatusCode::kCorruption);
+  EXPECT_EQ((*w)->tensor("nothing.weight", {1}).status().code(), StatusCode::kNotFound);
+}
+
 TEST(ModelWeights, ErrorsNameFileAndTensor) {
   if (!testing::have_qwen3_tokenizer()) return;
   TempDir base;

@@ -101,7 +101,7 @@ def load(model_dir, dtype, attn="sdpa"):
     try:  # straight onto the GPU where transformers can (an 8B fp32 model is 33 GB)
         m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype, attn_implementation=attn,
                                                  device_map="cuda")
-    except (ImportError, ValueError, TypeError) as e:
+    except Exception as e:  # noqa: BLE001 - e.g. accelerate missing; the fallback may still work
         print(f"device_map unavailable ({e}); loading on the CPU first", file=sys.stderr)
         m = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype,
                                                  attn_implementation=attn).to("cuda")
@@ -200,6 +200,87 @@ def ours_bench(server, query, docs, batch, clients, seconds):
     return done[0] / (time.time() - t0)
 
 
+def run_shape(args, shape, embed_dir):
+    from transformers import AutoTokenizer
+    qs = shlex.split(args.qsearch)
+    t_shape = time.time()
+    model_dir = os.path.join(args.workdir, shape)
+    shutil.rmtree(model_dir, ignore_errors=True)
+    head = "untied" if shape == "8B" else "tied"
+    t0 = time.time()
+    subprocess.run(qs + ["make-test-model", "--reranker", "--lm-head", head, "--shape", shape,
+                         "--tokenizer", args.tokenizer, "--out", model_dir],
+                   check=True, stdout=subprocess.DEVNULL)
+    write_s = time.time() - t0
+    server = Server(args.qsearch, embed_dir, model_dir, args.workdir)  # loads meanwhile
+    try:
+        tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+        rng = random.Random(7)
+        probe = Card(tok, None)  # prompt lengths only
+        parity = []  # (bucket, query, doc, tokens)
+        for L in BUCKETS:
+            for k in range(PER_BUCKET):
+                q = f"query {k}: " + " ".join(rng.choice(WORDS) for _ in range(6))
+                d, n = doc_of_length(tok, probe, q, L, rng)
+                parity.append((L, q, d, n))
+        bench_query = "which passages talk about search engines"
+        bench_docs = [doc_of_length(tok, probe, bench_query, 512, rng)[0] for _ in range(256)]
+        bench_pairs = [format_instruction(None, bench_query, d) for d in bench_docs]
+
+        t0 = time.time()
+        m = load(model_dir, torch.float32)
+        fp32 = [Card(tok, m).scores([format_instruction(None, q, d)])[0] for _, q, d, _ in parity]
+        del m
+        torch.cuda.empty_cache()
+        fp32_s = time.time() - t0
+
+        t0 = time.time()
+        m = load(model_dir, torch.bfloat16)
+        card = Card(tok, m)
+        bf16 = [card.scores([format_instruction(None, q, d)])[0] for _, q, d, _ in parity]
+        hf_pairs_s = hf_bench(card, bench_pairs, 32, args.bench_seconds)
+        hf_keep1_pairs_s = hf_bench(Card(tok, m, logits_to_keep=1), bench_pairs, 32,
+                                    args.bench_seconds / 2)
+        del m, card
+        torch.cuda.empty_cache()
+        bf16_s = time.time() - t0
+
+        load_s = server.wait_ready()
+        ours = [server.rerank(q, [d])[0] for _, q, d, _ in parity]
+        ours_pairs_s = ours_bench(server, bench_query, bench_docs, 32, 4, args.bench_seconds)
+        lat = []
+        for r in range(21):
+            docs = bench_docs[(r * 10) % 240:(r * 10) % 240 + 10]
+            t0 = time.time()
+            server.rerank(bench_query, docs)
+            lat.append((time.time() - t0) * 1000)
+        lat = lat[1:]  # the first one warms the 10-document shape
+    finally:
+        server.stop()
+    buckets = {}
+    for L in BUCKETS:
+        sel = [i for i, p in enumerate(parity) if p[0] == L]
+        eo = [abs(ours[i] - fp32[i]) for i in sel]
+        eb = [abs(bf16[i] - fp32[i]) for i in sel]
+        ok = statistics.mean(eo) <= statistics.mean(eb) + TOLERANCE
+        buckets[str(L)] = dict(pairs=len(sel), tokens=[parity[i][3] for i in sel],
+                               ours_mean=statistics.mean(eo), ours_max=max(eo),
+                               hf_bf16_mean=statistics.mean(eb), hf_bf16_max=max(eb),
+                               fp32_scores=[fp32[i] for i in sel], ok=ok)
+    res = dict(head=head, write_seconds=round(write_s, 1), server_load_seconds=round(load_s, 1),
+               hf_fp32_seconds=round(fp32_s, 1), hf_bf16_seconds=round(bf16_s, 1),
+               buckets=buckets, ours_pairs_per_s=round(ours_pairs_s, 1),
+               hf_pairs_per_s=round(hf_pairs_s, 1),
+               hf_logits_to_keep1_pairs_per_s=round(hf_keep1_pairs_s, 1),
+               speedup=round(ours_pairs_s / hf_pairs_s, 2),
+               latency_10docs_ms=dict(p50=round(statistics.median(lat), 2),
+                                      mean=round(statistics.mean(lat), 2),
+                                      min=round(min(lat), 2), max=round(max(lat), 2)),
+               seconds=round(time.time() - t_shape, 1))
+    shutil.rmtree(model_dir, ignore_errors=True)
+    return res
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qsearch", required=True)
@@ -212,7 +293,6 @@ def main():
     args = ap.parse_args()
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    from transformers import AutoTokenizer
     import transformers
 
     qs = shlex.split(args.qsearch)
@@ -224,84 +304,16 @@ def main():
                   transformers=transformers.__version__, tolerance=TOLERANCE, shapes={})
     ok_all = True
     for shape in args.shapes:
-        t_shape = time.time()
-        model_dir = os.path.join(args.workdir, shape)
-        shutil.rmtree(model_dir, ignore_errors=True)
-        head = "untied" if shape == "8B" else "tied"
-        t0 = time.time()
-        subprocess.run(qs + ["make-test-model", "--reranker", "--lm-head", head, "--shape", shape,
-                             "--tokenizer", args.tokenizer, "--out", model_dir],
-                       check=True, stdout=subprocess.DEVNULL)
-        write_s = time.time() - t0
-        server = Server(args.qsearch, embed_dir, model_dir, args.workdir)  # loads meanwhile
         try:
-            tok = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
-            rng = random.Random(7)
-            probe = Card(tok, None)  # prompt lengths only
-            parity = []  # (bucket, query, doc, tokens)
-            for L in BUCKETS:
-                for k in range(PER_BUCKET):
-                    q = f"query {k}: " + " ".join(rng.choice(WORDS) for _ in range(6))
-                    d, n = doc_of_length(tok, probe, q, L, rng)
-                    parity.append((L, q, d, n))
-            bench_query = "which passages talk about search engines"
-            bench_docs = [doc_of_length(tok, probe, bench_query, 512, rng)[0] for _ in range(256)]
-            bench_pairs = [format_instruction(None, bench_query, d) for d in bench_docs]
-
-            t0 = time.time()
-            m = load(model_dir, torch.float32)
-            fp32 = [Card(tok, m).scores([format_instruction(None, q, d)])[0] for _, q, d, _ in parity]
-            del m
+            res = run_shape(args, shape, embed_dir)
+            ok_all &= all(b["ok"] for b in res["buckets"].values())
+        except Exception as e:  # noqa: BLE001 - recorded; the next shape still runs
+            res = dict(error=f"{type(e).__name__}: {e}"[-2000:])
+            ok_all = False
             torch.cuda.empty_cache()
-            fp32_s = time.time() - t0
-
-            t0 = time.time()
-            m = load(model_dir, torch.bfloat16)
-            card = Card(tok, m)
-            bf16 = [card.scores([format_instruction(None, q, d)])[0] for _, q, d, _ in parity]
-            hf_pairs_s = hf_bench(card, bench_pairs, 32, args.bench_seconds)
-            hf_keep1_pairs_s = hf_bench(Card(tok, m, logits_to_keep=1), bench_pairs, 32,
-                                        args.bench_seconds / 2)
-            del m, card
-            torch.cuda.empty_cache()
-            bf16_s = time.time() - t0
-
-            load_s = server.wait_ready()
-            ours = [server.rerank(q, [d])[0] for _, q, d, _ in parity]
-            ours_pairs_s = ours_bench(server, bench_query, bench_docs, 32, 4, args.bench_seconds)
-            lat = []
-            for r in range(21):
-                docs = bench_docs[(r * 10) % 240:(r * 10) % 240 + 10]
-                t0 = time.time()
-                server.rerank(bench_query, docs)
-                lat.append((time.time() - t0) * 1000)
-            lat = lat[1:]  # the first one warms the 10-document shape
-        finally:
-            server.stop()
-        buckets = {}
-        for L in BUCKETS:
-            sel = [i for i, p in enumerate(parity) if p[0] == L]
-            eo = [abs(ours[i] - fp32[i]) for i in sel]
-            eb = [abs(bf16[i] - fp32[i]) for i in sel]
-            ok = statistics.mean(eo) <= statistics.mean(eb) + TOLERANCE
-            ok_all &= ok
-            buckets[str(L)] = dict(pairs=len(sel), tokens=[parity[i][3] for i in sel],
-                                   ours_mean=statistics.mean(eo), ours_max=max(eo),
-                                   hf_bf16_mean=statistics.mean(eb), hf_bf16_max=max(eb),
-                                   fp32_scores=[fp32[i] for i in sel], ok=ok)
-        res = dict(head=head, write_seconds=round(write_s, 1), server_load_seconds=round(load_s, 1),
-                   hf_fp32_seconds=round(fp32_s, 1), hf_bf16_seconds=round(bf16_s, 1),
-                   buckets=buckets, ours_pairs_per_s=round(ours_pairs_s, 1),
-                   hf_pairs_per_s=round(hf_pairs_s, 1),
-                   hf_logits_to_keep1_pairs_per_s=round(hf_keep1_pairs_s, 1),
-                   speedup=round(ours_pairs_s / hf_pairs_s, 2),
-                   latency_10docs_ms=dict(p50=round(statistics.median(lat), 2),
-                                          mean=round(statistics.mean(lat), 2),
-                                          min=round(min(lat), 2), max=round(max(lat), 2)),
-                   seconds=round(time.time() - t_shape, 1))
+            shutil.rmtree(os.path.join(args.workdir, shape), ignore_errors=True)
         report["shapes"][shape] = res
         print(json.dumps(dict(shape=shape, **res)), flush=True)
-        shutil.rmtree(model_dir, ignore_errors=True)
     report["ok"] = ok_all
     with open(args.out, "w") as f:
         json.dump(report, f, indent=1)
@@ -310,6 +322,9 @@ def main():
              "| shape | HF bf16 (card, batch 32) | HF bf16 logits_to_keep=1 | qsearch /v1/rerank "
              "| speed-up vs card | 10-doc request p50 |", "|---|---|---|---|---|---|"]
     for s, r in report["shapes"].items():
+        if "error" in r:
+            lines.append(f"| {s} | failed: {r['error'][:200]} | | | | |")
+            continue
         lines.append(f"| {s} | {r['hf_pairs_per_s']:,.0f} pairs/s | "
                      f"{r['hf_logits_to_keep1_pairs_per_s']:,.0f} pairs/s | "
                      f"{r['ours_pairs_per_s']:,.0f} pairs/s | {r['speedup']:.2f}x | "
@@ -318,7 +333,7 @@ def main():
               f"+ {TOLERANCE})", "", "| shape | tokens | ours mean | ours max | HF bf16 mean | "
               "HF bf16 max | result |", "|---|---|---|---|---|---|---|"]
     for s, r in report["shapes"].items():
-        for L, b in r["buckets"].items():
+        for L, b in r.get("buckets", {}).items():
             lines.append(f"| {s} | {L} | {b['ours_mean']:.2e} | {b['ours_max']:.2e} | "
                          f"{b['hf_bf16_mean']:.2e} | {b['hf_bf16_max']:.2e} | "
                          f"{'ok' if b['ok'] else 'FAIL'} |")

@@ -191,12 +191,18 @@ double TestRng::uniform() { return to_uniform(next_u64()); }
 // normal() draws pairs: values 2p and 2p+1 come from uniforms 2p and 2p+1 of the stream, and
 // uniform i from state seed + (i + 1) * golden.
 double TestRng::normal_at(uint64_t seed, uint64_t j) {
-  const uint64_t p = j >> 1;
+  double c, s;
+  normal_pair(seed, j >> 1, &c, &s);
+  return (j & 1) ? s : c;
+}
+
+void TestRng::normal_pair(uint64_t seed, uint64_t p, double* first, double* second) {
   const double u1 = to_uniform(splitmix_mix(seed + (2 * p + 1) * kGolden));
   const double u2 = to_uniform(splitmix_mix(seed + (2 * p + 2) * kGolden));
   const double r = std::sqrt(-2.0 * std::log(u1));
   const double a = 6.283185307179586 * u2;
-  return (j & 1) ? r * std::sin(a) : r * std::cos(a);
+  *first = r * std::cos(a);
+  *second = r * std::sin(a);
 }
 
 double TestRng::normal() {
@@ -306,7 +312,47 @@ StatusOr<TestModelInfo> write_test_model(const TestModelOptions& o) {
   uint64_t normals = 0;  // values of the normal stream used so far
   uint64_t checksum = kFnvOffset;
   nlohmann::json weight_map = nlohmann::json::object();
-  std::vector<uint8_t> bytes;
+  // Tensor i+1 is generated on the pool while a writer thread checksums and writes tensor i
+  // (FNV-1a is sequential: for an 8B model it is the longest step), in two buffers.
+  std::vector<uint8_t> buffers[2];
+  int cur = 0;
+  std::thread writer;
+  bool written = true;  // false once a write failed; read after joining the writer
+  auto join_writer = [&] {
+    if (writer.joinable()) writer.join();
+  };
+  auto generate = [&](const PlannedTensor& t, std::vector<uint8_t>& bytes) {
+    bytes.resize(static_cast<size_t>(t.bytes));
+    const int64_t n = t.bytes / static_cast<int64_t>(dtype_size(o.dtype));
+    const uint64_t first = normals;
+    auto store = [&](size_t k, double z) {
+      const double v = t.init == Init::kNorm        ? 1.0 + 0.1 * z
+                       : t.init == Init::kEmbedding ? 0.05 * z
+                                                    : 0.02 * z;
+      const float f = static_cast<float>(v);
+      if (o.dtype == DType::kF32) {
+        std::memcpy(&bytes[4 * k], &f, 4);
+      } else {
+        uint16_t b = o.dtype == DType::kBF16 ? float_to_bf16(f) : float_to_f16(f);
+        std::memcpy(&bytes[2 * k], &b, 2);
+      }
+    };
+    pool.parallel_for(static_cast<size_t>(n), [&](size_t begin, size_t end) {
+      size_t k = begin;
+      if (k < end && ((first + k) & 1)) {  // the second value of a pair begun elsewhere
+        store(k, TestRng::normal_at(o.seed, first + k));
+        ++k;
+      }
+      for (; k + 1 < end; k += 2) {  // both values of a Box-Muller pair at once
+        double c, sn;
+        TestRng::normal_pair(o.seed, (first + k) >> 1, &c, &sn);
+        store(k, c);
+        store(k + 1, sn);
+      }
+      if (k < end) store(k, TestRng::normal_at(o.seed, first + k));
+    });
+    normals += static_cast<uint64_t>(n);
+  };
   size_t begin = 0;
   for (size_t s = 0; s < shard_end.size(); ++s) {
     std::vector<SafetensorsTensor> meta;
@@ -320,30 +366,19 @@ StatusOr<TestModelInfo> write_test_model(const TestModelOptions& o) {
     bool ok = std::fwrite(header.data(), 1, header.size(), out) == header.size();
     for (size_t i = begin; ok && i < shard_end[s]; ++i) {
       const PlannedTensor& t = plan[i];
-      bytes.resize(static_cast<size_t>(t.bytes));
-      const int64_t n = t.bytes / static_cast<int64_t>(dtype_size(o.dtype));
-      const uint64_t first = normals;
-      pool.parallel_for(static_cast<size_t>(n), [&](size_t begin, size_t end) {
-        for (size_t k = begin; k < end; ++k) {
-          const double z = TestRng::normal_at(o.seed, first + k);
-          const double v = t.init == Init::kNorm        ? 1.0 + 0.1 * z
-                           : t.init == Init::kEmbedding ? 0.05 * z
-                                                        : 0.02 * z;
-          const float f = static_cast<float>(v);
-          if (o.dtype == DType::kF32) {
-            std::memcpy(&bytes[4 * k], &f, 4);
-          } else {
-            uint16_t b = o.dtype == DType::kBF16 ? float_to_bf16(f) : float_to_f16(f);
-            std::memcpy(&bytes[2 * k], &b, 2);
-          }
-        }
+      generate(t, buffers[cur]);
+      join_writer();
+      if (!written) break;
+      writer = std::thread([&, out, bytes = &buffers[cur], name = &t.name] {
+        checksum = fnv1a(checksum, name->data(), name->size());
+        checksum = fnv1a(checksum, bytes->data(), bytes->size());
+        if (std::fwrite(bytes->data(), 1, bytes->size(), out) != bytes->size()) written = false;
       });
-      normals += static_cast<uint64_t>(n);
-      checksum = fnv1a(checksum, t.name.data(), t.name.size());
-      checksum = fnv1a(checksum, bytes.data(), bytes.size());
-      ok = std::fwrite(bytes.data(), 1, bytes.size(), out) == bytes.size();
+      cur ^= 1;
       weight_map[stored_name(t.name)] = file;
     }
+    join_writer();
+    ok = ok && written;
     if (std::fclose(out) != 0) ok = false;
     if (!ok) return io_error(path + ": write failed");
     info.files.push_back(file);

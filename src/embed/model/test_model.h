@@ -64,6 +64,8 @@ class TestRng {
   double normal();   // N(0, 1)
   // The j-th value normal() returns from a fresh TestRng(seed) (random access into the stream).
   static double normal_at(uint64_t seed, uint64_t j);
+  // Values 2p and 2p+1 of that stream (one Box-Muller pair).
+  static void normal_pair(uint64_t seed, uint64_t p, double* first, double* second);
 
  private:
   uint64_t state_;
