@@ -72,7 +72,8 @@ void rerank(RequestContext& ctx) {
     append_float(&out, r.score);
     if (return_documents)
       out += ",\"document\":{\"text\":" + dump(json(req.documents[r.index])) + "}";
-    if (r.truncated_tokens > 0) out += ",\"truncated_tokens\":" + std::to_string(r.truncated_tokens);
+    if (r.truncated_tokens > 0)
+      out += ",\"truncated_tokens\":" + std::to_string(r.truncated_tokens);
     out += '}';
   }
   out += "],\"model\":" + dump(json(model)) +

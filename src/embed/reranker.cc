@@ -81,7 +81,8 @@ Reranker::~Reranker() = default;
 
 StatusOr<std::unique_ptr<Reranker>> Reranker::open(const EmbedderOptions& options) {
   const std::string& dir = options.model_dir;
-  if (dir.empty()) return invalid_argument(std::string("no reranker directory given") + kDownloadHint);
+  if (dir.empty())
+    return invalid_argument(std::string("no reranker directory given") + kDownloadHint);
   const std::string config_path = dir + "/config.json";
   if (!is_file(config_path))
     return not_found("reranker directory " + dir + " has no config.json" + kDownloadHint);
@@ -100,8 +101,9 @@ StatusOr<std::unique_ptr<Reranker>> Reranker::open(const EmbedderOptions& option
     lm_head = weights->tensor("lm_head.weight", {config.vocab_size, config.hidden_size});
     if (!lm_head.is_ok()) {
       if (lm_head.status().code() == StatusCode::kNotFound)
-        return not_found(dir + ": config.json has tie_word_embeddings false but the checkpoint "
-                               "has no lm_head.weight");
+        return not_found(dir +
+                         ": config.json has tie_word_embeddings false but the checkpoint "
+                         "has no lm_head.weight");
       return lm_head.status();
     }
     head = &*lm_head;
@@ -112,9 +114,10 @@ StatusOr<std::unique_ptr<Reranker>> Reranker::open(const EmbedderOptions& option
   QS_ASSIGN_OR_RETURN(int32_t no_id, token_id(tok, config, "no"));
   QS_ASSIGN_OR_RETURN(int32_t yes_id, token_id(tok, config, "yes"));
   if (tok.post_processor_appends(kEndOfTextId))
-    spdlog::warn("reranker {}: its tokenizer.json appends <|endoftext|> like a Qwen3-Embedding "
-                 "one; is this an embedding model? (pairs are tokenized without special tokens)",
-                 dir);
+    spdlog::warn(
+        "reranker {}: its tokenizer.json appends <|endoftext|> like a Qwen3-Embedding "
+        "one; is this an embedding model? (pairs are tokenized without special tokens)",
+        dir);
   std::vector<float> no_row = row_of(*head, no_id, config.hidden_size);
   std::vector<float> yes_row = row_of(*head, yes_id, config.hidden_size);
   return std::make_unique<Reranker>(std::move(model), no_id, yes_id, std::move(no_row),
@@ -127,8 +130,8 @@ StatusOr<PreparedPair> Reranker::prepare(std::string_view query, std::string_vie
     return invalid_argument("max_tokens must be >= 0, got " + std::to_string(max_tokens));
   if (prefix_ids_.empty() || suffix_ids_.empty())
     return internal_error("the reranker prompt could not be tokenized");
-  const int64_t limit = std::min<int64_t>(max_tokens == 0 ? kDefaultMaxTokens : max_tokens,
-                                          max_input_tokens());
+  const int64_t limit =
+      std::min<int64_t>(max_tokens == 0 ? kDefaultMaxTokens : max_tokens, max_input_tokens());
   const int64_t fixed = static_cast<int64_t>(prefix_ids_.size() + suffix_ids_.size());
   if (limit < fixed + 1)
     return invalid_argument("max_tokens " + std::to_string(limit) +

@@ -36,9 +36,9 @@ inline constexpr std::string_view kDefaultRerankInstruction =
     "Given a web search query, retrieve relevant passages that answer the query";
 
 struct PreparedPair {
-  std::vector<int32_t> ids;        // prefix + body (cut to fit) + suffix
-  int32_t input_tokens = 0;        // length before the cut
-  int32_t truncated_tokens = 0;    // body tokens cut
+  std::vector<int32_t> ids;      // prefix + body (cut to fit) + suffix
+  int32_t input_tokens = 0;      // length before the cut
+  int32_t truncated_tokens = 0;  // body tokens cut
 };
 
 class Reranker {

@@ -77,8 +77,8 @@ StatusOr<RerankOutput> Service::rerank(const RerankRequest& request,
   const std::string_view instruction =
       request.instruction ? std::string_view(*request.instruction) : kDefaultRerankInstruction;
   RerankOutput out;
-  QS_ASSIGN_OR_RETURN(out.results, score_pairs(request.query, docs, instruction,
-                                               &out.total_tokens, client_gone));
+  QS_ASSIGN_OR_RETURN(
+      out.results, score_pairs(request.query, docs, instruction, &out.total_tokens, client_gone));
   std::stable_sort(out.results.begin(), out.results.end(),
                    [](const RerankResult& a, const RerankResult& b) { return a.score > b.score; });
   out.results.resize(static_cast<size_t>(top_n));

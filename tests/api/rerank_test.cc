@@ -89,15 +89,15 @@ const std::vector<std::string> kDocs = {
 };
 
 TEST_F(Rerank, CohereShapeSortedAndEqualToTheCli) {
-  json r = rerank({{"model", "my-reranker"},
-                   {"query", "What is the capital of China?"},
-                   {"documents", kDocs}});
+  json r = rerank(
+      {{"model", "my-reranker"}, {"query", "What is the capital of China?"}, {"documents", kDocs}});
   ASSERT_TRUE(r.contains("results"));
   EXPECT_EQ(r["model"], "my-reranker");
   ASSERT_EQ(r["results"].size(), kDocs.size());
   EXPECT_GT(r["usage"]["total_tokens"].get<int64_t>(), 80 * static_cast<int64_t>(kDocs.size()));
   std::vector<json> lines;
-  for (const auto& d : kDocs) lines.push_back({{"query", "What is the capital of China?"}, {"document", d}});
+  for (const auto& d : kDocs)
+    lines.push_back({{"query", "What is the capital of China?"}, {"document", d}});
   std::vector<double> cli = cli_scores(model_, dir_->path(), lines);
   ASSERT_EQ(cli.size(), kDocs.size());
   std::vector<bool> seen(kDocs.size(), false);
@@ -149,9 +149,9 @@ TEST_F(Rerank, InstructionDefaultsToTheModelCards) {
   other["instruction"] = "Judge whether the document is written in English";
   EXPECT_EQ(score_of(rerank(explicit_default)), score_of(by_default));
   EXPECT_NE(score_of(rerank(other)), score_of(by_default));
-  auto cli = cli_scores(model_, dir_->path(),
-                        {{{"query", "q"}, {"document", "a document"},
-                          {"instruction", other["instruction"]}}});
+  auto cli = cli_scores(
+      model_, dir_->path(),
+      {{{"query", "q"}, {"document", "a document"}, {"instruction", other["instruction"]}}});
   ASSERT_EQ(cli.size(), 1u);
   EXPECT_NEAR(score_of(rerank(other)), cli[0], 1e-6);
 }
@@ -170,9 +170,11 @@ TEST_F(Rerank, LongPairsAreCutAndSaySo) {
   }
   EXPECT_LE(r["usage"]["total_tokens"].get<int64_t>(), 512 + 100);
   // The cut pair scores as `qsearch rerank --max-tokens 512` scores it.
-  std::ofstream(dir_->path() + "/long.jsonl") << json{{"query", "q"}, {"document", doc}}.dump() << "\n";
+  std::ofstream(dir_->path() + "/long.jsonl")
+      << json{{"query", "q"}, {"document", doc}}.dump() << "\n";
   std::string cmd = std::string(QSEARCH_BINARY) + " rerank --device cpu --max-tokens 512 --model " +
-                    model_ + " < " + dir_->path() + "/long.jsonl > " + dir_->path() + "/long.out 2>&1";
+                    model_ + " < " + dir_->path() + "/long.jsonl > " + dir_->path() +
+                    "/long.out 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   std::ifstream in(dir_->path() + "/long.out");
   std::string line;
@@ -216,7 +218,8 @@ TEST_F(Rerank, Errors) {
   expect_error({{"documents", {"a"}}}, 400, "invalid_request", "query");
   expect_error({{"query", "q"}}, 400, "invalid_request", "documents");
   expect_error({{"query", "q"}, {"documents", "a"}}, 400, "invalid_request", "array");
-  expect_error({{"query", "q"}, {"documents", json::array({json{{"txt", "a"}}})}}, 400, "invalid_request", "text");
+  expect_error({{"query", "q"}, {"documents", json::array({json{{"txt", "a"}}})}}, 400,
+               "invalid_request", "text");
   expect_error({{"query", "q"}, {"documents", {1}}}, 400, "invalid_request", "documents[0]");
   expect_error({{"query", "q"}, {"documents", {"a"}}, {"top_n", "1"}}, 400, "invalid_request",
                "top_n");
@@ -256,7 +259,8 @@ TEST_F(Rerank, SearchRerankReordersTheCandidates) {
   for (size_t i = 0; i < kDocs.size(); ++i)
     docs.push_back({{"id", "d" + std::to_string(i)}, {"text", kDocs[i].empty() ? "-" : kDocs[i]}});
   for (int i = 0; i < 4; ++i)
-    docs.push_back({{"id", "x" + std::to_string(i)}, {"text", "filler text number " + std::to_string(i)}});
+    docs.push_back(
+        {{"id", "x" + std::to_string(i)}, {"text", "filler text number " + std::to_string(i)}});
   HttpResult up = s().post("/collections/kb/documents", json{{"documents", docs}});
   ASSERT_EQ(up.status, 200) << up.body;
   const std::string query = "What is the capital of China?";
@@ -273,9 +277,9 @@ TEST_F(Rerank, SearchRerankReordersTheCandidates) {
   json want = rerank({{"query", query}, {"documents", texts}, {"top_n", 3}});
 
   const double before = s().metric("qsearch_rerank_requests_total{source=\"search\"}");
-  HttpResult r = s().post("/collections/kb/search",
-                          json{{"query", query}, {"k", 3}, {"rerank", {{"top_n", 6}}},
-                               {"include", json::array()}});
+  HttpResult r = s().post(
+      "/collections/kb/search",
+      json{{"query", query}, {"k", 3}, {"rerank", {{"top_n", 6}}}, {"include", json::array()}});
   ASSERT_EQ(r.status, 200) << r.body;
   json got = r.json_body()["results"];
   ASSERT_EQ(got.size(), 3u);
@@ -283,15 +287,17 @@ TEST_F(Rerank, SearchRerankReordersTheCandidates) {
     EXPECT_EQ(got[i]["id"], ids[want["results"][i]["index"].get<size_t>()]) << i;
     EXPECT_NEAR(got[i]["rerank_score"].get<double>(),
                 want["results"][i]["relevance_score"].get<double>(), 1e-6);
-    EXPECT_TRUE(got[i].contains("score"));       // the vector score stays
-    EXPECT_FALSE(got[i].contains("text"));       // "include": [] is honoured
+    EXPECT_TRUE(got[i].contains("score"));  // the vector score stays
+    EXPECT_FALSE(got[i].contains("text"));  // "include": [] is honoured
   }
   EXPECT_EQ(s().metric("qsearch_rerank_requests_total{source=\"search\"}"), before + 1);
 
   // An instruction changes the scores; top_n defaults to max(50, k) (all 10 documents here).
-  HttpResult custom = s().post("/collections/kb/search",
-                               json{{"query", query}, {"k", 10},
-                                    {"rerank", {{"instruction", "Judge whether it is about physics"}}}});
+  HttpResult custom =
+      s().post("/collections/kb/search",
+               json{{"query", query},
+                    {"k", 10},
+                    {"rerank", {{"instruction", "Judge whether it is about physics"}}}});
   ASSERT_EQ(custom.status, 200) << custom.body;
   const json custom_body = custom.json_body();
   EXPECT_EQ(custom_body["results"].size(), 10u);
@@ -316,11 +322,13 @@ TEST_F(Rerank, SearchRerankReordersTheCandidates) {
 
 // A chunked document is reranked by its best chunk's text.
 TEST_F(Rerank, SearchRerankUsesTheBestChunk) {
-  HttpResult c = s().post("/collections", json{{"name", "chunked"}, {"max_tokens", 512},
-                                              {"chunking", {{"max_tokens", 24}, {"overlap", 0}}}});
+  HttpResult c = s().post("/collections", json{{"name", "chunked"},
+                                               {"max_tokens", 512},
+                                               {"chunking", {{"max_tokens", 24}, {"overlap", 0}}}});
   ASSERT_EQ(c.status, 201) << c.body;
   std::string text;
-  for (int i = 0; i < 12; ++i) text += "Sentence " + std::to_string(i) + " is about rivers and cities. ";
+  for (int i = 0; i < 12; ++i)
+    text += "Sentence " + std::to_string(i) + " is about rivers and cities. ";
   ASSERT_EQ(s().put("/collections/chunked/documents/long", json{{"text", text}}).status, 200);
   HttpResult r = s().post("/collections/chunked/search",
                           json{{"query", "rivers"}, {"k", 1}, {"rerank", {{"top_n", 1}}}});
@@ -346,8 +354,8 @@ TEST(RerankWithout, NoRerankerAnswers404) {
   EXPECT_NE(r.body.find("--reranker"), std::string::npos) << r.body;
   // and so does a search asking for "rerank", before embedding anything
   ASSERT_EQ(server.post("/collections", json{{"name", "c"}}).status, 201);
-  HttpResult search = server.post("/collections/c/search",
-                                  json{{"query", "q"}, {"rerank", json::object()}});
+  HttpResult search =
+      server.post("/collections/c/search", json{{"query", "q"}, {"rerank", json::object()}});
   EXPECT_EQ(search.status, 404) << search.body;
   EXPECT_NE(search.body.find("no reranker is loaded"), std::string::npos) << search.body;
 }

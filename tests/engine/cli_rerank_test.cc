@@ -53,7 +53,9 @@ TEST(CliRerank, Contract) {
   for (int i = 0; i < 400; ++i) long_doc += "w" + std::to_string(i) + " ";
   const std::vector<nlohmann::json> lines = {
       {{"query", "What is the capital of China?"}, {"document", "Beijing."}},
-      {{"query", "量子计算"}, {"document", "量子计算利用量子叠加。"}, {"instruction", "判断相关性"}},
+      {{"query", "量子计算"},
+       {"document", "量子计算利用量子叠加。"},
+       {"instruction", "判断相关性"}},
       {{"query", "q"}, {"document", long_doc}},
       {{"query", ""}, {"document", ""}, {"instruction", nullptr}},
   };

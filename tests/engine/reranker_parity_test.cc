@@ -56,7 +56,8 @@ TEST(HuggingFaceParity, RerankerMatchesTransformers) {
     o.seed = meta.value("seed", uint64_t{42});
     o.shape = meta.value("shape", std::string("tiny"));
     auto info = testing::make_tiny_model(dir.path(), o);
-    ASSERT_EQ(checksum_hex(info.checksum), refs["models"][kind]["model_checksum"].get<std::string>())
+    ASSERT_EQ(checksum_hex(info.checksum),
+              refs["models"][kind]["model_checksum"].get<std::string>())
         << "generator changed: regenerate references (" << kRegenerate << ")";
 
     EmbedderOptions eo;
@@ -117,9 +118,10 @@ TEST(HuggingFaceParity, RerankerMatchesTransformers) {
       worst_batched = std::max(worst_batched, std::fabs(together[k] - single[i]));
       worst_vs_padded = std::max(worst_vs_padded, std::fabs(together[k] - batched[i]));
     }
-    std::printf("HF reranker parity (%s head, %zu pairs): max |ours - HF| alone %.3g, batched "
-                "%.3g, vs HF padded batches %.3g (HF padded vs unpadded %.3g)\n",
-                kind, pairs.size(), worst_alone, worst_batched, worst_vs_padded, hf_padding);
+    std::printf(
+        "HF reranker parity (%s head, %zu pairs): max |ours - HF| alone %.3g, batched "
+        "%.3g, vs HF padded batches %.3g (HF padded vs unpadded %.3g)\n",
+        kind, pairs.size(), worst_alone, worst_batched, worst_vs_padded, hf_padding);
   }
 }
 

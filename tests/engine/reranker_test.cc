@@ -157,7 +157,8 @@ TEST_F(RerankerTest, BadInputsAreErrors) {
 
 TEST_F(RerankerTest, ScoresMatchTheNaiveReferenceForBothHeads) {
   std::string long_doc;
-  for (int i = 0; i < 60; ++i) long_doc += "Rerankers judge relevance, sentence " + std::to_string(i) + ". ";
+  for (int i = 0; i < 60; ++i)
+    long_doc += "Rerankers judge relevance, sentence " + std::to_string(i) + ". ";
   const std::vector<std::pair<std::string, std::string>> pairs = {
       {"What is the capital of China?", "The capital of China is Beijing."},
       {"What is the capital of China?", "Gravity is a force."},
