@@ -13,8 +13,8 @@ the LM head tied for 0.6B/4B and untied for 8B as the real Qwen3-Rerankers):
   speed   pairs/s at 512-token pairs: HF bf16 sdpa, batch 32, the model card's process_inputs +
           compute_logits (full logits of every position, as the card computes them), timed;
           also HF with logits_to_keep=1 (not the card's code: the LM head on the last position
-          only), for reference; ours: concurrent POST /v1/rerank requests of 32 documents each
-          through the server's scheduler, timed (tokenization included).
+          only), for reference; ours: 8 clients sending POST /v1/rerank requests of 32 documents
+          each through the server's scheduler, timed (tokenization and HTTP included).
   latency one request of 10 documents (512-token pairs) to /v1/rerank, sequential repeats.
 Prints one JSON line per shape, writes a JSON report and a markdown table; exit 1 if a parity
 bucket failed.
@@ -247,7 +247,7 @@ def run_shape(args, shape, embed_dir):
 
         load_s = server.wait_ready()
         ours = [server.rerank(q, [d])[0] for _, q, d, _ in parity]
-        ours_pairs_s = ours_bench(server, bench_query, bench_docs, 32, 4, args.bench_seconds)
+        ours_pairs_s = ours_bench(server, bench_query, bench_docs, 32, 8, args.bench_seconds)
         lat = []
         for r in range(21):
             docs = bench_docs[(r * 10) % 240:(r * 10) % 240 + 10]
