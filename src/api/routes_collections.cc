@@ -40,15 +40,16 @@ void check_known_fields(const json& body, const std::set<std::string>& known, co
 void create_collection(RequestContext& ctx) {
   json body = ctx.json_body();
   check_known_fields(body, {"name", "dimension", "metric", "index", "query_instruction", "max_tokens",
-                            "dedup", "chunking"},
+                            "dedup", "chunking", "lexical"},
                      "a collection");
-  // The request's top-level "dedup" and "chunking" are the spec's options; the spec parser
-  // (collection/options.h) checks every field once.
+  // The request's top-level "dedup", "chunking" and "lexical" are the spec's options; the spec
+  // parser (collection/options.h) checks every field once.
   json spec_json = body;
   spec_json.erase("dedup");
   spec_json.erase("chunking");
+  spec_json.erase("lexical");
   json options = json::object();
-  for (const char* option : {"dedup", "chunking"})
+  for (const char* option : {"dedup", "chunking", "lexical"})
     if (const json* o = get_field(body, option)) options[option] = *o;
   spec_json["options"] = options;
   CollectionSpec spec = value_or_throw(CollectionSpec::from_json(spec_json));
@@ -173,7 +174,8 @@ void search(RequestContext& ctx) {
   std::string collection = checked_path_id(ctx.param(1), "collection name");
   json body = ctx.json_body();
   check_known_fields(body,
-                     {"query", "vector", "id", "k", "instruction", "filter", "include", "rerank"},
+                     {"query", "vector", "id", "k", "instruction", "filter", "include", "rerank", "mode",
+                      "fusion", "offset"},
                      "a search");
   SearchRequest request;
   request.query = get_string(body, "query");
@@ -209,11 +211,24 @@ void search(RequestContext& ctx) {
     check_known_fields(*rr, {"top_n", "instruction"}, "\"rerank\"");
     request.rerank = SearchRerank{get_int(*rr, "top_n"), get_string(*rr, "instruction")};
   }
+  if (const json* m = get_field(body, "mode")) {
+    if (!m->is_string()) throw StatusException(invalid_argument("\"mode\" must be a string"));
+    request.mode = value_or_throw(parse_search_mode(m->get<std::string>()));
+  }
+  if (const json* f = get_field(body, "fusion")) request.fusion = value_or_throw(FusionOptions::from_json(*f));
+  request.offset = std::clamp<int64_t>(get_int(body, "offset").value_or(0), -1, 1 << 30);
   auto hits = value_or_throw(ctx.service->search(collection, request, ctx.client_gone()));
   json results = json::array();
   for (const auto& h : hits) {
     json r = {{"id", h.id}, {"score", h.score}};
     if (h.rerank_score) r["rerank_score"] = *h.rerank_score;
+    if (h.dense_score) r["dense_score"] = *h.dense_score;
+    if (h.lexical_score) r["lexical_score"] = *h.lexical_score;
+    if (h.highlights) {
+      json spans = json::array();
+      for (const auto& [start, end] : *h.highlights) spans.push_back({{"start", start}, {"end", end}});
+      r["highlights"] = std::move(spans);
+    }
     if (h.chunk >= 0) {
       // The best chunk of a chunked document: code-point range (and its text when asked).
       r["chunk"] = {{"index", h.chunk}, {"start", h.chunk_span.start}, {"end", h.chunk_span.end}};

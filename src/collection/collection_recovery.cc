@@ -2,6 +2,7 @@
 // stored embeddings: never re-embed) and saving index files (periodically and on demand).
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <unordered_map>
@@ -61,6 +62,7 @@ Status RocksCollectionStore::load_collections() {
                                                       : c->documents.load();
     if (cid >= next_collection_id_) next_collection_id_ = cid + 1;
     QS_RETURN_IF_ERROR(load_index(c.get()).with_context("collection '" + c->spec.name + "'"));
+    QS_RETURN_IF_ERROR(load_lexical(c.get()).with_context("collection '" + c->spec.name + "'"));
     c->last_save_ms = now_ms();
     std::unique_lock<std::shared_mutex> lock(collections_mu_);
     collections_[c->spec.name] = c;
@@ -283,10 +285,12 @@ Status RocksCollectionStore::save_collection(CollectionState* c) {
   c->file_present = true;
   c->writes_since_save.fetch_sub(writes_at_save);
   c->last_save_ms = now_ms();
-  // The file now covers the log up to seq: trim it (unsynced: a lost trim only replays no-ops).
+  // The file now covers the log up to seq: trim it (unsynced: a lost trim only replays no-ops),
+  // but keep what the lexical index has not applied yet.
+  const uint64_t trim_to = c->spec.lexical ? std::min<uint64_t>(seq, c->lexical_seq.load()) : seq;
   store::WriteBatch trim;
   trim.delete_range(store::collection_range_begin(KeyPrefix::kChangeLog, c->id),
-                    store::changelog_key(c->id, seq + 1));
+                    store::changelog_key(c->id, trim_to + 1));
   return kv_->write(&trim, false);
 }
 
@@ -468,7 +472,7 @@ Status RocksCollectionStore::check_consistency(const std::string& name) {
                       std::to_string(c->documents.load()) + ", index " +
                       std::to_string(c->index->size()));
   }
-  return Status::ok();
+  return check_lexical(c.get(), labels);
 }
 
 }  // namespace qsearch

@@ -74,8 +74,10 @@ RocksCollectionStore::RocksCollectionStore(StoreOptions options) : options_(std:
 StatusOr<std::unique_ptr<CollectionStore>> RocksCollectionStore::open(const StoreOptions& options) {
   if (options.data_dir.empty()) return invalid_argument("store: data_dir is empty");
   std::error_code ec;
-  fs::create_directories(fs::path(options.data_dir) / "indexes", ec);
-  if (ec) return io_error("creating " + options.data_dir + "/indexes: " + ec.message());
+  for (const char* dir : {"indexes", "lexical"}) {
+    fs::create_directories(fs::path(options.data_dir) / dir, ec);
+    if (ec) return io_error("creating " + options.data_dir + "/" + dir + ": " + ec.message());
+  }
   std::unique_ptr<RocksCollectionStore> s(new RocksCollectionStore(options));
   store::KvOptions kv_options;
   kv_options.path = (fs::path(options.data_dir) / "db").string();
@@ -110,6 +112,7 @@ StatusOr<std::unique_ptr<CollectionStore>> RocksCollectionStore::open(const Stor
 
   QS_RETURN_IF_ERROR(s->load_collections());
   s->remove_stale_index_files();
+  s->remove_stale_lexical_files();
   if (options.index_save_interval_s > 0) {
     s->saver_ = std::thread([raw = s.get()] { raw->saver_loop(); });
   } else {
@@ -168,6 +171,11 @@ Status RocksCollectionStore::create_collection(const CollectionSpec& spec_in) {
   if (find(spec.name)) return already_exists("collection '" + spec.name + "' already exists");
   const uint64_t cid = next_collection_id_;
   state->id = cid;
+  if (spec.lexical) {
+    auto lexical = LexicalIndex::create(lexical_path(cid), cid);
+    if (!lexical.is_ok()) return lexical.status().with_context("creating the lexical index");
+    state->lexical = std::move(lexical).value();
+  }
   store::WriteBatch batch;
   std::string cid_value;
   store::put_u64_be(&cid_value, cid);
@@ -185,6 +193,7 @@ Status RocksCollectionStore::create_collection(const CollectionSpec& spec_in) {
   std::unique_lock<std::shared_mutex> lock(collections_mu_);
   collections_[spec.name] = state;
   origins_[spec.name] = IndexOrigin::kCreated;
+  if (spec.lexical) lexical_origins_[spec.name] = IndexOrigin::kCreated;
   return Status::ok();
 }
 
@@ -207,7 +216,13 @@ Status RocksCollectionStore::delete_collection(const std::string& name) {
     std::unique_lock<std::shared_mutex> lock(collections_mu_);
     collections_.erase(name);
     origins_.erase(name);
+    lexical_origins_.erase(name);
   }
+  {
+    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    c->lexical.reset();
+  }
+  LexicalIndex::remove_files(lexical_path(c->id));
   std::error_code ec;
   fs::remove(index_path(c->id), ec);
   fs::remove(index_path(c->id) + ".tmp", ec);
@@ -300,6 +315,7 @@ Status RocksCollectionStore::upsert(const std::string& collection,
 
   store::WriteBatch batch;
   std::vector<int64_t> old_labels, new_labels;
+  std::vector<LexicalIndex::Entry> lexical_added;  // point into docs' texts
   int64_t next_label = c->next_label;
   uint64_t seq = c->log_seq;
   int64_t added_docs = 0;
@@ -328,6 +344,7 @@ Status RocksCollectionStore::upsert(const std::string& collection,
     rec.embedding.assign(vectors.begin() + first_row[i] * d, vectors.begin() + first_row[i + 1] * d);
     for (const Chunk& ch : doc.chunks) rec.chunks.push_back({ch.start, ch.end, ch.tokens});
     next_label += rec.label_count();
+    if (c->lexical) append_lexical_entries(doc.text, rec.chunks, rec.label, &lexical_added);
     batch.put(keys[i], store::encode_document(rec));
     for (int64_t l = rec.label; l < rec.label + rec.label_count(); ++l) {
       new_labels.push_back(l);
@@ -364,6 +381,7 @@ Status RocksCollectionStore::upsert(const std::string& collection,
     spdlog::error("store: index update of '{}' failed ({}); rebuilding", collection, s.to_string());
     QS_RETURN_IF_ERROR(rebuild_index(c.get()));
   }
+  QS_RETURN_IF_ERROR(update_lexical(c.get(), old_labels, lexical_added, seq));
   write_lock.unlock();
   after_write(c.get(), static_cast<int64_t>(new_labels.size()), want_optimize);
   return Status::ok();
@@ -449,6 +467,7 @@ Status RocksCollectionStore::remove(const std::string& collection, const std::st
     spdlog::error("store: index removal in '{}' failed ({}); rebuilding", collection, s.to_string());
     QS_RETURN_IF_ERROR(rebuild_index(c.get()));
   }
+  QS_RETURN_IF_ERROR(update_lexical(c.get(), old_labels, {}, seq));
   write_lock.unlock();
   after_write(c.get(), static_cast<int64_t>(old_labels.size()), want_optimize);
   return Status::ok();

@@ -27,6 +27,8 @@
 
 #include "index/vector_index.h"
 #include "collection/collections.h"
+#include "collection/lexical_index.h"
+#include "collection/text_analyzer.h"
 #include "store/kv_store.h"
 
 namespace qsearch {
@@ -48,6 +50,13 @@ struct CollectionState {
   // Guarded by index_mu.
   std::unique_ptr<VectorIndex> index;
   uint64_t applied_seq = 0;          // last change-log sequence reflected in `index`
+
+  // Lexical index (collection_lexical.cc); null when the collection's option "lexical" is off.
+  // The pointer changes under write_mu + exclusive index_mu; searches use it under shared
+  // index_mu, writers under write_mu (the index serialises its own calls).
+  std::unique_ptr<LexicalIndex> lexical;
+  // Last change-log sequence the lexical index holds (the change log is trimmed only up to it).
+  std::atomic<uint64_t> lexical_seq{0};
 
   std::atomic<int64_t> documents{0};
   std::atomic<int64_t> vectors{0};         // index entries the store holds (chunks count each)
@@ -74,6 +83,9 @@ class RocksCollectionStore : public CollectionStore {
   StatusOr<std::vector<SearchHit>> search(const std::string& collection,
                                           const std::vector<float>& query,
                                           const SearchParams& params) override;
+  StatusOr<std::vector<SearchHit>> search_lexical(const std::string& collection,
+                                                  const std::string& query,
+                                                  const SearchParams& params) override;
   Status scan_embeddings(const std::string& collection, std::vector<std::string>* ids,
                          std::vector<float>* vectors) override;  // collection_duplicates.cc
   Status save_indexes() override;
@@ -82,6 +94,8 @@ class RocksCollectionStore : public CollectionStore {
   // For tests and diagnostics: how the index of `name` was obtained at open().
   enum class IndexOrigin { kCreated, kLoaded, kCaughtUp, kRebuilt };
   StatusOr<IndexOrigin> index_origin(const std::string& name);
+  // How the lexical index of `name` was obtained at open() (kNotFound when it has none).
+  StatusOr<IndexOrigin> lexical_origin(const std::string& name);
   // Full scan: every stored document's label is in the index and maps back to its id, and the
   // stored count, the document counter and the index size agree. kCorruption otherwise.
   Status check_consistency(const std::string& name);
@@ -114,12 +128,29 @@ class RocksCollectionStore : public CollectionStore {
   void remove_stale_index_files();
   void saver_loop();
 
+  // The lexical index (collection_lexical.cc). Callers hold write_mu or are single-threaded.
+  std::string lexical_path(uint64_t cid) const;
+  Status load_lexical(CollectionState* c);
+  // Replays the change log after from_seq onto `lexical` (kCorruption when it is incomplete).
+  Status catch_up_lexical(CollectionState* c, LexicalIndex* lexical, uint64_t from_seq,
+                          bool* changed);
+  // A new index from the stored texts, built beside the live one and swapped in.
+  Status rebuild_lexical(CollectionState* c);
+  // After a durable write: the write's removed labels and added texts, at sequence seq; on a
+  // failure the index is caught up from the change log or rebuilt.
+  Status update_lexical(CollectionState* c, const std::vector<int64_t>& removed,
+                        const std::vector<LexicalIndex::Entry>& added, uint64_t seq);
+  // check_consistency(): every label in the lexical index and the row count right.
+  Status check_lexical(CollectionState* c, const std::vector<std::pair<int64_t, std::string>>& labels);
+  void remove_stale_lexical_files();
+
   StoreOptions options_;
   std::unique_ptr<store::KvStore> kv_;
   std::mutex create_mu_;  // serialises create_collection / delete_collection
   mutable std::shared_mutex collections_mu_;
   std::map<std::string, std::shared_ptr<CollectionState>> collections_;
   std::map<std::string, IndexOrigin> origins_;  // guarded by collections_mu_
+  std::map<std::string, IndexOrigin> lexical_origins_;  // guarded by collections_mu_
   uint64_t next_collection_id_ = 1;             // guarded by create_mu_
 
   std::thread saver_;
@@ -135,6 +166,19 @@ VectorIndexConfig index_config_of(const CollectionSpec& spec);
 void normalize_l2(float* v, int d);
 // The L2-normalised mean of the rows of `rows` (rows.size() / d vectors of d floats).
 std::vector<float> normalized_mean(const std::vector<float>& rows, int d);
+// The lexical index entries of a stored document: its text, or each chunk's text (chunk i has
+// label first_label + i). The entries point into `text`.
+template <typename ChunkT>
+void append_lexical_entries(std::string_view text, const std::vector<ChunkT>& chunks,
+                            int64_t first_label, std::vector<LexicalIndex::Entry>* out) {
+  if (chunks.empty()) {
+    out->push_back({first_label, text});
+    return;
+  }
+  for (size_t i = 0; i < chunks.size(); ++i)
+    out->push_back({first_label + static_cast<int64_t>(i),
+                    code_point_range(text, chunks[i].start, chunks[i].end)});
+}
 // Exact match of every field of `filter` (an object) on `metadata`.
 bool metadata_matches(const nlohmann::json& metadata, const nlohmann::json& filter);
 

@@ -72,6 +72,13 @@ struct SearchHit {
   Chunk chunk_span;
   // Set by the service for a search with "rerank": the reranker's relevance in [0, 1].
   std::optional<float> rerank_score;
+  // Set by the service for search modes "lexical" and "hybrid" (collection/hybrid.h): where the
+  // query's words occur in the returned text (in the best chunk for a chunked document), as
+  // [start, end) code points of the document's text.
+  std::optional<std::vector<std::pair<int32_t, int32_t>>> highlights;
+  // Hybrid search: each side's own score (absent when the document was not among its candidates).
+  std::optional<float> dense_score;
+  std::optional<float> lexical_score;
 };
 
 struct StoreOptions {
@@ -105,6 +112,13 @@ class CollectionStore {
   virtual StatusOr<std::vector<SearchHit>> search(const std::string& collection,
                                                   const std::vector<float>& query,
                                                   const SearchParams& params) = 0;
+  // BM25 search of the lexical index (collection option "lexical") for the words of `query`
+  // (collection/lexical_index.h: "quoted text" is a phrase); params as for search() except
+  // exclude_id. kUnprocessable when the collection has no lexical index. Scores: BM25, higher
+  // is better. Chunked documents: once each, by their best chunk.
+  virtual StatusOr<std::vector<SearchHit>> search_lexical(const std::string& collection,
+                                                          const std::string& query,
+                                                          const SearchParams& params) = 0;
   // Every stored document's id and embedding (L2-normalised for cosine), in id order: ids[i]
   // owns vectors[i*dimension .. (i+1)*dimension). A chunked document is represented by the
   // normalised mean of its chunk vectors. A full range scan; writes made meanwhile may or may

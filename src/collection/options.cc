@@ -169,6 +169,7 @@ nlohmann::json CollectionSpec::options_json() const {
   nlohmann::json o = nlohmann::json::object();
   if (chunking) o["chunking"] = chunking->to_json();
   if (dedup) o["dedup"] = dedup->to_json();
+  o["lexical"] = lexical;
   return o;
 }
 
@@ -216,6 +217,9 @@ StatusOr<CollectionSpec> CollectionSpec::from_json(const nlohmann::json& j, bool
       } else if (key == "dedup") {
         QS_ASSIGN_OR_RETURN(DedupOptions d, DedupOptions::from_json(value));
         s.dedup = d;
+      } else if (key == "lexical") {
+        if (!value.is_boolean()) return unprocessable("\"lexical\" must be true or false");
+        s.lexical = value.get<bool>();
       } else {
         return unprocessable("unknown collection option \"" + key + "\"");
       }

@@ -80,9 +80,13 @@ struct CollectionSpec {
   std::string model;              // model identity the embeddings came from
   std::optional<ChunkingOptions> chunking;
   std::optional<DedupOptions> dedup;
+  // Option "lexical": keep a BM25 index of the texts (lexical_index.h) for search modes
+  // "lexical" and "hybrid". On by default; false saves its disk space and write time.
+  bool lexical = true;
 
   bool chunked() const { return chunking.has_value(); }
-  // The stored form (also the API's view): options travel as "options": {"chunking", "dedup"}.
+  // The stored form (also the API's view): options travel as
+  // "options": {"chunking", "dedup", "lexical"}.
   nlohmann::json to_json() const;
   nlohmann::json options_json() const;
   // Parses and validates. `stored`: a spec read back from the store, whose create-time limits

@@ -15,6 +15,7 @@
 
 #include "service/chunking.h"
 #include "collection/collection_store.h"
+#include "collection/lexical_index.h"
 
 namespace qsearch {
 namespace fs = std::filesystem;
@@ -453,7 +454,22 @@ StatusOr<std::vector<SearchHit>> Service::search(const std::string& collection,
   int given = (request.query ? 1 : 0) + (request.vector ? 1 : 0) + (request.id ? 1 : 0);
   if (given != 1)
     return invalid_argument("give exactly one of \"query\", \"vector\" or \"id\"");
+  if (request.mode != SearchMode::kDense && !request.query)
+    return unprocessable(std::string("search \"mode\": \"") + search_mode_name(request.mode) +
+                         "\" needs a text \"query\" (not \"vector\" or \"id\")");
+  if (request.fusion && request.mode != SearchMode::kHybrid)
+    return unprocessable("\"fusion\" applies to \"mode\": \"hybrid\" only");
+  if (request.mode != SearchMode::kDense && !info.spec.lexical)
+    return unprocessable("collection '" + collection +
+                         "' has no lexical index (it was created with \"lexical\": false)");
+  if (request.params.k < 1 || request.params.k > 1000) return unprocessable("k must be in 1..1000");
+  if (request.offset < 0 || request.offset > 1000 - request.params.k)
+    return unprocessable("\"offset\" must be in 0..1000-k (k + offset <= 1000), got " +
+                         std::to_string(request.offset));
+  const int wanted = request.params.k + static_cast<int>(request.offset);
   SearchParams params = request.params;
+  params.k = wanted;
+  if (request.mode != SearchMode::kDense) params.include_text = true;  // for the highlights
   if (request.rerank) {
     // Checked before any embedding work: the reranker, a text query, k <= top_n <= 1000.
     QS_RETURN_IF_ERROR(require_reranker());
@@ -461,14 +477,16 @@ StatusOr<std::vector<SearchHit>> Service::search(const std::string& collection,
       return unprocessable("\"rerank\" needs a text \"query\" (not \"vector\" or \"id\")");
     const int64_t top_n = request.rerank->top_n.value_or(std::max(50, params.k));
     if (top_n < params.k || top_n > 1000)
-      return unprocessable("\"rerank\".\"top_n\" must be in k.." + std::string("1000") +
-                           " (k is " + std::to_string(params.k) + "), got " +
+      return unprocessable("\"rerank\".\"top_n\" must be in k+offset.." + std::string("1000") +
+                           " (k+offset is " + std::to_string(params.k) + "), got " +
                            std::to_string(top_n));
     params.k = static_cast<int>(top_n);
     params.include_text = true;  // the reranker reads the candidates' texts
   }
   std::vector<float> query;
-  if (request.vector) {
+  if (request.mode == SearchMode::kLexical) {
+    // No embedding: the lexical index answers alone.
+  } else if (request.vector) {
     query = *request.vector;
     if (static_cast<int>(query.size()) != info.spec.dimension)
       return unprocessable("vector has " + std::to_string(query.size()) +
@@ -501,11 +519,37 @@ StatusOr<std::vector<SearchHit>> Service::search(const std::string& collection,
                                                      Priority::kQuery, false, client_gone));
     query = std::move(v[0]);
   }
-  auto hits = store_->search(collection, query, params);
+  StatusOr<std::vector<SearchHit>> hits = std::vector<SearchHit>();
+  if (request.mode == SearchMode::kDense) {
+    hits = store_->search(collection, query, params);
+  } else if (request.mode == SearchMode::kLexical) {
+    hits = store_->search_lexical(collection, *request.query, params);
+  } else {
+    // Each side contributes its own best candidates; the fused list keeps params.k of them.
+    SearchParams side = params;
+    side.k = hybrid_candidates(params.k);
+    QS_ASSIGN_OR_RETURN(std::vector<SearchHit> dense, store_->search(collection, query, side));
+    QS_ASSIGN_OR_RETURN(std::vector<SearchHit> lexical,
+                        store_->search_lexical(collection, *request.query, side));
+    std::vector<SearchHit> fused =
+        fuse_hits(std::move(dense), std::move(lexical), request.fusion.value_or(FusionOptions{}),
+                  info.spec.metric == Metric::kL2);
+    if (fused.size() > static_cast<size_t>(params.k)) fused.resize(static_cast<size_t>(params.k));
+    hits = std::move(fused);
+  }
   if (hits.is_ok() && metrics_) metrics_->add_search();
-  if (!hits.is_ok() || !request.rerank) return hits;
-  QS_RETURN_IF_ERROR(
-      rerank_hits(*request.query, *request.rerank, request.params.k, &*hits, client_gone));
+  if (!hits.is_ok()) return hits;
+  if (request.rerank)
+    QS_RETURN_IF_ERROR(rerank_hits(*request.query, *request.rerank, wanted, &*hits, client_gone));
+  // offset: the first results are skipped (after reranking, which orders the whole window).
+  hits->erase(hits->begin(), hits->begin() + std::min<size_t>(hits->size(), request.offset));
+  if (request.mode != SearchMode::kDense) {
+    const LexicalQuery lexical_query = make_lexical_query(*request.query);
+    for (SearchHit& h : *hits) {
+      h.highlights = highlight_terms(h.text, lexical_query.terms,
+                                     h.chunk >= 0 ? h.chunk_span.start : -1, h.chunk_span.end);
+    }
+  }
   if (!request.params.include_text)
     for (SearchHit& h : *hits) h.text.clear();
   return hits;

@@ -29,6 +29,7 @@
 #include "embed/reranker.h"
 #include "service/chunking.h"
 #include "collection/collections.h"
+#include "collection/hybrid.h"
 #include "service/config.h"
 #include "service/metrics.h"
 #include "service/scheduler.h"
@@ -80,6 +81,10 @@ struct SearchRequest {
   std::optional<std::string> instruction;  // overrides the collection's query instruction
   SearchParams params;
   std::optional<SearchRerank> rerank;       // needs "query" and a loaded reranker
+  // "lexical" and "hybrid" need "query" and the collection's lexical index (collection/hybrid.h).
+  SearchMode mode = SearchMode::kDense;
+  std::optional<FusionOptions> fusion;      // hybrid only; absent: {"type": "rrf", "k": 60}
+  int64_t offset = 0;                       // results skipped: 0..1000-k (k + offset <= 1000)
 };
 
 // POST /v1/rerank: one query against documents, scored by the reranker.
@@ -149,7 +154,8 @@ class Service {
                                                          bool wait_for_room,
                                                          const ClientGone& client_gone);
 
-  // With request.rerank, hits carry rerank_score and come sorted by it (rerank.cc).
+  // With request.rerank, hits carry rerank_score and come sorted by it (rerank.cc). Lexical and
+  // hybrid hits carry highlights.
   StatusOr<std::vector<SearchHit>> search(const std::string& collection,
                                           const SearchRequest& request,
                                           const ClientGone& client_gone);
