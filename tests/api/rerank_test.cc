@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "embed/model/test_model.h"
@@ -341,6 +342,58 @@ TEST_F(Rerank, SearchRerankUsesTheBestChunk) {
   EXPECT_NEAR(hit["rerank_score"].get<double>(),
               want["results"][0]["relevance_score"].get<double>(), 1e-6);
   ASSERT_EQ(s().del("/collections/chunked").status, 200);
+}
+
+// Lexical and hybrid search rerank the candidates of their own mode: with "mode": "lexical"
+// only documents holding the query's words are candidates, reordered by /v1/rerank's scores.
+TEST_F(Rerank, SearchRerankTakesTheCandidatesOfTheMode) {
+  HttpResult made = s().post("/collections", json{{"name", "kbl"}, {"max_tokens", 512}});
+  ASSERT_EQ(made.status, 201) << made.body;
+  json docs = json::array();
+  for (size_t i = 0; i < kDocs.size(); ++i)
+    docs.push_back({{"id", "d" + std::to_string(i)}, {"text", kDocs[i].empty() ? "-" : kDocs[i]}});
+  ASSERT_EQ(s().post("/collections/kbl/documents", json{{"documents", docs}}).status, 200);
+  const std::string query = "capital";  // in d0 and d3 only
+  HttpResult r = s().post("/collections/kbl/search", json{{"query", query},
+                                                          {"mode", "lexical"},
+                                                          {"k", 2},
+                                                          {"rerank", {{"top_n", 5}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json got = r.json_body()["results"];
+  ASSERT_EQ(got.size(), 2u) << r.body;
+  std::set<std::string> ids = {got[0]["id"], got[1]["id"]};
+  EXPECT_EQ(ids, (std::set<std::string>{"d0", "d3"}));
+  json want = rerank({{"query", query}, {"documents", {kDocs[0], kDocs[3]}}});
+  for (const auto& w : want["results"]) {
+    const std::string id = w["index"] == 0 ? "d0" : "d3";
+    const json& hit = got[0]["id"] == id ? got[0] : got[1];
+    EXPECT_NEAR(hit["rerank_score"].get<double>(), w["relevance_score"].get<double>(), 1e-6);
+    EXPECT_FALSE(hit["highlights"].empty());
+  }
+  EXPECT_GE(got[0]["rerank_score"].get<double>(), got[1]["rerank_score"].get<double>());
+  // Hybrid: the reranked window is the fused list's first top_n; offset pages after reranking.
+  r = s().post("/collections/kbl/search",
+               json{{"query", query}, {"mode", "hybrid"}, {"k", 3}, {"rerank", {{"top_n", 6}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json all = r.json_body()["results"];
+  ASSERT_EQ(all.size(), 3u);
+  r = s().post("/collections/kbl/search", json{{"query", query},
+                                               {"mode", "hybrid"},
+                                               {"k", 2},
+                                               {"offset", 1},
+                                               {"rerank", {{"top_n", 6}}}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json page = r.json_body()["results"];
+  ASSERT_EQ(page.size(), 2u);
+  EXPECT_EQ(page[0]["id"], all[1]["id"]);
+  EXPECT_EQ(page[1]["id"], all[2]["id"]);
+  HttpResult bad = s().post("/collections/kbl/search", json{{"query", query},
+                                                            {"mode", "lexical"},
+                                                            {"k", 5},
+                                                            {"offset", 5},
+                                                            {"rerank", {{"top_n", 6}}}});
+  EXPECT_EQ(bad.status, 422) << bad.body;  // top_n < k + offset
+  ASSERT_EQ(s().del("/collections/kbl").status, 200);
 }
 
 TEST(RerankWithout, NoRerankerAnswers404) {

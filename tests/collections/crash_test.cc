@@ -2,8 +2,8 @@
 // upserts/replaces/removes in a loop, announcing each operation on a pipe before it starts and
 // acknowledging it when the call returned OK. The parent SIGKILLs it at a random moment, reopens
 // the store and checks that every acknowledged write is there (and searchable by its own
-// embedding), that the one operation in flight was applied entirely or not at all (one
-// WriteBatch), and that index and store agree. Several rounds on the same data directory, so
+// embedding and, in the lexical index, by its own word), that the one operation in flight was
+// applied entirely or not at all (one WriteBatch), and that both indexes agree with the store. Several rounds on the same data directory, so
 // later rounds recover from index files and change logs left by earlier kills.
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -42,10 +43,20 @@ int chunk_count(const std::string& id, int version) {
   return 1 + static_cast<int>((std::hash<std::string>()(id) + static_cast<size_t>(version)) % 4);
 }
 
+// The text of (id, version): one word no other document or version has, so a lexical search
+// for it finds exactly this version ("r3-17-2" v1 -> "wr3q17q2v1", one ICU word).
+std::string crash_word(const std::string& id, int version) {
+  std::string w = "w" + id + "v" + std::to_string(version);
+  std::replace(w.begin(), w.end(), '-', 'q');
+  return w;
+}
+
 // The document written for (collection, id, version).
 Document crash_doc(const std::string& coll, const std::string& id, int version, nlohmann::json metadata = {}) {
-  if (coll != "chunked") return doc(id, vector_for(id, version, kDim), std::move(metadata));
-  Document d = doc(id, {}, std::move(metadata));
+  if (coll != "chunked")
+    return doc(id, vector_for(id, version, kDim), std::move(metadata), crash_word(id, version));
+  // Chunk i is code point i of the text (the word is longer than 4 code points).
+  Document d = doc(id, {}, std::move(metadata), crash_word(id, version));
   for (int i = 0; i < chunk_count(id, version); ++i) {
     std::vector<float> v = vector_for(id, version * 100 + i, kDim);
     d.embedding.insert(d.embedding.end(), v.begin(), v.end());
@@ -278,6 +289,13 @@ TEST(Crash, KillDuringIngestLosesNoAcknowledgedWrite) {
         ASSERT_TRUE(hits.is_ok());
         ASSERT_EQ(hits->size(), 1u);
         EXPECT_EQ((*hits)[0].id, id) << coll << ": search by its own embedding";
+        // By its own word in the lexical index (chunks of "chunked" are single characters).
+        if (std::string(coll) != "chunked") {
+          auto lexical = s->search_lexical(coll, got->text, top_k(2));
+          ASSERT_TRUE(lexical.is_ok()) << lexical.status().to_string();
+          ASSERT_EQ(lexical->size(), 1u) << coll << "/" << id << ": lexical search for " << got->text;
+          EXPECT_EQ((*lexical)[0].id, id) << coll << ": lexical search by its own word";
+        }
       }
       // Full scan: the store holds exactly the acknowledged ids (plus an in-flight insert).
       auto ids = r->document_ids(coll);
