@@ -13,10 +13,13 @@
 // embedding), and with --rebuild the time to rebuild the lexical index from the store.
 //
 // Text: document i (depends only on seed and i) is in one of four languages (i mod 4):
-// English (words of a 4000-word synthetic vocabulary drawn Zipf-like, s = 1), or Chinese,
-// Japanese or Thai (words of a ~60-word list each, drawn the same way and written without
-// spaces, as those languages are); 12..48 words, plus a unique product code "SKU-<i>-XZ" in
-// every 10th document. Queries: 1..3 words of one language, a quoted phrase, or a code.
+// English (a 4000-word synthetic vocabulary), Chinese and Japanese (60 real words plus 3000
+// synthetic two-character words each), Thai (60 real words only: a small vocabulary, so each
+// Thai word is in many documents, the slow case for BM25); words drawn Zipf-like (s = 1), CJK and
+// Thai written without spaces; 12..48 words, plus a unique product code "SKU-<i>-XZ" in every
+// 10th document. Queries (q mod 6): 1..3 words of English, Chinese, Japanese or Thai drawn
+// uniformly from the vocabulary, the first two words of an English document as a quoted phrase,
+// or a stored product code.
 //
 //   qsearch-bench-lexical --n 1000000 --dim 64 --json out.json
 #include <unistd.h>
@@ -109,6 +112,46 @@ std::vector<std::string> english_vocabulary(int size) {
   return out;
 }
 
+// 467 common Han characters, for synthetic two-character Chinese and Japanese words.
+const char* kHan =
+    "的一是不了人我在有他这中大来上国个到说们为子和你地出道也时年得就那要下以生会自着去之过家学对可"
+    "她里后"
+    "小么心多天而能好都然没日于起还发成事只作当想看文无开手十用主行方又如前所本见经头面公同三已老从"
+    "动两长知"
+    "民样现分将外但身些与高意进把法此实回二理美点月明其种声全工己话儿者向情部正名定女问力机给等几很"
+    "业最间新"
+    "什打便位因重被走电四第门相次东政海口使教西再平真听世气信北少关并内加化由却代军产入先山五太水万"
+    "市眼体别"
+    "处总才场师书比住员九笑性通目华报立马命张活难神数件安表原车白应路期叫死常提感金何更反合放做系计"
+    "或司利受"
+    "光王果亲界及今京务制解各任至清物台象记边共风战干接它许八特觉望直服毛林题建南度统色字请交爱让认"
+    "算论百吃"
+    "义科怎元社术结六功指思非流每青管夫连远资队跟带花快条院变联言权往展该领传近留红治决周保达办运武"
+    "半候七必"
+    "城父强步完革深区即求品士转量空甚众技轻程告江语英基派满式李息写呢识极令黄德收脸钱党倒未持取设始"
+    "版双历越"
+    "史商千片容研像找友孩站广改议形委早房音火际则首单据导影失拿网香似斯专石若兵弟谁校读志飞观争究包"
+    "组造落视"
+    "济喜离虽坏兴切讲消";
+
+// The real word lists plus `extra` synthetic two-character words (with a kana ending for
+// Japanese), deterministic.
+std::vector<std::string> cjk_vocabulary(const std::vector<std::string>& real, int extra,
+                                        bool japanese) {
+  std::vector<std::string> chars;
+  for (const char* p = kHan; *p; p += 3) chars.emplace_back(p, 3);  // each is 3 UTF-8 bytes
+  static const char* endings[] = {"", "", "する", "な", "の", "い"};
+  std::vector<std::string> out = real;
+  std::set<std::string> seen(real.begin(), real.end());
+  std::mt19937_64 rng(japanese ? 777 : 555);
+  while (static_cast<int>(out.size()) < static_cast<int>(real.size()) + extra) {
+    std::string w = chars[rng() % chars.size()] + chars[rng() % chars.size()];
+    if (japanese) w += endings[rng() % 6];
+    if (seen.insert(w).second) out.push_back(w);
+  }
+  return out;
+}
+
 // Zipf-like index in [0, n): P(i) ~ 1 / (i + 1).
 size_t zipf(std::mt19937_64& rng, size_t n) {
   const double u = std::uniform_real_distribution<double>(0, 1)(rng);
@@ -118,8 +161,10 @@ size_t zipf(std::mt19937_64& rng, size_t n) {
 
 struct Corpus {
   std::vector<std::string> en = english_vocabulary(4000);
+  std::vector<std::string> zh = cjk_vocabulary(kZh, 3000, false);
+  std::vector<std::string> ja = cjk_vocabulary(kJa, 3000, true);
   const std::vector<std::string>& words(int lang) const {
-    return lang == 0 ? en : lang == 1 ? kZh : lang == 2 ? kJa : kTh;
+    return lang == 0 ? en : lang == 1 ? zh : lang == 2 ? ja : kTh;
   }
   std::string text(uint64_t seed, int64_t i) const {
     std::mt19937_64 rng(seed * 0x9E3779B97F4A7C15ULL + static_cast<uint64_t>(i));
@@ -144,11 +189,19 @@ struct Corpus {
     const auto& w = words(lang);
     const int count = 1 + static_cast<int>(rng() % 3);
     std::string s = kind == 4 ? "\"" : "";
+    // Content words: uniform over the vocabulary (the documents draw them Zipf-like, so common
+    // words are still likely); a phrase is two words of one stored document, in order.
+    if (kind == 4) {
+      const std::string doc =
+          text(seed, static_cast<int64_t>(rng() % static_cast<uint64_t>(n)) / 4 * 4);
+      const size_t space = doc.find(' ', doc.find(' ') + 1);
+      return "\"" + doc.substr(0, space == std::string::npos ? doc.size() : space) + "\"";
+    }
     for (int j = 0; j < count; ++j) {
       if (j > 0) s += ' ';
-      s += w[zipf(rng, w.size())];
+      s += w[rng() % w.size()];
     }
-    return kind == 4 ? s + "\"" : s;
+    return s;
   }
 };
 
@@ -324,6 +377,9 @@ int run(const Options& o) {
       run["lexical_file_mb"] =
           static_cast<double>(fs::file_size(dir + "/lexical/1.sqlite", ec)) / 1e6;
       Latency lex, hyb;
+      // Per query kind (q % 6): English, Chinese, Japanese, Thai words, a phrase, a product code.
+      static const char* kKinds[] = {"english", "chinese", "japanese", "thai", "phrase", "code"};
+      Latency lex_kind[6];
       int64_t lexical_results = 0;
       SearchParams p;
       p.k = o.k;
@@ -335,6 +391,7 @@ int run(const Options& o) {
         auto t1 = Clock::now();
         auto hits = store->search_lexical("bench", text, p);
         lex.ms.push_back(seconds_since(t1) * 1e3);
+        lex_kind[q % 6].ms.push_back(lex.ms.back());
         if (!hits.is_ok()) {
           std::fprintf(stderr, "lexical search: %s\n", hits.status().to_string().c_str());
           return 1;
@@ -354,6 +411,12 @@ int run(const Options& o) {
       }
       run["lexical_search"] = lex.to_json();
       run["hybrid_search"] = hyb.to_json();
+      for (int kind = 0; kind < 6; ++kind) {
+        run["lexical_search_by_kind"][kKinds[kind]] = lex_kind[kind].to_json();
+        std::printf("  lexical %-8s P50 %.2f ms  P99 %.2f ms\n", kKinds[kind],
+                    run["lexical_search_by_kind"][kKinds[kind]]["p50_ms"].get<double>(),
+                    run["lexical_search_by_kind"][kKinds[kind]]["p99_ms"].get<double>());
+      }
       run["lexical_results_per_query"] =
           lex.ms.empty() ? 0.0 : static_cast<double>(lexical_results) / lex.ms.size();
       std::printf(

@@ -49,6 +49,8 @@ if True in runs:
     for key, name in (("lexical_search", "lexical search (BM25)"), ("hybrid_search", "hybrid search (flat + BM25, RRF)")):
         s = x[key]
         print(f"| {name}, k={r['k']} | P50 {s['p50_ms']:.2f} ms, P99 {s['p99_ms']:.2f} ms ({s['queries']} queries) |")
+    for kind, s in x.get("lexical_search_by_kind", {}).items():
+        print(f"| lexical search, {kind} queries | P50 {s['p50_ms']:.2f} ms, P99 {s['p99_ms']:.2f} ms ({s['queries']}) |")
     if "lexical_file_mb" in x:
         print(f"| lexical index file | {x['lexical_file_mb']:.0f} MB |")
     if "rebuild_seconds" in x:

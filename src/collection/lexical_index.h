@@ -30,8 +30,9 @@ struct sqlite3_stmt;
 namespace qsearch {
 
 // A search query in the index's terms. Text in double quotes is a phrase (its words in order,
-// adjacent); every other word is a term of its own; a document matches any phrase or term and
-// is ranked by BM25. `terms` are the analysed words (for highlights).
+// adjacent), and so are words joined only by code punctuation (- _ . / : @ # + & \, as in
+// "SKU-4471-XZ"); every other word is a term of its own; a document matches any phrase or term
+// and is ranked by BM25. `terms` are the analysed words (for highlights).
 struct LexicalQuery {
   std::string match;               // FTS5 MATCH expression; empty when the text has no words
   std::vector<std::string> terms;  // distinct analysed words, phrases included

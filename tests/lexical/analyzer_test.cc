@@ -72,6 +72,9 @@ TEST(LexicalQuery, TermsPhrasesAndEscaping) {
   EXPECT_EQ(q.match, "\"quick\" OR \"brown fox\" OR \"机器\" OR \"学习\"");
   EXPECT_EQ(q.terms, (std::vector<std::string>{"quick", "brown", "fox", "机器", "学习"}));
   EXPECT_TRUE(make_lexical_query("  !!! \"\" ").match.empty());
+  // Words joined by code punctuation are one phrase; a space or other punctuation separates.
+  q = make_lexical_query("SKU-4471-XZ v1.2.3 a, b 東京。大阪");
+  EXPECT_EQ(q.match, "\"sku 4471 xz\" OR \"v1.2.3\" OR \"a\" OR \"b\" OR \"東京\" OR \"大阪\"");
   // An unbalanced quote makes the rest a phrase; FTS5 syntax in the text stays literal.
   q = make_lexical_query("a OR b NEAR(c) \"d e");
   EXPECT_EQ(q.match, "\"a\" OR \"or\" OR \"b\" OR \"near\" OR \"c\" OR \"d e\"");
