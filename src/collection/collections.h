@@ -99,6 +99,8 @@ struct StoreOptions {
   // also by save_indexes() and at shutdown. 0 disables the background thread.
   int index_save_interval_s = 60;
   int64_t index_save_writes = 50000;
+  // Seconds between progress lines (info) of an index rebuild; 0: none.
+  int progress_log_interval_s = 5;
 };
 
 inline constexpr int kMaxScrollLimit = 1000;
