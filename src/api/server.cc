@@ -263,6 +263,7 @@ void ApiServer::register_routes() {
   add({"GET", "/metrics", "/metrics", Access::kRead, Body::kNone, false,
        [](RequestContext& ctx) {
          std::string out = ctx.metrics.render();
+         Metrics::render_process(&out);
          Metrics::render_header(&out, "qsearch_ready", "gauge",
                                 "1 once the model is loaded and storage open.");
          Metrics::render_sample(&out, "qsearch_ready", "", ctx.service ? 1 : 0);
@@ -320,6 +321,7 @@ void ApiServer::register_routes() {
   for (const auto& r : import_routes()) add(r);
   for (const auto& r : collection_routes()) add(r);
   for (const auto& r : duplicate_routes()) add(r);
+  for (const auto& r : info_routes()) add(r);
 
   // Unknown paths: 404, or 405 where the path exists with other methods. Methods with a body
   // get catch-all routes that drain the body first (an unread body would be parsed as the next

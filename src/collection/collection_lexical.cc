@@ -246,15 +246,14 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search_lexical(const std:
   if (!c) return not_found("collection '" + collection + "' not found");
   const int k = params.k;
   if (k < 1 || k > 1000) return unprocessable("k must be in 1..1000");
-  if (!params.filter.is_null() && !params.filter.is_object())
-    return unprocessable("filter must be an object");
+  QS_ASSIGN_OR_RETURN(Filter filter, Filter::parse(params.filter));
   if (!c->spec.lexical)
     return unprocessable("collection '" + collection +
                          "' has no lexical index (it was created with \"lexical\": false)");
   const LexicalQuery q = make_lexical_query(query);
   std::vector<SearchHit> hits;
   if (q.match.empty()) return hits;  // no words: nothing can match
-  const bool has_filter = params.filter.is_object() && !params.filter.empty();
+  const bool has_filter = !filter.matches_all();
   const bool chunked = c->spec.chunked();
   const bool need_docs = chunked || has_filter || params.include_text || params.include_metadata;
   const unsigned parts = (params.include_text ? store::kPartText : 0u) |
@@ -319,7 +318,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search_lexical(const std:
           metadata = nlohmann::json::parse(rec.metadata_json, nullptr, false);
           if (metadata.is_discarded()) return corruption("document '" + hit.id + "': bad metadata");
         }
-        if (has_filter && !metadata_matches(metadata, params.filter)) continue;
+        if (has_filter && !filter.matches(metadata)) continue;
         if (params.include_text) hit.text = std::move(rec.text);
         if (params.include_metadata) hit.metadata = std::move(metadata);
       }
