@@ -195,6 +195,7 @@ Status RocksCollectionStore::remove_locked(CollectionState* c,
                   s.to_string());
     QS_RETURN_IF_ERROR(rebuild_index(c));
   }
+  QS_RETURN_IF_ERROR(update_lexical(c, old_labels, {}, seq));
   *labels_removed += static_cast<int64_t>(old_labels.size());
   return Status::ok();
 }

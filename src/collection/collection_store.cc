@@ -191,7 +191,6 @@ Status RocksCollectionStore::create_collection(const CollectionSpec& spec_in) {
   if (spec.lexical) lexical_origins_[spec.name] = IndexOrigin::kCreated;
   spdlog::info("store: created collection '{}' (dimension {}, metric {}, index {})", spec.name,
                spec.dimension, metric_name(spec.metric), state->index_config.type);
->>>>>>> main
   return Status::ok();
 }
 

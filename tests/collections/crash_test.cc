@@ -206,10 +206,21 @@ TEST(Crash, KillDuringIngestLosesNoAcknowledgedWrite) {
       _exit(127);
     }
     close(p[1]);
-    const int delay_ms = 300 + static_cast<int>(rng() % 1700);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms);
+    const int delay_ms = 100 + static_cast<int>(rng() % 600);
     std::string data;
     char buf[65536];
+    // The kill delay counts from the child's first announced operation (up to 60 s of start-up:
+    // on a loaded machine, exec and opening the store alone can outlast the delay).
+    const auto start_limit = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (data.empty() && std::chrono::steady_clock::now() < start_limit) {
+      pollfd pfd{p[0], POLLIN, 0};
+      if (poll(&pfd, 1, 10) > 0) {
+        ssize_t n = read(p[0], buf, sizeof(buf));
+        if (n <= 0) break;  // the child died on its own
+        data.append(buf, n);
+      }
+    }
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms);
     while (std::chrono::steady_clock::now() < deadline) {
       pollfd pfd{p[0], POLLIN, 0};
       if (poll(&pfd, 1, 10) > 0) {

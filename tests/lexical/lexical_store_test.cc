@@ -119,6 +119,25 @@ TEST_F(LexicalStore, FollowsUpsertsAndDeletes) {
   EXPECT_TRUE(rocks(store_.get())->check_consistency("c").is_ok());
 }
 
+TEST_F(LexicalStore, FollowsBulkAndFilteredDeletes) {
+  auto removed = store_->remove_documents("c", {"zh", "th"});
+  ASSERT_TRUE(removed.is_ok()) << removed.status().to_string();
+  EXPECT_TRUE(find("机器学习").empty());
+  EXPECT_TRUE(find("สวยงาม").empty());
+  auto filter = Filter::parse({{"n", 3}});
+  ASSERT_TRUE(filter.is_ok());
+  auto matching = store_->remove_matching("c", *filter);
+  ASSERT_TRUE(matching.is_ok()) << matching.status().to_string();
+  EXPECT_EQ(*matching, 1);
+  EXPECT_EQ(find("lazy").size(), 0u);  // en1 (n = 3) is gone
+  EXPECT_EQ(find("fox"), std::vector<std::string>{"en2"});
+  Status st = rocks(store_.get())->check_consistency("c");
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  reopen();
+  EXPECT_EQ(*rocks(store_.get())->lexical_origin("c"), Origin::kLoaded);
+  EXPECT_EQ(find("fox"), std::vector<std::string>{"en2"});
+}
+
 TEST_F(LexicalStore, ChunkedDocumentsByBestChunk) {
   CollectionSpec s = spec("chunked", kDim);
   s.chunking = ChunkingOptions{};
