@@ -51,7 +51,10 @@ StatusOr<json> parse_json(std::string_view text) {
       return invalid_argument("invalid UTF-8 at byte " + std::to_string(bad) + " (" + what + ")");
     return invalid_argument("malformed JSON at byte " + std::to_string(e.byte) + ": " + what);
   } catch (const json::exception& e) {
-    return invalid_argument(std::string("malformed JSON: ") + e.what());
+    std::string what = e.what();  // without nlohmann's "[json.exception.x.n] " prefix
+    auto pos = what.find("] ");
+    if (pos != std::string::npos) what = what.substr(pos + 2);
+    return invalid_argument("malformed JSON: " + what);
   }
 }
 
