@@ -340,12 +340,23 @@ class Session : public std::enable_shared_from_this<Session> {
     r.has_body = r.chunked || r.content_length > 0;
     int fd = stream_.socket().native_handle();
     auto closed = closed_;
-    r.client_gone = [fd, closed] {
+    // Whether the client left, for dropping its queued work. A reset always counts. The end
+    // of its stream (FIN) counts for reads only, as in Go's net/http and nginx: a client that
+    // half-closes after sending a write still gets the write done and acknowledged (it can
+    // read the answer); a read's work is dropped and answered 499.
+    HttpRequest* self_req = &r;
+    r.client_gone = [fd, closed, self_req] {
       if (closed->load()) return true;
-      // A reset or an error only: a client that half-closed its side (FIN) after sending the
-      // request still reads the response.
-      pollfd p{fd, 0, 0};
-      return poll(&p, 1, 0) > 0 && (p.revents & (POLLHUP | POLLERR | POLLNVAL));
+      pollfd p{fd, static_cast<short>(POLLIN | POLLRDHUP), 0};
+      if (poll(&p, 1, 0) <= 0) return false;
+      if (p.revents & (POLLHUP | POLLERR | POLLNVAL)) return true;
+      if (self_req->writes) return false;
+      if (p.revents & POLLRDHUP) return true;
+      if (p.revents & POLLIN) {  // a pipelined request (still there) or the end of the stream
+        char c;
+        return ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 0;
+      }
+      return false;
     };
     admit();
   }

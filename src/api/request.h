@@ -42,7 +42,9 @@ struct HttpRequest {
   std::string key_role = "none";      // "admin", "read", "none" (no or wrong key), "open" (no auth)
   std::string collection;             // the {name} of /collections/{name}/... routes
   int route_index = -1;               // the app's index of the matched route
-  // True once the peer reset the connection (never blocks). Set by the front.
+  bool writes = false;                // the route changes data (admin routes): see client_gone
+  // True once the client left (never blocks; set by the front): it reset the connection, or,
+  // for routes that do not write, it ended its stream (FIN).
   std::function<bool()> client_gone;
 
   bool has_header(const std::string& name) const { return headers.count(name) > 0; }

@@ -41,7 +41,7 @@ struct RequestContext {
   std::string body;                        // kBuffered routes
   bool body_read = false;                  // set once the body was consumed
 
-  // True once the client reset the connection (a half-closed client still gets its answer).
+  // True once the client left: a reset, or for reads the end of its stream (HttpRequest).
   ClientGone client_gone() const {
     if (req.client_gone) return req.client_gone;
     return [] { return false; };

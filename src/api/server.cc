@@ -145,6 +145,7 @@ Admission ApiServer::admit(HttpRequest& req, HttpResponse& res) {
   }
   const Route& route = found->route;
   req.route = route.pattern;
+  req.writes = route.access == Access::kAdmin;
   for (size_t i = 0; i < match.size(); ++i) req.matches.push_back(match[i].str());
   if (route.pattern.rfind("/collections/{name}", 0) == 0 && req.matches.size() > 1 &&
       req.matches[1].size() <= kMaxIdBytes &&
