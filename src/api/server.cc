@@ -258,6 +258,7 @@ void ApiServer::finished(const RequestRecord& record) {
 
 std::string ApiServer::render_metrics(Service* service) const {
   std::string out = metrics_->render();
+  Metrics::render_process(&out);
   Metrics::render_header(&out, "qsearch_ready", "gauge",
                          "1 once the model is loaded and storage open.");
   Metrics::render_sample(&out, "qsearch_ready", "", service ? 1 : 0);
@@ -336,6 +337,7 @@ void ApiServer::register_routes() {
   for (const auto& r : import_routes()) add(r);
   for (const auto& r : collection_routes()) add(r);
   for (const auto& r : duplicate_routes()) add(r);
+  for (const auto& r : info_routes()) add(r);
 }
 
 }  // namespace qsearch::api

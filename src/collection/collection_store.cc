@@ -36,13 +36,8 @@ std::vector<float> normalized_mean(const std::vector<float>& rows, int d) {
 }
 
 bool metadata_matches(const nlohmann::json& metadata, const nlohmann::json& filter) {
-  if (!filter.is_object() || filter.empty()) return true;
-  if (!metadata.is_object()) return false;
-  for (const auto& [key, value] : filter.items()) {
-    auto it = metadata.find(key);
-    if (it == metadata.end() || *it != value) return false;
-  }
-  return true;
+  auto f = Filter::parse(filter);
+  return f.is_ok() && f->matches(metadata);
 }
 
 static std::string encode_i64(int64_t v) {
@@ -185,6 +180,8 @@ Status RocksCollectionStore::create_collection(const CollectionSpec& spec_in) {
   std::unique_lock<std::shared_mutex> lock(collections_mu_);
   collections_[spec.name] = state;
   origins_[spec.name] = IndexOrigin::kCreated;
+  spdlog::info("store: created collection '{}' (dimension {}, metric {}, index {})", spec.name,
+               spec.dimension, metric_name(spec.metric), state->index_config.type);
   return Status::ok();
 }
 
@@ -211,6 +208,7 @@ Status RocksCollectionStore::delete_collection(const std::string& name) {
   std::error_code ec;
   fs::remove(index_path(c->id), ec);
   fs::remove(index_path(c->id) + ".tmp", ec);
+  spdlog::info("store: deleted collection '{}' ({} documents)", name, c->documents.load());
   return Status::ok();
 }
 

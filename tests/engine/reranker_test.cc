@@ -221,7 +221,10 @@ TEST_F(RerankerTest, BatchCompositionNeverChangesAScore) {
   for (size_t i = 0; i < pairs.size(); ++i) {
     std::vector<float> alone;
     ASSERT_TRUE(r.score({pairs[i]}, &alone).is_ok());
-    EXPECT_EQ(alone[0], together[i]) << "pair " << i;
+    // OpenBLAS picks its GEMM blocking by the number of rows, so the fp32 sums of a batch and
+    // of a single pair may differ in the last bits (the embedding tests allow the same); a
+    // padding or masking error would move a score by far more than this.
+    EXPECT_NEAR(alone[0], together[i], 2e-6) << "pair " << i;
   }
 }
 
