@@ -130,11 +130,16 @@ class Session;
 }  // namespace
 
 struct HttpFront::Impl {
-  Impl(const ServerConfig& c, HttpApp* a)
-      : config(c), app(a), acceptor(net::make_strand(ioc)), retry_timer(acceptor.get_executor()) {}
+  Impl(const ServerConfig& c, HttpApp* a, MemoryBudget* b)
+      : config(c),
+        app(a),
+        budget(b),
+        acceptor(net::make_strand(ioc)),
+        retry_timer(acceptor.get_executor()) {}
 
   ServerConfig config;
   HttpApp* app;
+  MemoryBudget* budget;
   // Declared before ioc: handlers destroyed with ioc may hold the last reference to a
   // session, whose destructor uses these.
   std::mutex mu;  // guards per_client and sessions
@@ -228,7 +233,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_head(error_code ec) {
     if (ec) {
-      spdlog::debug("head failed: {}", ec.message());
+      spdlog::trace("head failed: {}", ec.message());
       if (ec == http::error::header_limit)
         return fail(431, "headers_too_large",
                     "request head larger than " + std::to_string(config_.max_header_bytes) +
@@ -392,6 +397,8 @@ class Session : public std::enable_shared_from_this<Session> {
           return fail(413, "payload_too_large",
                       "request body of " + std::to_string(req_->content_length) +
                           " bytes is over the limit of " + std::to_string(body_limit_));
+        body_mem_ = Reservation(front_->budget);
+        if (!body_mem_.grow(static_cast<int64_t>(req_->content_length))) return busy();
         return send_continue([self = shared_from_this()] { self->read_body(); });
       case Admission::kStream:
         return send_continue([self = shared_from_this()] { self->dispatch(true); });
@@ -413,7 +420,7 @@ class Session : public std::enable_shared_from_this<Session> {
     net::async_write(stream_, net::buffer(kContinue),
                      [self = shared_from_this(), next](error_code ec, size_t) mutable {
                        if (ec) {
-                         spdlog::debug("continue failed: {}", ec.message());
+                         spdlog::trace("continue failed: {}", ec.message());
                          return self->close();
                        }
                        next();
@@ -461,7 +468,7 @@ class Session : public std::enable_shared_from_this<Session> {
     chunk_.resize(kChunkBytes);
     read_body_some(&chunk_, [this, self = shared_from_this()](error_code ec, size_t n) {
       if (ec) {
-        spdlog::debug("body read failed: {}", ec.message());
+        spdlog::trace("body read failed: {}", ec.message());
         record_closed(ec == beast::error::timeout ? 408 : 400);
         return close();
       }
@@ -469,7 +476,11 @@ class Session : public std::enable_shared_from_this<Session> {
       if (body_bytes_ > body_limit_)
         return fail(413, "payload_too_large",
                     "request body is over the limit of " + std::to_string(body_limit_) + " bytes");
-      if (!early_) body_.append(chunk_.data(), n);
+      if (!early_) {
+        // Chunked bodies are held in the budget as they grow (a Content-Length was taken whole).
+        if (req_->chunked && !body_mem_.grow(static_cast<int64_t>(n))) return busy();
+        body_.append(chunk_.data(), n);
+      }
       read_body();
     });
   }
@@ -524,6 +535,7 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       self->body_.clear();
       self->body_.shrink_to_fit();
+      self->body_mem_.reset();
       net::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable {
         self->front_->in_flight--;
         self->respond(std::move(res), !self->parser_->is_done());
@@ -539,7 +551,19 @@ class Session : public std::enable_shared_from_this<Session> {
     HttpResponse res;
     res.status = status;
     res.set_content(error_body(code, message), "application/json");
+    if (status == 503) res.set_header("Retry-After", "1");
     respond(std::move(res), true);
+  }
+
+  static std::string busy_message(const MemoryBudget& b) {
+    return "server busy: in-flight requests hold " + std::to_string(b.used()) + " of " +
+           std::to_string(b.limit()) + " bytes (max_inflight_bytes); retry later";
+  }
+
+  void busy() {
+    body_.clear();
+    body_mem_.reset();
+    fail(503, "unavailable", busy_message(*front_->budget));
   }
 
   RequestRecord record(int status, uint64_t bytes_out) const {
@@ -568,6 +592,18 @@ class Session : public std::enable_shared_from_this<Session> {
   void respond(HttpResponse res, bool close_after) {
     state_ = State::kWriting;
     if (res.status < 0) res.status = 200;
+    // The response is held in the budget until written; one that does not fit is dropped
+    // for a 503 (only reads have large answers: nothing is lost by retrying).
+    out_mem_ = Reservation(front_->budget);
+    if (req_ && req_->writes) {
+      out_mem_.force_grow(static_cast<int64_t>(res.body.size()));
+    } else if (!out_mem_.grow(static_cast<int64_t>(res.body.size()))) {
+      std::string message = busy_message(*front_->budget);
+      res = HttpResponse();
+      res.status = 503;
+      res.set_header("Retry-After", "1");
+      res.set_content(error_body("unavailable", message), "application/json");
+    }
     if (req_ && req_->request_id.empty()) req_->request_id = new_request_id();
     unsigned version = parser_ && parser_->is_header_done() ? parser_->get().version() : 11;
     bool head = req_ && req_->method == "HEAD";
@@ -589,8 +625,9 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.expires_after(std::chrono::seconds(config_.write_timeout));
     http::async_write(stream_, *out_, [self = shared_from_this()](error_code ec, size_t) {
       self->out_.reset();
+      self->out_mem_.reset();
       if (ec) {
-        spdlog::debug("write failed: {}", ec.message());
+        spdlog::trace("write failed: {}", ec.message());
         return self->close();
       }
       if (!self->keep_alive_) return self->linger();
@@ -643,7 +680,9 @@ class Session : public std::enable_shared_from_this<Session> {
   Clock::time_point t0_ = Clock::now(), body_t0_ = Clock::now();
   bool continue_sent_ = false, keep_alive_ = false;
   std::optional<http::response<http::string_body>> out_;
-  std::optional<HttpResponse> early_;  // an answer given before the body, sent once it is drained
+  std::optional<HttpResponse> early_;
+  Reservation body_mem_, out_mem_;  // the request and response bodies in max_inflight_bytes  // an
+                                    // answer given before the body, sent once it is drained
   std::shared_ptr<std::atomic<bool>> closed_ = std::make_shared<std::atomic<bool>>(false);
 };
 
@@ -761,8 +800,8 @@ void HttpFront::Impl::refuse(tcp::socket socket, const std::string& why) {
   });
 }
 
-HttpFront::HttpFront(const ServerConfig& config, HttpApp* app)
-    : impl_(std::make_unique<Impl>(config, app)) {
+HttpFront::HttpFront(const ServerConfig& config, HttpApp* app, MemoryBudget* budget)
+    : impl_(std::make_unique<Impl>(config, app, budget)) {
   // Every connection is a descriptor: raise the soft limit to the hard one.
   rlimit rl{};
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

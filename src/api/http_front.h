@@ -18,7 +18,8 @@
 //     Transfer-Encoding only "chunked", no control characters in header values: 400 / 501;
 //   methods: those the API routes (GET HEAD POST PUT DELETE PATCH) pass; other standard
 //     methods reach the app (404/405), unknown tokens get 501; metrics see "OTHER" for both;
-//   max_connections / max_connections_per_client: 503 + Retry-After at accept.
+//   max_connections / max_connections_per_client: 503 + Retry-After at accept;
+//   max_inflight_bytes (MemoryBudget): request and response bodies; 503 + Retry-After.
 // The app (server.cc) routes, authenticates and checks sizes and types in admit(), before
 // any body byte is read.
 #pragma once
@@ -28,6 +29,7 @@
 #include <memory>
 #include <string>
 
+#include "api/memory_budget.h"
 #include "api/request.h"
 #include "common/status.h"
 #include "service/config.h"
@@ -76,7 +78,9 @@ class HttpApp {
 
 class HttpFront {
  public:
-  HttpFront(const ServerConfig& config, HttpApp* app);
+  // budget: max_inflight_bytes; request bodies are held in it while read and handled, and
+  // response bodies until written (503 + Retry-After when it is full).
+  HttpFront(const ServerConfig& config, HttpApp* app, MemoryBudget* budget);
   ~HttpFront();
 
   // Binds host:port (port 0: any free port, see port()).

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "api/memory_budget.h"
 #include "api/request.h"
 #include "api/json_io.h"
 #include "common/jobs.h"
@@ -41,6 +42,15 @@ struct RequestContext {
   const ContentReader* reader = nullptr;   // set for kStreamed routes
   std::string body;                        // kBuffered routes
   bool body_read = false;                  // set once the body was consumed
+  Reservation memory;                      // what the route holds in max_inflight_bytes
+
+  // Holds bytes more of the server's in-flight memory budget for this request, or throws
+  // kUnavailable (503 + Retry-After) when the server is too busy. Call before building
+  // something large.
+  void reserve(int64_t bytes);
+  // Throws kUnprocessable (422) when an answer of about `bytes` would exceed
+  // max_response_bytes; hint says how to narrow or page.
+  void check_response_size(int64_t bytes, const std::string& hint) const;
 
   // True once the client left: a reset, or for reads the end of its stream (HttpRequest).
   ClientGone client_gone() const {

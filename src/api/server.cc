@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <map>
 #include <regex>
 
 #include "api/errors.h"
@@ -71,12 +72,48 @@ bool acceptable_type(const std::string& content_type, bool ndjson) {
   return false;
 }
 
+// How to get a smaller answer, by route.
+const std::map<std::string, std::string>& response_hints() {
+  static const std::map<std::string, std::string> hints = {
+      {"/v1/embeddings",
+       "send fewer inputs per request, use \"encoding_format\": \"base64\" or fewer "
+       "\"dimensions\""},
+      {"/v1/rerank", "send fewer documents or leave out \"return_documents\""},
+      {"/collections/{name}/search",
+       "lower \"k\", or leave the texts out with \"include\": [\"metadata\"] and fetch "
+       "the documents you need by id"},
+      {"/collections/{name}/duplicates",
+       "lower \"limit\" and page with \"cursor\" (the response's \"next_cursor\")"},
+      {"/collections/{name}/documents/{id}", "leave out ?include=embedding"},
+  };
+  return hints;
+}
+
 }  // namespace
 
 json RequestContext::json_body() const {
   json j = value_or_throw(parse_json(body));
   require_object(j, "the request body");
   return j;
+}
+
+void RequestContext::reserve(int64_t bytes) {
+  if (!memory.grow(bytes))
+    throw StatusException(
+        unavailable("server busy: this request needs " + std::to_string(bytes) +
+                    " bytes more and in-flight requests hold the rest of max_inflight_bytes (" +
+                    std::to_string(config.max_inflight_bytes) + "); retry later"));
+}
+
+// The message of a response over max_response_bytes.
+static std::string too_large_message(int64_t bytes, int64_t limit, const std::string& hint) {
+  return "the response would be about " + std::to_string(bytes) +
+         " bytes, over max_response_bytes (" + std::to_string(limit) + "): " + hint;
+}
+
+void RequestContext::check_response_size(int64_t bytes, const std::string& hint) const {
+  if (bytes > config.max_response_bytes)
+    throw StatusException(unprocessable(too_large_message(bytes, config.max_response_bytes, hint)));
 }
 
 void RequestContext::reply(int status, const json& j) {
@@ -94,7 +131,10 @@ std::string checked_path_id(const std::string& value, const char* what) {
 }
 
 ApiServer::ApiServer(const ServerConfig& config, Metrics* metrics)
-    : config_(config), metrics_(metrics), front_(std::make_unique<HttpFront>(config_, this)) {
+    : config_(config),
+      metrics_(metrics),
+      budget_(config.max_inflight_bytes),
+      front_(std::make_unique<HttpFront>(config_, this, &budget_)) {
   register_routes();
 }
 
@@ -210,6 +250,7 @@ void ApiServer::handle(HttpRequest& req, std::string& body, const ContentReader*
                        HttpResponse& res) {
   const Route& route = routes_.at(static_cast<size_t>(req.route_index))->route;
   RequestContext ctx(req, res, config_, *metrics_);
+  ctx.memory = Reservation(&budget_);
   Service* service = service_.load();
   ctx.service = service;
   try {
@@ -218,6 +259,8 @@ void ApiServer::handle(HttpRequest& req, std::string& body, const ContentReader*
     if (route.body == Body::kBuffered) {
       ctx.body = std::move(body);
       ctx.body_read = true;
+      // The body itself is held by the front; its JSON tree takes about twice as much.
+      ctx.reserve(2 * static_cast<int64_t>(ctx.body.size()));
     }
     if (route.body == Body::kStreamed) ctx.reader = reader;
     route.handler(ctx);
@@ -229,6 +272,7 @@ void ApiServer::handle(HttpRequest& req, std::string& body, const ContentReader*
       int retry = service ? service->scheduler().retry_after_seconds() : 1;
       res.set_header("Retry-After", std::to_string(retry));
     }
+    if (he.status == 503) res.set_header("Retry-After", "1");
     if (he.status >= 500 && he.status != 503)
       spdlog::error("{} {}: {}", req.method, route.pattern, e.status().to_string());
   } catch (const json::exception& e) {
@@ -244,6 +288,16 @@ void ApiServer::handle(HttpRequest& req, std::string& body, const ContentReader*
     write_error(res, 500, "internal", "unexpected error");
   }
   if (res.status < 0) res.status = 200;
+  // Routes check their large answers before building them; this catches the rest.
+  const int64_t size = static_cast<int64_t>(res.body.size());
+  if (size > config_.max_response_bytes && res.status < 300) {
+    auto hint = response_hints().find(route.pattern);
+    res.headers.clear();
+    write_error(
+        res, 422, "unprocessable",
+        too_large_message(size, config_.max_response_bytes,
+                          hint != response_hints().end() ? hint->second : "ask for less at once"));
+  }
 }
 
 void ApiServer::finished(const RequestRecord& record) {

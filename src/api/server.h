@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "api/http_front.h"
+#include "api/memory_budget.h"
 #include "common/status.h"
 #include "service/config.h"
 #include "service/metrics.h"
@@ -75,6 +76,7 @@ class ApiServer : public HttpApp {
   std::vector<std::shared_ptr<RouteMatcher>> routes_;
   std::atomic<Service*> service_{nullptr};
   RequestHook hook_;
+  MemoryBudget budget_;  // max_inflight_bytes (before front_, which uses it)
   std::unique_ptr<HttpFront> front_;
 };
 

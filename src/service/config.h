@@ -65,6 +65,15 @@ struct ServerConfig {
   // Largest request body in bytes (413 above it); the NDJSON import streams and is exempt,
   // but each of its lines must fit.
   int64_t max_request_bytes = 32 << 20;
+  // Largest response body in bytes: a larger answer is refused (422, the message says how to
+  // narrow or page it) instead of being built and sent.
+  int64_t max_response_bytes = 64ll << 20;
+  // Memory held by all in-flight requests together (request bodies, responses, large route
+  // working sets such as search hits and duplicate pairs); beyond it: 503 + Retry-After.
+  int64_t max_inflight_bytes = 1ll << 30;
+  // Most similar pairs one POST /collections/{name}/duplicates may collect (24 bytes each,
+  // twice): a lower threshold that finds more is refused with 422.
+  int64_t max_duplicate_pairs = 2000000;
   // Longest text in tokens (EOS included); a collection's max_tokens may lower it.
   int max_tokens_per_text = 8192;
   // Longer texts are truncated (true) or refused with 422 (false).
