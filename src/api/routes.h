@@ -69,7 +69,8 @@ struct Route {
 
 std::vector<Route> embedding_routes();   // POST /v1/embeddings
 std::vector<Route> rerank_routes();      // POST /v1/rerank
-std::vector<Route> collection_routes();  // collections, documents, search
+std::vector<Route> collection_routes();  // collections, documents, search (+ document_routes)
+std::vector<Route> document_routes();    // count, scroll, bulk delete, PATCH (routes_documents.cc)
 std::vector<Route> import_routes();      // POST /collections/{name}/import
 std::vector<Route> duplicate_routes();   // POST /collections/{name}/duplicates
 std::vector<Route> info_routes();        // GET /info, /v1/models, /jobs
@@ -84,6 +85,8 @@ std::string checked_path_id(const std::string& value, const char* what);
 // {"id", "text", "metadata"} -> DocumentInput (shared by the batch and import routes).
 // Wrong types are kInvalidArgument; no exceptions.
 Status parse_document(const json& j, DocumentInput* out);
+// A stored document as GET /collections/{name}/documents/{id} and scroll show it.
+json document_json(const Document& doc, bool with_text, bool with_metadata, bool with_embedding);
 // {"id","tokens","truncated"} or {"id","error":{"code","message"}}.
 json document_result_json(const DocumentResult& r);
 

@@ -149,24 +149,7 @@ void get_document(RequestContext& ctx) {
     }
   }
   Document doc = value_or_throw(ctx.service->store().get(collection, id, with_embedding));
-  json j = {{"id", doc.id}, {"text", doc.text}, {"metadata", doc.metadata}, {"tokens", doc.tokens},
-            {"truncated", doc.truncated_tokens > 0}, {"tokens_cut", doc.truncated_tokens}};
-  if (doc.chunks.empty()) {
-    if (with_embedding) j["embedding"] = doc.embedding;
-  } else {
-    // Chunked: each chunk with its code-point range, tokens and (when asked) its own vector.
-    const size_t d = doc.embedding.size() / doc.chunks.size();
-    json chunks = json::array();
-    for (size_t i = 0; i < doc.chunks.size(); ++i) {
-      const Chunk& c = doc.chunks[i];
-      json cj = {{"index", i}, {"start", c.start}, {"end", c.end}, {"tokens", c.tokens}};
-      if (with_embedding)
-        cj["embedding"] = std::vector<float>(doc.embedding.begin() + i * d, doc.embedding.begin() + (i + 1) * d);
-      chunks.push_back(std::move(cj));
-    }
-    j["chunks"] = std::move(chunks);
-  }
-  ctx.reply(200, j);
+  ctx.reply(200, document_json(doc, true, true, with_embedding));
 }
 
 void delete_document(RequestContext& ctx) {
@@ -199,7 +182,8 @@ void search(RequestContext& ctx) {
   }
   request.params.k = static_cast<int>(std::clamp<int64_t>(get_int(body, "k").value_or(10), -1, 1 << 30));
   if (const json* f = get_field(body, "filter")) {
-    require_object(*f, "\"filter\"");
+    // Checked here, before the query is embedded (collection/filter.h owns the rules).
+    value_or_throw(Filter::parse(*f));
     request.params.filter = *f;
   }
   request.params.include_text = request.params.include_metadata = true;
@@ -277,7 +261,7 @@ json document_result_json(const DocumentResult& r) {
 
 std::vector<Route> collection_routes() {
   std::string c = std::string("/collections/") + kName;
-  return {
+  std::vector<Route> routes = {
       {"POST", "/collections", "/collections", Access::kAdmin, Body::kBuffered, true, create_collection},
       {"GET", "/collections", "/collections", Access::kRead, Body::kNone, true, list_collections},
       {"GET", "/collections/{name}", c, Access::kRead, Body::kNone, true, get_collection},
@@ -293,6 +277,8 @@ std::vector<Route> collection_routes() {
       {"POST", "/collections/{name}/search", c + "/search", Access::kRead, Body::kBuffered, true,
        search},
   };
+  for (Route& r : document_routes()) routes.push_back(std::move(r));
+  return routes;
 }
 
 }  // namespace qsearch::api

@@ -1,4 +1,4 @@
-// POST /collections/{name}/duplicates {"threshold": 0.95, "limit": 100}
+// POST /collections/{name}/duplicates {"threshold": 0.95, "limit": 100, "filter": {...}}
 //   -> {"clusters": [{"ids": [...], "keep", "max_score", "min_score"}, ...], "total_clusters",
 //       "duplicate_documents", "documents", "pairs", "device", "took_ms"}
 // Clusters of near-duplicate documents among the stored embeddings (collection/duplicates.h).
@@ -16,7 +16,7 @@ void duplicates(RequestContext& ctx) {
   std::string collection = checked_path_id(ctx.param(1), "collection name");
   json body = ctx.json_body();
   for (const auto& [key, value] : body.items())
-    if (key != "threshold" && key != "limit")
+    if (key != "threshold" && key != "limit" && key != "filter")
       throw StatusException(invalid_argument("unknown field \"" + key + "\" in a duplicates request"));
   DuplicatesRequest request;
   if (const json* t = get_field(body, "threshold")) {
@@ -33,6 +33,7 @@ void duplicates(RequestContext& ctx) {
       throw StatusException(unprocessable("\"limit\" must be in 1..10000, got " + l->dump()));
     request.limit = l->get<int64_t>();
   }
+  if (const json* f = get_field(body, "filter")) request.filter = value_or_throw(Filter::parse(*f));
   // The join uses the GPU when there is one, unless the server was told to stay on the CPU.
   request.device = ctx.config.device == "cpu" ? "cpu" : "auto";
   DuplicatesResult r = value_or_throw(find_duplicates(ctx.service->store(), collection, request));

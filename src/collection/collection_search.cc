@@ -1,4 +1,4 @@
-// Search: k nearest documents, with exact-match metadata filters by over-fetching.
+// Search: k nearest documents, with metadata filters (collection/filter.h) by over-fetching.
 //
 // Filtering: the index is searched for f candidates (k without a filter; 4k, at least 64, with
 // one), their documents are read and the filter applied; while fewer than k match and the
@@ -34,10 +34,8 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
   for (float v : query) {
     if (!std::isfinite(v)) return unprocessable("query vector is not finite");
   }
-  if (!params.filter.is_null() && !params.filter.is_object()) {
-    return unprocessable("filter must be an object");
-  }
-  const bool has_filter = params.filter.is_object() && !params.filter.empty();
+  QS_ASSIGN_OR_RETURN(Filter filter, Filter::parse(params.filter));
+  const bool has_filter = !filter.matches_all();
   std::vector<float> q = query;
   if (c->spec.metric == Metric::kCosine) normalize_l2(q.data(), d);
 
@@ -149,7 +147,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
           metadata = nlohmann::json::parse(rec.metadata_json, nullptr, false);
           if (metadata.is_discarded()) return corruption("document '" + hit.id + "': bad metadata");
         }
-        if (has_filter && !metadata_matches(metadata, params.filter)) continue;
+        if (has_filter && !filter.matches(metadata)) continue;
         if (params.include_text) hit.text = std::move(rec.text);
         if (params.include_metadata) hit.metadata = std::move(metadata);
       }

@@ -36,13 +36,8 @@ std::vector<float> normalized_mean(const std::vector<float>& rows, int d) {
 }
 
 bool metadata_matches(const nlohmann::json& metadata, const nlohmann::json& filter) {
-  if (!filter.is_object() || filter.empty()) return true;
-  if (!metadata.is_object()) return false;
-  for (const auto& [key, value] : filter.items()) {
-    auto it = metadata.find(key);
-    if (it == metadata.end() || *it != value) return false;
-  }
-  return true;
+  auto f = Filter::parse(filter);
+  return f.is_ok() && f->matches(metadata);
 }
 
 static std::string encode_i64(int64_t v) {

@@ -76,8 +76,17 @@ class RocksCollectionStore : public CollectionStore {
   StatusOr<std::vector<SearchHit>> search(const std::string& collection,
                                           const std::vector<float>& query,
                                           const SearchParams& params) override;
-  Status scan_embeddings(const std::string& collection, std::vector<std::string>* ids,
-                         std::vector<float>* vectors) override;  // collection_duplicates.cc
+  // collection_documents.cc
+  StatusOr<int64_t> count(const std::string& collection, const Filter& filter) override;
+  StatusOr<ScrollPage> scroll(const std::string& collection, const ScrollRequest& request) override;
+  StatusOr<int64_t> remove_documents(const std::string& collection,
+                                     const std::vector<std::string>& ids) override;
+  StatusOr<int64_t> remove_matching(const std::string& collection, const Filter& filter) override;
+  StatusOr<Document> patch_metadata(const std::string& collection, const std::string& id,
+                                    const nlohmann::json& patch) override;
+  Status scan_embeddings(const std::string& collection, const Filter& filter,
+                         std::vector<std::string>* ids,
+                         std::vector<float>* vectors) override;  // duplicates.cc
   Status save_indexes() override;
   std::vector<std::pair<std::string, int64_t>> document_counts() override;
 
@@ -120,6 +129,15 @@ class RocksCollectionStore : public CollectionStore {
   Status optimize_due_indexes();
   void after_write(CollectionState* c, int64_t writes, bool want_optimize);
   Status save_collection(CollectionState* c);
+  // Removes documents in one WriteBatch, then their labels from the index; the caller holds
+  // c->write_mu (collection_documents.cc). Adds the labels removed to *labels_removed.
+  struct StoredLabels {
+    std::string id;
+    int64_t label = 0;
+    int64_t label_count = 1;
+  };
+  Status remove_locked(CollectionState* c, const std::vector<StoredLabels>& docs,
+                       int64_t* labels_removed);
   void remove_stale_index_files();
   void saver_loop();
 
@@ -144,7 +162,7 @@ VectorIndexConfig index_config_of(const CollectionSpec& spec);
 void normalize_l2(float* v, int d);
 // The L2-normalised mean of the rows of `rows` (rows.size() / d vectors of d floats).
 std::vector<float> normalized_mean(const std::vector<float>& rows, int d);
-// Exact match of every field of `filter` (an object) on `metadata`.
+// `filter` (collection/filter.h) holds on `metadata`; false for a filter that does not parse.
 bool metadata_matches(const nlohmann::json& metadata, const nlohmann::json& filter);
 
 }  // namespace qsearch

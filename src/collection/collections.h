@@ -21,6 +21,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "collection/filter.h"
 #include "collection/options.h"
 #include "common/status.h"
 
@@ -55,7 +56,7 @@ struct Document {
 
 struct SearchParams {
   int k = 10;                                           // 1..1000
-  nlohmann::json filter = nlohmann::json::object();     // exact match on metadata fields, all must hold
+  nlohmann::json filter = nlohmann::json::object();     // collection/filter.h; bad: kInvalidArgument
   bool include_text = false;
   bool include_metadata = false;
   std::optional<std::string> exclude_id;                // search by id: leave the id itself out
@@ -74,6 +75,21 @@ struct SearchHit {
   std::optional<float> rerank_score;
 };
 
+// POST /collections/{name}/documents/scroll: documents in id order, page by page.
+struct ScrollRequest {
+  Filter filter;                  // only matching documents
+  int limit = 100;                // 1..1000 documents per page
+  std::string cursor;             // empty: from the start; else a page's next_cursor
+  bool include_text = true;
+  bool include_metadata = true;
+  bool include_embedding = false;
+};
+
+struct ScrollPage {
+  std::vector<Document> documents;  // embedding empty unless asked for
+  std::string next_cursor;          // empty: the scroll is complete
+};
+
 struct StoreOptions {
   std::string data_dir;           // RocksDB and index files live here
   bool sync = false;              // fsync the WAL before acknowledging a write
@@ -86,6 +102,9 @@ struct StoreOptions {
   // Seconds between progress lines (info) of an index rebuild; 0: none.
   int progress_log_interval_s = 5;
 };
+
+inline constexpr int kMaxScrollLimit = 1000;
+inline constexpr size_t kRemoveBatchDocuments = 10000;
 
 class CollectionStore {
  public:
@@ -104,15 +123,38 @@ class CollectionStore {
   virtual StatusOr<Document> get(const std::string& collection, const std::string& id,
                                  bool with_embedding) = 0;
   virtual Status remove(const std::string& collection, const std::string& id) = 0;  // kNotFound
+  // Documents matching `filter` (the stored counter for the match-all filter, else a scan).
+  virtual StatusOr<int64_t> count(const std::string& collection, const Filter& filter) = 0;
+  // One page of a scroll in document id order. A document that exists for the whole scroll
+  // (and matches the filter throughout) is returned exactly once, whatever is written
+  // meanwhile; one written or deleted during the scroll may or may not be. The cursor is the
+  // last id returned, bound to this collection instance: a cursor of another collection, or of
+  // a deleted and re-created one, is kInvalidArgument. limit outside 1..1000: kUnprocessable.
+  virtual StatusOr<ScrollPage> scroll(const std::string& collection,
+                                      const ScrollRequest& request) = 0;
+  // Removes these documents (absent ids are skipped); returns how many were removed. One
+  // WriteBatch per kRemoveBatchDocuments documents: a crash leaves each document wholly
+  // present or wholly removed, and a retry finishes the job.
+  virtual StatusOr<int64_t> remove_documents(const std::string& collection,
+                                             const std::vector<std::string>& ids) = 0;
+  // Removes every document matching `filter` (not the match-all filter: kInvalidArgument);
+  // the matching set is taken with the collection's writers held off. Batches as above.
+  virtual StatusOr<int64_t> remove_matching(const std::string& collection,
+                                            const Filter& filter) = 0;
+  // Merges `patch` into the document's metadata (RFC 7386: objects merge recursively, null
+  // removes a key) in one WriteBatch; text, embedding and labels are left byte-identical.
+  // Returns the document without its embedding. kNotFound for an absent document.
+  virtual StatusOr<Document> patch_metadata(const std::string& collection, const std::string& id,
+                                            const nlohmann::json& patch) = 0;
   virtual StatusOr<std::vector<SearchHit>> search(const std::string& collection,
                                                   const std::vector<float>& query,
                                                   const SearchParams& params) = 0;
   // Every stored document's id and embedding (L2-normalised for cosine), in id order: ids[i]
   // owns vectors[i*dimension .. (i+1)*dimension). A chunked document is represented by the
   // normalised mean of its chunk vectors. A full range scan; writes made meanwhile may or may
-  // not be seen. For POST /collections/{name}/duplicates.
-  virtual Status scan_embeddings(const std::string& collection, std::vector<std::string>* ids,
-                                 std::vector<float>* vectors) = 0;
+  // not be seen. Only documents matching `filter`. For POST /collections/{name}/duplicates.
+  virtual Status scan_embeddings(const std::string& collection, const Filter& filter,
+                                 std::vector<std::string>* ids, std::vector<float>* vectors) = 0;
   // Writes index files for all collections (also done periodically and at shutdown).
   virtual Status save_indexes() = 0;
   // Total documents per collection, for /metrics.

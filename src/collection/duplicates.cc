@@ -11,7 +11,7 @@
 
 namespace qsearch {
 
-Status RocksCollectionStore::scan_embeddings(const std::string& collection,
+Status RocksCollectionStore::scan_embeddings(const std::string& collection, const Filter& filter,
                                              std::vector<std::string>* ids,
                                              std::vector<float>* vectors) {
   auto c = find(collection);
@@ -28,7 +28,17 @@ Status RocksCollectionStore::scan_embeddings(const std::string& collection,
         std::string id;
         if (!store::parse_document_key(key, &cid, &id)) return true;
         store::DocumentRecord rec;
-        problem = store::decode_document(value, &rec, store::kPartEmbedding);
+        const bool filtered = !filter.matches_all();
+        problem = store::decode_document(
+            value, &rec, store::kPartEmbedding | (filtered ? store::kPartMetadata : 0u));
+        if (problem.is_ok() && filtered) {
+          auto metadata = nlohmann::json::parse(rec.metadata_json, nullptr, false);
+          if (metadata.is_discarded()) {
+            problem = corruption("document '" + id + "': stored metadata is not JSON");
+            return false;
+          }
+          if (!filter.matches(metadata)) return true;
+        }
         if (problem.is_ok() && rec.embedding.size() != d * static_cast<size_t>(rec.label_count()))
           problem = corruption("document '" + id + "': stored embedding has " +
                                std::to_string(rec.embedding.size()) + " values");
@@ -56,7 +66,7 @@ StatusOr<DuplicatesResult> find_duplicates(CollectionStore& store, const std::st
   QS_ASSIGN_OR_RETURN(CollectionInfo info, store.get_collection(collection));
   std::vector<std::string> ids;
   std::vector<float> vectors;
-  QS_RETURN_IF_ERROR(store.scan_embeddings(collection, &ids, &vectors));
+  QS_RETURN_IF_ERROR(store.scan_embeddings(collection, request.filter, &ids, &vectors));
   DuplicatesResult result;
   const int64_t n = static_cast<int64_t>(ids.size());
   result.documents = n;

@@ -21,6 +21,7 @@ struct DuplicatesRequest {
   float threshold = 0.95f;  // (0, 1]: pairs with cosine >= threshold are duplicates
   int64_t limit = 100;      // clusters returned, 1..10000 (largest first)
   std::string device = "auto";  // as SimilarityJoinOptions::device ("cpu" for a CPU server)
+  Filter filter;                // only documents matching it are compared (default: all)
 };
 
 struct DuplicateGroup {

@@ -169,7 +169,7 @@ TEST_F(Chunks, DuplicatesScanUsesTheMeanOfTheChunks) {
   ASSERT_TRUE(store_->upsert("c", {chunked_doc("a", 3)}).is_ok());
   std::vector<std::string> ids;
   std::vector<float> vectors;
-  ASSERT_TRUE(store_->scan_embeddings("c", &ids, &vectors).is_ok());
+  ASSERT_TRUE(store_->scan_embeddings("c", Filter(), &ids, &vectors).is_ok());
   ASSERT_EQ(ids.size(), 1u);
   ASSERT_EQ(vectors.size(), static_cast<size_t>(kDim));
   std::vector<float> mean(kDim, 0.0f);

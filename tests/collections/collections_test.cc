@@ -159,8 +159,8 @@ TEST_F(Collections, SearchValidatesArguments) {
   EXPECT_EQ(store_->search("c", {1, 0, 0}, top_k(5)).status().code(), StatusCode::kUnprocessable);
   EXPECT_EQ(store_->search("nope", q, top_k(5)).status().code(), StatusCode::kNotFound);
   SearchParams p;
-  p.filter = nlohmann::json::array();
-  EXPECT_EQ(store_->search("c", q, p).status().code(), StatusCode::kUnprocessable);
+  p.filter = nlohmann::json::array();  // a filter that is not an object: the caller's error (400)
+  EXPECT_EQ(store_->search("c", q, p).status().code(), StatusCode::kInvalidArgument);
 }
 
 // Brute-force reference over the store's own contents.
