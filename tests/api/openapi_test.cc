@@ -97,8 +97,10 @@ class Recorder {
       r = s_.del(path, key);
     else if (method == "PUT")
       r = s_.put(path, json::parse(body), key);
-    else
+    else if (method == "POST")
       r = s_.post(path, body, key);
+    else
+      r = s_.request(method, path, body, {"Authorization: Bearer " + key});
     EXPECT_EQ(r.status, expected_status) << method << " " << path << ": " << r.body;
     json sample = {{"method", method},
                    {"route", route},
@@ -199,6 +201,22 @@ TEST(OpenApi, ValidDescriptionServedAndLiveResponsesMatchIt) {
            R"({"threshold": 0.5})", R, 200);
   rec.call("POST", "/collections/{name}/duplicates", "/collections/c/duplicates",
            R"({"threshold": 2})", R, 422);
+  rec.call("POST", "/collections/{name}/count", "/collections/c/count",
+           R"({"filter": {"lang": "en"}})", R, 200);
+  rec.call("POST", "/collections/{name}/count", "/collections/c/count",
+           R"({"filter": {"lang": {"$what": 1}}})", R, 400);
+  rec.call("POST", "/collections/{name}/documents/scroll", "/collections/c/documents/scroll",
+           R"({"limit": 2, "include": ["metadata"]})", R, 200);
+  rec.call("POST", "/collections/{name}/documents/scroll", "/collections/c/documents/scroll",
+           R"({"limit": 0})", R, 422);
+  rec.call("PATCH", "/collections/{name}/documents/{id}", "/collections/c/documents/n1",
+           R"({"metadata": {"lang": "de"}})", A, 200);
+  rec.call("PATCH", "/collections/{name}/documents/{id}", "/collections/c/documents/n1",
+           R"({"text": "no"})", A, 400);
+  rec.call("POST", "/collections/{name}/documents/delete", "/collections/c/documents/delete",
+           R"({"filter": {"lang": "de"}})", A, 200);
+  rec.call("POST", "/collections/{name}/documents/delete", "/collections/c/documents/delete",
+           R"({"ids": ["n2"]})", R, 403);
   HttpResult jobs = rec.call("GET", "/jobs", "/jobs", "", R, 200);
   ASSERT_FALSE(jobs.json_body()["jobs"].empty()) << jobs.body;
   const std::string job_id = std::to_string(jobs.json_body()["jobs"][0]["id"].get<int>());
