@@ -83,6 +83,7 @@ std::vector<Route> document_routes();    // count, scroll, bulk delete, PATCH (r
 std::vector<Route> import_routes();      // POST /collections/{name}/import
 std::vector<Route> duplicate_routes();   // POST /collections/{name}/duplicates
 std::vector<Route> info_routes();        // GET /info, /v1/models, /jobs
+std::vector<Route> static_routes();      // GET /openapi.json, /console (compiled-in files)
 
 // A job (common/jobs.h) as GET /jobs shows it.
 json job_json(const JobSnapshot& s);

@@ -150,6 +150,12 @@ bool ApiServer::listen() { return front_->listen(); }
 
 void ApiServer::stop() { front_->stop(); }
 
+std::vector<std::pair<std::string, std::string>> ApiServer::route_table() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& r : routes_) out.emplace_back(r->route.method, r->route.pattern);
+  return out;
+}
+
 void ApiServer::add(const Route& route) {
   routes_.push_back(std::make_shared<RouteMatcher>(RouteMatcher{route, std::regex(route.regex)}));
 }
@@ -392,6 +398,7 @@ void ApiServer::register_routes() {
   for (const auto& r : collection_routes()) add(r);
   for (const auto& r : duplicate_routes()) add(r);
   for (const auto& r : info_routes()) add(r);
+  for (const auto& r : static_routes()) add(r);
 }
 
 }  // namespace qsearch::api

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "api/http_front.h"
@@ -65,6 +66,10 @@ class ApiServer : public HttpApp {
   void handle(HttpRequest& req, std::string& body, const ContentReader* reader,
               HttpResponse& res) override;
   void finished(const RequestRecord& record) override;
+
+  // The registered routes as (method, path template), catch-alls left out; the OpenAPI test
+  // checks that docs/openapi.json describes exactly these.
+  std::vector<std::pair<std::string, std::string>> route_table() const;
 
  private:
   void register_routes();
