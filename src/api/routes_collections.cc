@@ -16,6 +16,13 @@ namespace {
 
 const char* kName = "([^/]+)";
 
+// The collection's running jobs (imports, index rebuilds), as GET /jobs shows them.
+json running_jobs(const std::string& collection) {
+  json list = json::array();
+  for (const auto& s : JobRegistry::global().running_for(collection)) list.push_back(job_json(s));
+  return list;
+}
+
 json collection_json(const CollectionInfo& info) {
   const CollectionSpec& s = info.spec;
   return {{"name", s.name},
@@ -28,7 +35,8 @@ json collection_json(const CollectionInfo& info) {
           {"document_count", info.document_count},
           {"index_type", info.index_type},
           {"index_size", info.index_vectors},
-          {"options", s.options_json()}};
+          {"options", s.options_json()},
+          {"jobs", running_jobs(s.name)}};
 }
 
 void check_known_fields(const json& body, const std::set<std::string>& known, const char* what) {

@@ -6,6 +6,8 @@
 // once written; the answer summarises counts and lists per-line errors (the first 100).
 #include <chrono>
 
+#include <spdlog/spdlog.h>
+
 #include "api/errors.h"
 #include "api/routes.h"
 
@@ -16,13 +18,17 @@ constexpr size_t kChunkDocuments = 256;
 constexpr size_t kChunkBytes = 4 << 20;
 constexpr size_t kMaxListedErrors = 100;
 
+using Clock = std::chrono::steady_clock;
+
 class Importer {
  public:
-  Importer(RequestContext& ctx, std::string collection)
-      : ctx_(ctx), collection_(std::move(collection)) {}
+  Importer(RequestContext& ctx, std::string collection, Job* job)
+      : ctx_(ctx), collection_(std::move(collection)), job_(job), last_log_(Clock::now()) {}
 
   // Consumes one piece of the body; false stops the transfer (a fatal error).
   bool consume(const char* data, size_t n) {
+    bytes_ += static_cast<int64_t>(n);
+    job_->set_bytes(bytes_);
     const size_t max_line = static_cast<size_t>(ctx_.config.max_request_bytes);
     for (size_t i = 0; i < n; ++i) {
       const char* nl = static_cast<const char*>(memchr(data + i, '\n', n - i));
@@ -64,6 +70,10 @@ class Importer {
   }
 
   const Status& fatal() const { return fatal_; }
+  int64_t upserted() const { return upserted_; }
+  int64_t failed() const { return failed_; }
+  int64_t lines() const { return line_no_; }
+  int64_t tokens() const { return tokens_; }
 
   json summary(double seconds) const {
     return {{"lines", line_no_},
@@ -127,10 +137,27 @@ class Importer {
     pending_.clear();
     pending_lines_.clear();
     pending_bytes_ = 0;
+    job_->set_done(upserted_);
+    log_progress();
+  }
+
+  // An info line every progress_interval seconds while the import runs.
+  void log_progress() {
+    const int interval = ctx_.config.progress_interval;
+    const auto now = Clock::now();
+    if (interval <= 0 || now - last_log_ < std::chrono::seconds(interval)) return;
+    const double since = std::chrono::duration<double>(now - last_log_).count();
+    const double rate = static_cast<double>(upserted_ - upserted_at_log_) / since;
+    last_log_ = now;
+    upserted_at_log_ = upserted_;
+    spdlog::info("import into '{}' (job {}): {} documents upserted, {} failed, {} lines, {} bytes "
+                 "read; {:.0f} documents/s",
+                 collection_, job_->id(), upserted_, failed_, line_no_, bytes_, rate);
   }
 
   void add_error(int64_t line, const std::string& id, const Status& st) {
     ++failed_;
+    job_->add_errors(1);
     if (errors_.size() >= kMaxListedErrors) return;
     HttpError he = http_error_for(st.code());
     json e = {{"line", line}, {"error", {{"code", he.code}, {"status", he.status}, {"message", st.message()}}}};
@@ -150,23 +177,54 @@ class Importer {
   int64_t chunks_ = 0;  // chunking collections: chunks stored
   json errors_ = json::array();
   Status fatal_;
+  Job* job_;
+  int64_t bytes_ = 0;
+  Clock::time_point last_log_;
+  int64_t upserted_at_log_ = 0;
 };
 
 void import_documents(RequestContext& ctx) {
   auto t0 = std::chrono::steady_clock::now();
   std::string collection = checked_path_id(ctx.param(1), "collection name");
   value_or_throw(ctx.service->store().get_collection(collection));  // 404 before reading
-  Importer importer(ctx, collection);
+  JobHandle job = JobRegistry::global().start("import", collection);
+  job->set_phase("reading and embedding documents");
   bool has_body = ctx.req.has_header("Content-Length") ||
                   ctx.req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+  int64_t announced = -1;
+  if (ctx.req.has_header("Content-Length")) {
+    announced = static_cast<int64_t>(ctx.req.get_header_value<uint64_t>("Content-Length"));
+    job->set_total_bytes(announced);
+  }
+  spdlog::info("import into '{}' (job {}) started{}", collection, job->id(),
+               announced >= 0 ? ", " + std::to_string(announced) + " bytes announced"
+                              : std::string(", body chunked"));
+  Importer importer(ctx, collection, job.get());
   bool read_ok = true;
   ctx.body_read = true;  // even when it stops early: the rest is not drained (it may be huge)
   if (has_body && ctx.reader)
     read_ok = (*ctx.reader)([&](const char* data, size_t n) { return importer.consume(data, n); });
-  if (importer.fatal().is_ok() && !read_ok)
-    throw StatusException(invalid_argument("the request body could not be read to the end"));
+  if (importer.fatal().is_ok() && !read_ok) {
+    Status st = invalid_argument("the request body could not be read to the end");
+    job.finish(st);
+    spdlog::warn("import into '{}' (job {}) stopped after {} documents: {}", collection, job->id(),
+                 importer.upserted(), st.message());
+    throw StatusException(st);
+  }
   importer.finish();
   double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  job.finish(importer.fatal());
+  const double rate = seconds > 0 ? static_cast<double>(importer.upserted()) / seconds : 0;
+  if (importer.fatal().is_ok())
+    spdlog::info("import into '{}' (job {}) finished: {} documents upserted, {} failed, {} lines, "
+                 "{} tokens in {:.1f} s ({:.0f} documents/s)",
+                 collection, job->id(), importer.upserted(), importer.failed(), importer.lines(),
+                 importer.tokens(), seconds, rate);
+  else
+    spdlog::warn("import into '{}' (job {}) stopped after {} documents ({} failed, {} lines) in "
+                 "{:.1f} s: {}",
+                 collection, job->id(), importer.upserted(), importer.failed(), importer.lines(),
+                 seconds, importer.fatal().message());
   if (!importer.fatal().is_ok()) {
     // Everything counted in the summary is written; the rest of the body was not processed.
     HttpError he = http_error_for(importer.fatal().code());

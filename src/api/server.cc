@@ -154,6 +154,13 @@ bool ApiServer::listen() { return http_->listen_after_bind(); }
 
 void ApiServer::stop() { http_->stop(); }
 
+std::vector<std::pair<std::string, std::string>> ApiServer::route_table() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& r : routes_)
+    if (r->pattern != kUnmatched) out.emplace_back(r->method, r->pattern);
+  return out;
+}
+
 void ApiServer::add(const Route& route_in) {
   auto route = std::make_shared<Route>(route_in);
   routes_.push_back(route);
@@ -263,6 +270,7 @@ void ApiServer::register_routes() {
   add({"GET", "/metrics", "/metrics", Access::kRead, Body::kNone, false,
        [](RequestContext& ctx) {
          std::string out = ctx.metrics.render();
+         Metrics::render_process(&out);
          Metrics::render_header(&out, "qsearch_ready", "gauge",
                                 "1 once the model is loaded and storage open.");
          Metrics::render_sample(&out, "qsearch_ready", "", ctx.service ? 1 : 0);
@@ -320,6 +328,8 @@ void ApiServer::register_routes() {
   for (const auto& r : import_routes()) add(r);
   for (const auto& r : collection_routes()) add(r);
   for (const auto& r : duplicate_routes()) add(r);
+  for (const auto& r : info_routes()) add(r);
+  for (const auto& r : static_routes()) add(r);
 
   // Unknown paths: 404, or 405 where the path exists with other methods. Methods with a body
   // get catch-all routes that drain the body first (an unread body would be parsed as the next

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/status.h"
@@ -42,6 +43,10 @@ class ApiServer {
 
   // Makes the model routes available (/ready turns 200). null: back to not ready.
   void set_service(Service* service) { service_.store(service); }
+
+  // The registered routes as (method, path template), catch-alls left out; the OpenAPI test
+  // checks that docs/openapi.json describes exactly these.
+  std::vector<std::pair<std::string, std::string>> route_table() const;
 
  private:
   void register_routes();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cli/command.h"
+#include "common/build_info.h"
 
 namespace qsearch::cli {
 
@@ -86,12 +87,27 @@ std::optional<long long> Args::get_int(const std::string& name) {
 }  // namespace qsearch::cli
 
 static void print_usage() {
-  std::fprintf(stderr, "usage: qsearch <command> [options]   (qsearch <command> --help)\n\ncommands:\n");
+  std::fprintf(stderr, "usage: qsearch <command> [options]   (qsearch <command> --help)\n"
+                       "       qsearch --version\n\ncommands:\n");
   for (const auto& [name, cmd] : qsearch::cli::registry())
     std::fprintf(stderr, "  %-16s %s\n", name.c_str(), cmd.summary.c_str());
 }
 
+static void print_version() {
+#ifdef QSEARCH_HAVE_CUDA
+  const char* cuda = "CUDA engine";
+#else
+  const char* cuda = "no CUDA engine";
+#endif
+  std::printf("qsearch %s (commit %s, %s build, %s)\n", qsearch::version(),
+              qsearch::build_commit(), qsearch::build_type(), cuda);
+}
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && (std::string(argv[1]) == "--version" || std::string(argv[1]) == "version")) {
+    print_version();
+    return 0;
+  }
   if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
     print_usage();
     return argc < 2 ? 2 : 0;

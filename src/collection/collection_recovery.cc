@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <unordered_map>
 
+#include "common/jobs.h"
 #include "index/index_file.h"
 #include "collection/collection_store.h"
 #include "store/keys.h"
@@ -212,7 +213,36 @@ Status RocksCollectionStore::catch_up(CollectionState* c, VectorIndex* index, ui
   return Status::ok();
 }
 
+void RocksCollectionStore::log_progress(const CollectionState* c, const char* what, int64_t done,
+                                        int64_t total, const Job* job, int64_t* last_log) const {
+  const int64_t interval_ms = static_cast<int64_t>(options_.progress_log_interval_s) * 1000;
+  const int64_t now = now_ms();
+  if (interval_ms <= 0 || now - *last_log < interval_ms) return;
+  *last_log = now;
+  JobSnapshot s = job->snapshot();
+  spdlog::info("store: collection '{}': {}: {} of {} documents ({:.0f}/s, job {})", c->spec.name,
+               what, done, total, s.rate, s.id);
+}
+
 Status RocksCollectionStore::rebuild_index(CollectionState* c) {
+  JobHandle job = JobRegistry::global().start("index_rebuild", c->spec.name, c->documents.load());
+  job->set_phase("reading stored embeddings");
+  const int64_t t0 = now_ms();
+  int64_t last_log = t0;
+  spdlog::info("store: collection '{}': rebuilding the {} index from {} stored documents",
+               c->spec.name, c->index_config.type, c->documents.load());
+  Status st = rebuild_index_into(c, job.get(), &last_log);
+  job.finish(st);
+  if (st.is_ok())
+    spdlog::info("store: collection '{}': rebuilt the index of {} vectors in {} ms", c->spec.name,
+                 c->vectors.load(), now_ms() - t0);
+  else
+    spdlog::error("store: collection '{}': index rebuild failed: {}", c->spec.name,
+                  st.to_string());
+  return st;
+}
+
+Status RocksCollectionStore::rebuild_index_into(CollectionState* c, Job* job, int64_t* last_log) {
   QS_ASSIGN_OR_RETURN(std::unique_ptr<VectorIndex> index, make_vector_index(c->index_config));
   const size_t d = static_cast<size_t>(c->spec.dimension);
   constexpr size_t kBatch = 4096;
@@ -244,11 +274,17 @@ Status RocksCollectionStore::rebuild_index(CollectionState* c) {
                                  rows.insert(rows.end(), rec.embedding.begin(), rec.embedding.end());
                                  ++count;
                                  vector_count += rec.label_count();
-                                 if (labels.size() >= kBatch) inner = flush();
+                                 if (labels.size() >= kBatch) {
+                                   inner = flush();
+                                   job->set_done(count);
+                                   log_progress(c, "rebuilding the index", count,
+                                                c->documents.load(), job, last_log);
+                                 }
                                  return inner.is_ok();
                                }));
   QS_RETURN_IF_ERROR(inner);
   QS_RETURN_IF_ERROR(flush());
+  job->set_done(count);
   if (count != c->documents.load() || vector_count != c->vectors.load()) {
     spdlog::warn("store: collection '{}': counters said {} documents / {} vectors, found {} / {}; "
                  "fixing the counters",
@@ -283,7 +319,10 @@ Status RocksCollectionStore::save_collection(CollectionState* c) {
     QS_RETURN_IF_ERROR(c->index->serialize(&payload));
   }
   const int64_t writes_at_save = c->writes_since_save.load();
+  const int64_t t0 = now_ms();
   QS_RETURN_IF_ERROR(write_index_file(index_path(c->id), {c->id, seq}, payload));
+  spdlog::info("store: collection '{}': saved the index ({} vectors, {} bytes, sequence {}) in {} ms",
+               c->spec.name, c->vectors.load(), payload.size(), seq, now_ms() - t0);
   c->saved_seq = seq;
   c->file_present = true;
   c->writes_since_save.fetch_sub(writes_at_save);
@@ -308,18 +347,40 @@ Status RocksCollectionStore::optimize_index(CollectionState* c) {
     seq = c->applied_seq;
   }
   const int64_t t0 = now_ms();
+  JobHandle job = JobRegistry::global().start("index_optimize", c->spec.name,
+                                              static_cast<int64_t>(labels.size()));
+  job->set_phase("building the " + c->index_config.type + " index");
+  spdlog::info("store: collection '{}': optimising the {} index of {} vectors", c->spec.name,
+               c->index_config.type, labels.size());
   QS_ASSIGN_OR_RETURN(std::unique_ptr<VectorIndex> fresh, make_vector_index(c->index_config));
-  QS_RETURN_IF_ERROR(fresh->add(static_cast<int64_t>(labels.size()), labels.data(), vectors.data()));
-  QS_RETURN_IF_ERROR(fresh->optimize());
+  if (Status s = fresh->add(static_cast<int64_t>(labels.size()), labels.data(), vectors.data());
+      !s.is_ok()) {
+    job.finish(s);
+    return s;
+  }
+  job->set_phase("optimising");
+  if (Status s = fresh->optimize(); !s.is_ok()) {
+    job.finish(s);
+    return s;
+  }
+  job->set_done(static_cast<int64_t>(labels.size()));
+  job->set_phase("catching up with writes made meanwhile");
   const size_t built = labels.size();
   labels.clear();
   labels.shrink_to_fit();
   vectors.clear();
   vectors.shrink_to_fit();
   std::lock_guard<std::mutex> write_lock(c->write_mu);
-  if (c->dropped) return Status::ok();
+  if (c->dropped) {
+    job.finish(cancelled("the collection was deleted"));
+    return Status::ok();
+  }
   bool changed = false;
-  QS_RETURN_IF_ERROR(catch_up(c, fresh.get(), seq, &changed));
+  if (Status s = catch_up(c, fresh.get(), seq, &changed); !s.is_ok()) {
+    job.finish(s);
+    return s;
+  }
+  job.finish(Status::ok());
   {
     std::unique_lock<std::shared_mutex> lock(c->index_mu);
     c->index = std::move(fresh);

@@ -181,6 +181,8 @@ Status RocksCollectionStore::create_collection(const CollectionSpec& spec_in) {
   std::unique_lock<std::shared_mutex> lock(collections_mu_);
   collections_[spec.name] = state;
   origins_[spec.name] = IndexOrigin::kCreated;
+  spdlog::info("store: created collection '{}' (dimension {}, metric {}, index {})", spec.name,
+               spec.dimension, metric_name(spec.metric), state->index_config.type);
   return Status::ok();
 }
 
@@ -207,6 +209,7 @@ Status RocksCollectionStore::delete_collection(const std::string& name) {
   std::error_code ec;
   fs::remove(index_path(c->id), ec);
   fs::remove(index_path(c->id) + ".tmp", ec);
+  spdlog::info("store: deleted collection '{}' ({} documents)", name, c->documents.load());
   return Status::ok();
 }
 

@@ -33,6 +33,8 @@
 
 namespace qsearch {
 
+class Job;
+
 struct CollectionState {
   uint64_t id = 0;
   CollectionSpec spec;
@@ -119,7 +121,14 @@ class RocksCollectionStore : public CollectionStore {
   // Replays change-log entries after from_seq (through c->log_seq) onto `index`. Callers hold
   // write_mu or are single-threaded (open).
   Status catch_up(CollectionState* c, VectorIndex* index, uint64_t from_seq, bool* changed);
+  // Rebuilds from the stored embeddings, registered as an "index_rebuild" job (common/jobs.h)
+  // and logged at info with progress every progress_log_interval_s.
   Status rebuild_index(CollectionState* c);
+  Status rebuild_index_into(CollectionState* c, Job* job, int64_t* last_log);
+  // An info line "what: done of total documents (rate/s)" when the interval passed since
+  // *last_log (steady ms), which it then advances.
+  void log_progress(const CollectionState* c, const char* what, int64_t done, int64_t total,
+                    const Job* job, int64_t* last_log) const;
   // Builds an optimised replacement (HNSW without tombstones, trained IVF) from the live
   // vectors without blocking searches or writes, replays the writes made meanwhile from the
   // change log, and swaps it in.

@@ -104,6 +104,8 @@ struct StoreOptions {
   int64_t index_save_writes = 50000;
   // Documents per WriteBatch of a bulk delete (remove_documents, remove_matching).
   size_t remove_batch_documents = kRemoveBatchDocuments;
+  // Seconds between progress lines (info) of an index rebuild; 0: none.
+  int progress_log_interval_s = 5;
 };
 
 class CollectionStore {

@@ -55,6 +55,9 @@ struct ServerConfig {
   bool truncate = true;
   // spdlog level: trace, debug, info, warn, error, critical, off.
   std::string log_level = "info";
+  // Seconds between the progress lines (info) of long work: NDJSON imports, index rebuilds.
+  // 0: only their start and end are logged.
+  int progress_interval = 5;
   // fsync the write-ahead log before acknowledging a write.
   bool sync = false;
   // Seconds running requests get at shutdown (SIGINT/SIGTERM) before their queued embedding

@@ -1,7 +1,14 @@
 #include "service/metrics.h"
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "common/build_info.h"
 
 namespace qsearch {
 namespace {
@@ -206,6 +213,92 @@ std::string Metrics::render() const {
                 "Tokens run through the reranker model.");
   render_sample(&out, "qsearch_rerank_tokens_total", "", static_cast<double>(tokens_reranked_));
   return out;
+}
+
+}  // namespace qsearch
+
+// ---- process metrics ----------------------------------------------------------------------
+
+namespace qsearch {
+namespace {
+
+std::string read_small_file(const char* path) {
+  std::string out;
+  if (FILE* f = std::fopen(path, "r")) {
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    std::fclose(f);
+  }
+  return out;
+}
+
+// Boot time in Unix seconds (the "btime" line of /proc/stat), 0 if unknown.
+double boot_time() {
+  std::string stat = read_small_file("/proc/stat");
+  size_t p = stat.find("\nbtime ");
+  return p == std::string::npos ? 0 : std::atof(stat.c_str() + p + 7);
+}
+
+}  // namespace
+
+void Metrics::render_process(std::string* out) {
+  render_header(out, "qsearch_build_info", "gauge",
+                "Always 1; the labels say which build is running.");
+  render_sample(out, "qsearch_build_info",
+                "version=\"" + label_value(version()) + "\",commit=\"" +
+                    label_value(build_commit()) + "\"",
+                1);
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  // /proc/self/stat: the fields after the parenthesised command name, from field 3 (state).
+  std::string stat = read_small_file("/proc/self/stat");
+  size_t paren = stat.rfind(')');
+  if (paren != std::string::npos && ticks > 0) {
+    std::vector<std::string> f;
+    size_t i = paren + 2;
+    while (i < stat.size()) {
+      size_t j = stat.find(' ', i);
+      if (j == std::string::npos) j = stat.size();
+      f.push_back(stat.substr(i, j - i));
+      i = j + 1;
+    }
+    // f[0] is field 3; utime 14, stime 15, starttime 22, vsize 23, rss 24.
+    if (f.size() > 21) {
+      double cpu = (std::atof(f[11].c_str()) + std::atof(f[12].c_str())) / ticks;
+      render_header(out, "process_cpu_seconds_total", "counter",
+                    "Total user and system CPU time spent in seconds.");
+      render_sample(out, "process_cpu_seconds_total", "", cpu);
+      render_header(out, "process_virtual_memory_bytes", "gauge",
+                    "Virtual memory size in bytes.");
+      render_sample(out, "process_virtual_memory_bytes", "", std::atof(f[20].c_str()));
+      render_header(out, "process_resident_memory_bytes", "gauge",
+                    "Resident memory size in bytes.");
+      render_sample(out, "process_resident_memory_bytes", "", std::atof(f[21].c_str()) * page);
+      if (double boot = boot_time(); boot > 0) {
+        render_header(out, "process_start_time_seconds", "gauge",
+                      "Start time of the process since unix epoch in seconds.");
+        render_sample(out, "process_start_time_seconds", "",
+                      std::floor((boot + std::atof(f[19].c_str()) / ticks) * 100) / 100);
+      }
+    }
+  }
+  std::error_code ec;
+  int64_t fds = 0;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    ++fds;
+  if (!ec) {
+    render_header(out, "process_open_fds", "gauge", "Number of open file descriptors.");
+    render_sample(out, "process_open_fds", "", static_cast<double>(fds));
+  }
+  rlimit rl{};
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    render_header(out, "process_max_fds", "gauge",
+                  "Maximum number of open file descriptors.");
+    render_sample(out, "process_max_fds", "",
+                  rl.rlim_cur == RLIM_INFINITY ? -1 : static_cast<double>(rl.rlim_cur));
+  }
 }
 
 }  // namespace qsearch

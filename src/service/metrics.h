@@ -64,6 +64,11 @@ class Metrics {
                             double value);
   // Escapes a label value (backslash, quote, newline).
   static std::string label_value(const std::string& v);
+  // qsearch_build_info{version,commit} 1 and the standard process metrics of the Prometheus
+  // client libraries, read from /proc: process_cpu_seconds_total,
+  // process_resident_memory_bytes, process_virtual_memory_bytes, process_open_fds,
+  // process_max_fds, process_start_time_seconds (those /proc cannot give are left out).
+  static void render_process(std::string* out);
 
  private:
   mutable std::mutex mu_;

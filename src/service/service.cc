@@ -87,6 +87,9 @@ Service::~Service() { shutdown().ignore(); }
 StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Metrics* metrics) {
   QS_RETURN_IF_ERROR(check_model_dir(config.model));
   std::unique_ptr<Service> svc(new Service(config, metrics));
+  svc->loaded_at_ = std::chrono::duration_cast<std::chrono::seconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
   svc->pool_ = std::make_unique<ThreadPool>(static_cast<size_t>(config.threads));
 
   EmbedderOptions eo;
@@ -115,8 +118,8 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
     if (!reranker.is_ok())
       return reranker.status().with_context("loading the reranker from " + config.reranker);
     svc->reranker_ = std::move(reranker).value();
-    std::string identity;
-    compute_model_identity(config.reranker, &svc->reranker_name_, &identity);
+    compute_model_identity(config.reranker, &svc->reranker_name_, &svc->reranker_identity_);
+    const std::string& identity = svc->reranker_identity_;
     if (svc->reranker_->num_backends() != svc->embedder_->num_backends())
       return internal_error("the reranker has " + std::to_string(svc->reranker_->num_backends()) +
                             " engine replicas, the model " +
@@ -133,6 +136,7 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
   so.sync = config.sync;
   so.model = svc->model_identity_;
   so.index_save_interval_s = config.save_interval;  // the store saves in the background
+  so.progress_log_interval_s = config.progress_interval;
   auto store = CollectionStore::open(so);
   if (!store.is_ok()) return store.status().with_context("opening the data directory " + config.data_dir);
   svc->store_ = std::move(store).value();

@@ -129,6 +129,9 @@ class Service {
   // The reranker (nullptr when none is loaded) and its directory name (echoed as "model").
   Reranker* reranker() { return reranker_.get(); }
   const std::string& reranker_name() const { return reranker_name_; }
+  const std::string& reranker_identity() const { return reranker_identity_; }
+  // Unix time (seconds) at which loading the model began (/v1/models "created").
+  int64_t loaded_at() const { return loaded_at_; }
   // Smallest output dimension accepted (32, or the hidden size of a smaller test model).
   int min_dimension() const;
 
@@ -207,6 +210,8 @@ class Service {
   std::unique_ptr<Embedder> embedder_;
   std::unique_ptr<Reranker> reranker_;
   std::string reranker_name_;
+  std::string reranker_identity_;
+  int64_t loaded_at_ = 0;
   std::unique_ptr<CollectionStore> store_;
   std::unique_ptr<Scheduler> scheduler_;
   std::atomic<bool> shut_down_{false};
