@@ -463,6 +463,7 @@ StatusOr<std::vector<SearchHit>> Service::search(const std::string& collection,
     QS_RETURN_IF_ERROR(require_reranker());
     if (!request.query)
       return unprocessable("\"rerank\" needs a text \"query\" (not \"vector\" or \"id\")");
+    if (params.offset != 0) return unprocessable("\"offset\" cannot be combined with \"rerank\"");
     const int64_t top_n = request.rerank->top_n.value_or(std::max(50, params.k));
     if (top_n < params.k || top_n > 1000)
       return unprocessable("\"rerank\".\"top_n\" must be in k.." + std::string("1000") +
