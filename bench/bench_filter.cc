@@ -14,6 +14,8 @@
 // Latency: mean, P50, P99 in ms; the filtered/unfiltered ratio of means.
 //
 //   qsearch-bench-filter --n 1000000 --dim 1024 --types flat,hnsw,ivf --json out.json
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -180,6 +182,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bad arguments (n >= 1000, 1 <= k <= 1000)\n");
     return 2;
   }
+  spdlog::set_level(spdlog::level::warn);  // the store's info lines would mix into the table
   const auto t_all = Clock::now();
   const int d = o.dim;
   const unsigned threads = std::max(1u, std::thread::hardware_concurrency());

@@ -124,12 +124,17 @@ void post_documents(RequestContext& ctx) {
       ctx.service->upsert_documents(collection, std::move(docs), false, ctx.client_gone()));
   for (size_t k = 0; k < done.size(); ++k) results[positions[k]] = std::move(done[k]);
   json items = json::array();
-  int64_t ok = 0, failed = 0;
+  int64_t ok = 0, failed = 0, duplicates = 0;
   for (const auto& r : results) {
-    (r.status.is_ok() ? ok : failed)++;
+    if (!r.status.is_ok()) {
+      ++failed;
+    } else if (!r.skipped) {
+      ++ok;  // stored ("dedup": "skip" leaves a duplicate out: counted below, not here)
+    }
+    if (r.status.is_ok() && !r.duplicate_of.empty()) ++duplicates;
     items.push_back(document_result_json(r));
   }
-  ctx.reply(200, {{"results", items}, {"upserted", ok}, {"failed", failed}});
+  ctx.reply(200, {{"results", items}, {"upserted", ok}, {"duplicates", duplicates}, {"failed", failed}});
 }
 
 void get_document(RequestContext& ctx) {
@@ -166,7 +171,7 @@ void search(RequestContext& ctx) {
   json body = ctx.json_body();
   check_known_fields(body,
                      {"query", "vector", "id", "k", "instruction", "filter", "include", "rerank", "mode",
-                      "fusion", "offset"},
+                      "fusion", "offset", "score_threshold", "ef_search", "nprobe"},
                      "a search");
   SearchRequest request;
   request.query = get_string(body, "query");
@@ -183,6 +188,19 @@ void search(RequestContext& ctx) {
     request.vector = std::move(vec);
   }
   request.params.k = static_cast<int>(std::clamp<int64_t>(get_int(body, "k").value_or(10), -1, 1 << 30));
+  auto clamp_int = [](int64_t v) { return static_cast<int>(std::clamp<int64_t>(v, -1, 1 << 30)); };
+  // "offset" is applied by the service over every mode (request.offset, below); the store's own
+  // params.offset stays 0 here.
+  request.params.ef_search = clamp_int(get_int(body, "ef_search").value_or(0));
+  request.params.nprobe = clamp_int(get_int(body, "nprobe").value_or(0));
+  if (const json* e = get_field(body, "ef_search"); e && request.params.ef_search == 0)
+    throw StatusException(unprocessable("\"ef_search\" must be in 1..100000, got " + e->dump()));
+  if (const json* e = get_field(body, "nprobe"); e && request.params.nprobe == 0)
+    throw StatusException(unprocessable("\"nprobe\" must be in 1..65536, got " + e->dump()));
+  if (const json* t = get_field(body, "score_threshold")) {
+    if (!t->is_number()) throw StatusException(invalid_argument("\"score_threshold\" must be a number"));
+    request.params.score_threshold = t->get<float>();
+  }
   if (const json* f = get_field(body, "filter")) {
     // Checked here, before the query is embedded (collection/filter.h owns the rules).
     value_or_throw(Filter::parse(*f));

@@ -78,6 +78,7 @@ class Importer {
   json summary(double seconds) const {
     return {{"lines", line_no_},
             {"upserted", upserted_},
+            {"duplicates", duplicates_},
             {"failed", failed_},
             {"tokens", tokens_},
             {"truncated", truncated_},
@@ -124,7 +125,8 @@ class Importer {
       for (size_t k = 0; k < results->size(); ++k) {
         const DocumentResult& r = (*results)[k];
         if (r.status.is_ok()) {
-          ++upserted_;
+          if (!r.duplicate_of.empty()) ++duplicates_;
+          if (!r.skipped) ++upserted_;
           tokens_ += r.tokens;
           if (r.truncated_tokens > 0) ++truncated_;
           tokens_cut_ += r.truncated_tokens;
@@ -173,7 +175,7 @@ class Importer {
   std::vector<DocumentInput> pending_;
   std::vector<int64_t> pending_lines_;
   size_t pending_bytes_ = 0;
-  int64_t upserted_ = 0, failed_ = 0, tokens_ = 0, truncated_ = 0, tokens_cut_ = 0;
+  int64_t upserted_ = 0, duplicates_ = 0, failed_ = 0, tokens_ = 0, truncated_ = 0, tokens_cut_ = 0;
   int64_t chunks_ = 0;  // chunking collections: chunks stored
   json errors_ = json::array();
   Status fatal_;

@@ -27,17 +27,30 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
                                                               const SearchParams& params) {
   auto c = find(collection);
   if (!c) return not_found("collection '" + collection + "' not found");
-  const int k = params.k;
-  if (k < 1 || k > 1000) return unprocessable("k must be in 1..1000");
+  if (params.k < 1 || params.k > 1000) return unprocessable("k must be in 1..1000");
+  if (params.offset < 0 || params.offset > 10000)
+    return unprocessable("\"offset\" must be in 0..10000, got " + std::to_string(params.offset));
+  if (params.ef_search < 0 || params.ef_search > 100000)
+    return unprocessable("\"ef_search\" must be in 1..100000, got " + std::to_string(params.ef_search));
+  if (params.nprobe < 0 || params.nprobe > 65536)
+    return unprocessable("\"nprobe\" must be in 1..65536, got " + std::to_string(params.nprobe));
+  if (params.score_threshold && !std::isfinite(*params.score_threshold))
+    return unprocessable("\"score_threshold\" must be a finite number");
+  // The first offset + k hits are found; the first offset of them are dropped at the end.
+  const int k = params.k + params.offset;
   const int d = c->spec.dimension;
   if (static_cast<int>(query.size()) != d) {
     return unprocessable("query vector has " + std::to_string(query.size()) +
                          " values, collection '" + collection + "' has dimension " +
                          std::to_string(d));
   }
+  double query_norm2 = 0;
   for (float v : query) {
     if (!std::isfinite(v)) return unprocessable("query vector is not finite");
+    query_norm2 += static_cast<double>(v) * v;
   }
+  if (c->spec.metric != Metric::kCosine && !(std::sqrt(query_norm2) < kMaxVectorNorm))
+    return unprocessable("query vector's norm is 1e18 or more: its scores would overflow");
   QS_ASSIGN_OR_RETURN(Filter filter, Filter::parse(params.filter));
   const bool has_filter = !filter.matches_all();
   std::vector<float> q = query;
@@ -94,6 +107,8 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
                   : has_filter && !label_set ? std::max<int64_t>(4LL * k, 64)
                                              : k;
   IndexSearchParams index_params;
+  index_params.ef_search = params.ef_search;
+  index_params.nprobe = params.nprobe;
   bool exhaustive = false;
   for (;;) {
     int64_t total = 0;
@@ -139,6 +154,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
       SearchHit hit;
       hit.id = *ids[i];
       hit.score = l2 ? std::sqrt(std::max(0.0f, fresh_dist[i])) : fresh_dist[i];
+      if (!std::isfinite(hit.score)) continue;  // cannot happen within kMaxVectorNorm; never shown
       if (need_docs) {
         if (!docs[i]) continue;
         store::DocumentRecord rec;
@@ -190,6 +206,13 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
   std::stable_sort(hits.begin(), hits.end(),
                    [&better](const SearchHit& a, const SearchHit& b) { return better(a.score, b.score); });
   if (static_cast<int64_t>(hits.size()) > k) hits.resize(k);
+  hits.erase(hits.begin(), hits.begin() + std::min<size_t>(hits.size(), static_cast<size_t>(params.offset)));
+  if (params.score_threshold) {
+    const float t = *params.score_threshold;
+    hits.erase(std::remove_if(hits.begin(), hits.end(),
+                              [&](const SearchHit& h) { return l2 ? h.score > t : h.score < t; }),
+               hits.end());
+  }
   return hits;
 }
 

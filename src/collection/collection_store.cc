@@ -281,6 +281,15 @@ Status RocksCollectionStore::upsert(const std::string& collection,
     for (float v : doc.embedding) {
       if (!std::isfinite(v)) return unprocessable("document '" + doc.id + "': embedding is not finite");
     }
+    if (c->spec.metric != Metric::kCosine) {
+      // Bounded norms keep every inner product and squared distance finite.
+      for (size_t r = 0; r < doc.embedding.size(); r += static_cast<size_t>(d)) {
+        double ss = 0;
+        for (int j = 0; j < d; ++j) ss += static_cast<double>(doc.embedding[r + j]) * doc.embedding[r + j];
+        if (!(std::sqrt(ss) < kMaxVectorNorm))
+          return unprocessable("document '" + doc.id + "': embedding norm is 1e18 or more (scores would overflow)");
+      }
+    }
     if (!doc.metadata.is_null() && !doc.metadata.is_object()) {
       return unprocessable("document '" + doc.id + "': metadata must be an object");
     }

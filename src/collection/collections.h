@@ -54,8 +54,17 @@ struct Document {
   int32_t truncated_tokens = 0;
 };
 
+// Stored and query vectors of ip/l2 collections must have an L2 norm below this, so that no
+// inner product or squared distance overflows a float (no non-finite score, ever).
+inline constexpr double kMaxVectorNorm = 1e18;
+
 struct SearchParams {
   int k = 10;                                           // 1..1000
+  int offset = 0;                                       // 0..10000: hits skipped before the k
+  // Hits worse than this are dropped: cosine/ip a score below it, l2 a distance above it.
+  std::optional<float> score_threshold;
+  int ef_search = 0;                                    // HNSW beam width, 1..100000 (0: the collection's)
+  int nprobe = 0;                                       // IVF lists probed, 1..65536 (0: the collection's)
   nlohmann::json filter = nlohmann::json::object();     // collection/filter.h; bad: kInvalidArgument
   bool include_text = false;
   bool include_metadata = false;

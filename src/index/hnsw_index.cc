@@ -188,7 +188,8 @@ StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::read_payload(const VectorIndexCo
   }
   if (index->dead_.size() != index->labels_.size() ||
       index->index_->ntotal != static_cast<faiss::Index::idx_t>(index->labels_.size()) ||
-      index->index_->d != config.dimension || index->stored_vectors() == nullptr) {
+      index->index_->d != config.dimension ||
+      (index->stored_vectors() == nullptr && !index->labels_.empty())) {
     return corruption("HNSW index payload: sizes do not agree");
   }
   index->index_->hnsw.efSearch = config.hnsw_ef_search;

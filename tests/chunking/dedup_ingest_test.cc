@@ -41,8 +41,25 @@ TEST_F(DedupIngest, SkipDoesNotStoreTheDuplicate) {
   ASSERT_EQ(r.status, 200) << r.body;
   EXPECT_FALSE(r.json_body()["results"][0].contains("duplicate_of"));
   EXPECT_EQ(r.json_body()["results"][1]["duplicate_of"], "a");
+  // The dropped duplicate is counted apart: only c was upserted.
+  EXPECT_EQ(r.json_body()["upserted"], 1) << r.body;
+  EXPECT_EQ(r.json_body()["duplicates"], 1) << r.body;
+  EXPECT_EQ(r.json_body()["failed"], 0);
   EXPECT_EQ(s().get("/collections/skip/documents/c").status, 200);
   EXPECT_EQ(s().get("/collections/skip/documents/d").status, 404);
+}
+
+TEST_F(DedupIngest, ImportCountsDuplicatesApartFromUpserted) {
+  ASSERT_EQ(s().post("/collections", json{{"name", "skipimp"}, {"dedup", {{"threshold", 0.9999}, {"action", "skip"}}}}).status, 201);
+  std::string body;
+  for (const char* id : {"a", "b", "c"})
+    body += json({{"id", id}, {"text", id == std::string("c") ? "Rivers run to the sea." : kText}}).dump() + "\n";
+  HttpResult r = s().post("/collections/skipimp/import", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json_body()["lines"], 3);
+  EXPECT_EQ(r.json_body()["upserted"], 2) << r.body;  // a and c; b was dropped as a duplicate
+  EXPECT_EQ(r.json_body()["duplicates"], 1) << r.body;
+  EXPECT_EQ(s().get("/collections/skipimp").json_body()["document_count"], 2);
 }
 
 TEST_F(DedupIngest, FlagStoresAndMarks) {
