@@ -16,6 +16,7 @@
 
 #include "api/server.h"
 #include "cli/command.h"
+#include "common/log.h"
 #include "service/config.h"
 #include "service/metrics.h"
 #include "service/service.h"
@@ -49,8 +50,10 @@ int run_serve(const std::vector<std::string>& args) {
                  config.status().message().c_str());
     return 2;
   }
-  spdlog::set_level(spdlog::level::from_str(config->log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  if (Status st = log::configure(config->log_format, config->log_level); !st.is_ok()) {
+    std::fprintf(stderr, "qsearch serve: %s\n", st.message().c_str());
+    return 2;
+  }
 
   if (Status st = check_model_dir(config->model); !st.is_ok()) {
     std::fprintf(stderr, "qsearch serve: %s\n", st.message().c_str());
