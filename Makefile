@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 DEPS := .deps
 CMAKE_FLAGS ?=
 APT_PACKAGES := build-essential cmake ninja-build pkg-config git ca-certificates \
-  libfaiss-dev librocksdb-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev \
+  libfaiss-dev librocksdb-dev libcpp-httplib-dev libboost-dev nlohmann-json3-dev libspdlog-dev \
   libopenblas-dev libutf8proc-dev libgtest-dev libbenchmark-dev gnuplot-nox clang \
   libclang-rt-14-dev python3 chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -13,12 +13,16 @@ Status check_depth(std::string_view text) {
   for (size_t i = 0; i < text.size(); ++i) {
     char c = text[i];
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
       continue;
     }
-    if (c == '"') in_string = true;
+    if (c == '"')
+      in_string = true;
     else if (c == '[' || c == '{') {
       if (++depth > kMaxJsonDepth)
         return invalid_argument("JSON nested deeper than " + std::to_string(kMaxJsonDepth) +
@@ -51,7 +55,10 @@ StatusOr<json> parse_json(std::string_view text) {
       return invalid_argument("invalid UTF-8 at byte " + std::to_string(bad) + " (" + what + ")");
     return invalid_argument("malformed JSON at byte " + std::to_string(e.byte) + ": " + what);
   } catch (const json::exception& e) {
-    return invalid_argument(std::string("malformed JSON: ") + e.what());
+    std::string what = e.what();  // without nlohmann's "[json.exception.x.n] " prefix
+    auto pos = what.find("] ");
+    if (pos != std::string::npos) what = what.substr(pos + 2);
+    return invalid_argument("malformed JSON: " + what);
   }
 }
 
@@ -65,8 +72,8 @@ std::optional<std::string> get_string(const json& obj, const char* key) {
   const json* v = get_field(obj, key);
   if (!v) return std::nullopt;
   if (!v->is_string())
-    throw StatusException(invalid_argument(std::string("\"") + key + "\" must be a string, not " +
-                                           type_name(*v)));
+    throw StatusException(
+        invalid_argument(std::string("\"") + key + "\" must be a string, not " + type_name(*v)));
   return v->get<std::string>();
 }
 
@@ -78,8 +85,8 @@ std::optional<int64_t> get_int(const json& obj, const char* key) {
     double d = v->get<double>();
     if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
   }
-  throw StatusException(invalid_argument(std::string("\"") + key +
-                                         "\" must be an integer, not " + type_name(*v)));
+  throw StatusException(
+      invalid_argument(std::string("\"") + key + "\" must be an integer, not " + type_name(*v)));
 }
 
 std::optional<bool> get_bool(const json& obj, const char* key) {
@@ -95,13 +102,29 @@ void require_object(const json& j, const std::string& what) {
     throw StatusException(invalid_argument(what + " must be a JSON object, not " + type_name(j)));
 }
 
-std::string dump(const json& j) {
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+size_t json_size_estimate(const json& j) {
+  switch (j.type()) {
+    case json::value_t::string:
+      return j.get_ref<const json::string_t&>().size() + 2;
+    case json::value_t::object: {
+      size_t n = 2;
+      for (const auto& [k, v] : j.items()) n += k.size() + 4 + json_size_estimate(v);
+      return n;
+    }
+    case json::value_t::array: {
+      size_t n = 2;
+      for (const auto& v : j) n += 1 + json_size_estimate(v);
+      return n;
+    }
+    default:
+      return 24;
+  }
 }
 
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 std::string base64_encode(const void* data, size_t n) {
-  static const char* kAlphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   const unsigned char* p = static_cast<const unsigned char*>(data);
   std::string out;
   out.reserve((n + 2) / 3 * 4);

@@ -34,6 +34,10 @@ std::optional<bool> get_bool(const json& obj, const char* key);
 // Throws kInvalidArgument unless j is an object.
 void require_object(const json& j, const std::string& what);
 
+// About how many bytes dump(j) takes (strings by their length, numbers as 24), without
+// serialising: for checking a response's size before building it.
+size_t json_size_estimate(const json& j);
+
 // Serialises a response (invalid UTF-8 is replaced, never thrown).
 std::string dump(const json& j);
 

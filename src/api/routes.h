@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "api/connection.h"
-#include "api/http.h"
+#include "api/memory_budget.h"
+#include "api/request.h"
 #include "api/json_io.h"
 #include "common/jobs.h"
 #include "service/config.h"
@@ -25,31 +25,40 @@ enum class Access {
 
 enum class Body {
   kNone,      // no body expected (one sent is ignored)
-  kBuffered,  // read whole, at most max_request_bytes (413 above)
-  kStreamed,  // the handler reads ctx.reader itself (NDJSON import)
+  kBuffered,  // read whole before the handler runs, at most max_request_bytes (413 above)
+  kStreamed,  // the handler reads ctx.reader itself (NDJSON import); holds its worker while
+              // the body arrives (min_body_rate bounds how long)
 };
 
 struct RequestContext {
-  RequestContext(const httplib::Request& r, httplib::Response& s, const ServerConfig& c,
-                 Metrics& m)
-      : req(r), res(s), config(c), metrics(m),
-        watch(r.local_addr, r.local_port, r.remote_addr, r.remote_port) {}
+  RequestContext(const HttpRequest& r, HttpResponse& s, const ServerConfig& c, Metrics& m)
+      : req(r), res(s), config(c), metrics(m) {}
 
-  const httplib::Request& req;
-  httplib::Response& res;
+  const HttpRequest& req;
+  HttpResponse& res;
   const ServerConfig& config;
   Metrics& metrics;
-  Service* service = nullptr;                    // set for routes that need the model
-  const httplib::ContentReader* reader = nullptr;  // set for kStreamed routes
-  std::string body;                              // kBuffered routes
-  bool body_read = false;                        // set once the body was consumed
-  ConnectionWatch watch;
+  Service* service = nullptr;              // set for routes that need the model
+  const ContentReader* reader = nullptr;   // set for kStreamed routes
+  std::string body;                        // kBuffered routes
+  bool body_read = false;                  // set once the body was consumed
+  Reservation memory;                      // what the route holds in max_inflight_bytes
 
-  ClientGone client_gone() {
-    return [this] { return watch.client_gone(); };
+  // Holds bytes more of the server's in-flight memory budget for this request, or throws
+  // kUnavailable (503 + Retry-After) when the server is too busy. Call before building
+  // something large.
+  void reserve(int64_t bytes);
+  // Throws kUnprocessable (422) when an answer of about `bytes` would exceed
+  // max_response_bytes; hint says how to narrow or page.
+  void check_response_size(int64_t bytes, const std::string& hint) const;
+
+  // True once the client left: a reset, or for reads the end of its stream (HttpRequest).
+  ClientGone client_gone() const {
+    if (req.client_gone) return req.client_gone;
+    return [] { return false; };
   }
-  // Path parameter i (1-based regex group), already URL-decoded by httplib.
-  std::string param(size_t i) const { return req.matches[i].str(); }
+  // Path parameter i (1-based regex group), URL-decoded.
+  std::string param(size_t i) const { return i < req.matches.size() ? req.matches[i] : ""; }
   // The body parsed as a JSON object (400 otherwise).
   json json_body() const;
   void reply(int status, const json& j);

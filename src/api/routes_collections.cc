@@ -202,6 +202,20 @@ void search(RequestContext& ctx) {
     request.rerank = SearchRerank{get_int(*rr, "top_n"), get_string(*rr, "instruction")};
   }
   auto hits = value_or_throw(ctx.service->search(collection, request, ctx.client_gone()));
+  // The answer's size before it is built: refused past max_response_bytes, else held in the
+  // in-flight budget three times over (the hits, the JSON tree, its text).
+  int64_t estimate = 64;
+  for (const auto& h : hits) {
+    estimate += 160 + static_cast<int64_t>(h.id.size());
+    if (request.params.include_text)
+      estimate += static_cast<int64_t>(h.text.size()) * (h.chunk >= 0 ? 2 : 1);
+    if (request.params.include_metadata)
+      estimate += static_cast<int64_t>(json_size_estimate(h.metadata));
+  }
+  ctx.check_response_size(estimate,
+                          "lower \"k\", or leave the texts out with \"include\": [\"metadata\"] "
+                          "and fetch the documents you need by id");
+  ctx.reserve(3 * estimate);
   json results = json::array();
   for (const auto& h : hits) {
     json r = {{"id", h.id}, {"score", h.score}};

@@ -189,11 +189,10 @@ void import_documents(RequestContext& ctx) {
   value_or_throw(ctx.service->store().get_collection(collection));  // 404 before reading
   JobHandle job = JobRegistry::global().start("import", collection);
   job->set_phase("reading and embedding documents");
-  bool has_body = ctx.req.has_header("Content-Length") ||
-                  ctx.req.get_header_value("Transfer-Encoding").find("chunked") != std::string::npos;
+  bool has_body = ctx.req.has_body;
   int64_t announced = -1;
-  if (ctx.req.has_header("Content-Length")) {
-    announced = static_cast<int64_t>(ctx.req.get_header_value<uint64_t>("Content-Length"));
+  if (!ctx.req.chunked && ctx.req.has_header("Content-Length")) {
+    announced = static_cast<int64_t>(ctx.req.content_length);
     job->set_total_bytes(announced);
   }
   spdlog::info("import into '{}' (job {}) started{}", collection, job->id(),

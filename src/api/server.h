@@ -1,25 +1,28 @@
-// `qsearch serve`'s HTTP server: the routes of routes.h on cpp-httplib, with authentication
-// (Authorization: Bearer, admin and read-only keys), metrics per route and status, body-size
-// limits, and the single wrapper that turns exceptions and Status values into responses.
+// `qsearch serve`'s HTTP server: the routes of routes.h behind the event-driven front of
+// http_front.h (Boost.Beast; the model and every limit are in docs/server.md), with
+// authentication (Authorization: Bearer, admin and read-only keys, checked before any body
+// byte is read), metrics per route and status, body-size and content-type checks, and the
+// single wrapper that turns exceptions and Status values into responses.
 //
 // Lifecycle: bind(), then listen() on one thread (blocks); /health answers at once, /ready and
 // the model routes answer 503 until set_service(). stop() (from any thread, e.g. a signal
-// handler thread) makes listen() return; then the Service can be shut down.
+// handler thread) makes listen() return once running requests are answered; then the Service
+// can be shut down.
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "api/http_front.h"
+#include "api/memory_budget.h"
 #include "common/status.h"
 #include "service/config.h"
 #include "service/metrics.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace qsearch {
 class Service;
@@ -28,21 +31,41 @@ class Service;
 namespace qsearch::api {
 
 struct Route;
+struct RouteMatcher;
 
-class ApiServer {
+// The request hook: called once per request the server answers (also its own refusals: 400,
+// 401, 404, 408, 413, 415, 431, 501, ...), when the response is complete and handed to the
+// socket, with the fields of RequestRecord (http_front.h): request id (the X-Request-Id the
+// client sent when it is 1-128 characters of [A-Za-z0-9._:-], else a generated 32-hex-digit
+// id; echoed in the response either way), client address, method (GET HEAD POST PUT DELETE
+// PATCH or "OTHER"), route template, status, bytes in/out, latency, key role and collection.
+// It runs on an I/O or worker thread, possibly on several at once: it must be thread-safe,
+// fast and must not throw. Connections refused at the connection caps are not requests (they
+// are counted in qsearch_http_connections_refused_total).
+using RequestHook = std::function<void(const RequestRecord&)>;
+
+class ApiServer : public HttpApp {
  public:
   ApiServer(const ServerConfig& config, Metrics* metrics);
-  ~ApiServer();
+  ~ApiServer() override;
 
   // Binds host:port (port 0: any free port, see port()).
   Status bind();
-  int port() const { return port_; }
+  int port() const { return front_->port(); }
   // Serves until stop(). Returns false if the listener failed.
   bool listen();
   void stop();
 
   // Makes the model routes available (/ready turns 200). null: back to not ready.
   void set_service(Service* service) { service_.store(service); }
+  // Installs the request hook (before listen(); replaces any earlier one).
+  void set_request_hook(RequestHook hook) { hook_ = std::move(hook); }
+
+  // HttpApp (called by the front).
+  Admission admit(HttpRequest& req, HttpResponse& res) override;
+  void handle(HttpRequest& req, std::string& body, const ContentReader* reader,
+              HttpResponse& res) override;
+  void finished(const RequestRecord& record) override;
 
   // The registered routes as (method, path template), catch-alls left out; the OpenAPI test
   // checks that docs/openapi.json describes exactly these.
@@ -51,13 +74,15 @@ class ApiServer {
  private:
   void register_routes();
   void add(const Route& route);
+  std::string render_metrics(Service* service) const;
 
   ServerConfig config_;
   Metrics* metrics_;
-  std::unique_ptr<httplib::Server> http_;
-  std::vector<std::shared_ptr<Route>> routes_;
+  std::vector<std::shared_ptr<RouteMatcher>> routes_;
   std::atomic<Service*> service_{nullptr};
-  int port_ = 0;
+  RequestHook hook_;
+  MemoryBudget budget_;  // max_inflight_bytes (before front_, which uses it)
+  std::unique_ptr<HttpFront> front_;
 };
 
 }  // namespace qsearch::api

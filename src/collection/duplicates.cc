@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "collection/collection_store.h"
 #include "dedup/clusters.h"
 #include "dedup/similarity_join.h"
-#include "collection/collection_store.h"
 #include "store/keys.h"
 #include "store/record.h"
 
@@ -63,6 +63,8 @@ StatusOr<DuplicatesResult> find_duplicates(CollectionStore& store, const std::st
                          std::to_string(request.threshold));
   if (request.limit < 1 || request.limit > 10000)
     return unprocessable("\"limit\" must be in 1..10000, got " + std::to_string(request.limit));
+  if (request.cursor < 0)
+    return unprocessable("\"cursor\" must be >= 0, got " + std::to_string(request.cursor));
   QS_ASSIGN_OR_RETURN(CollectionInfo info, store.get_collection(collection));
   std::vector<std::string> ids;
   std::vector<float> vectors;
@@ -78,22 +80,32 @@ StatusOr<DuplicatesResult> find_duplicates(CollectionStore& store, const std::st
   options.threshold = request.threshold;
   options.device = request.device;
   // A server request should not hold gigabytes of pairs: a threshold that low is an error.
-  options.max_pairs = 50'000'000;
+  options.max_pairs = request.max_pairs;
   JoinStats stats;
-  QS_ASSIGN_OR_RETURN(std::vector<SimilarPair> pairs,
-                      find_similar_pairs(vectors.data(), n, info.spec.dimension, options, &stats));
+  auto joined = find_similar_pairs(vectors.data(), n, info.spec.dimension, options, &stats);
+  if (!joined.is_ok() && joined.status().code() == StatusCode::kResourceExhausted &&
+      joined.status().message().find("raise the threshold") != std::string::npos)
+    return unprocessable("more than " + std::to_string(request.max_pairs) +
+                         " pairs at cosine >= " + std::to_string(request.threshold) +
+                         " (max_duplicate_pairs): raise \"threshold\"");
+  QS_ASSIGN_OR_RETURN(std::vector<SimilarPair> pairs, std::move(joined));
   result.pairs = static_cast<int64_t>(pairs.size());
   result.device = stats.device;
   std::vector<DuplicateCluster> clusters = cluster_pairs(n, pairs, KeepPolicy::kFirst);
   result.total_clusters = static_cast<int64_t>(clusters.size());
-  for (const auto& cl : clusters) result.duplicate_documents += static_cast<int64_t>(cl.members.size()) - 1;
+  for (const auto& cl : clusters)
+    result.duplicate_documents += static_cast<int64_t>(cl.members.size()) - 1;
   // Largest clusters first; ties keep the order of their first member (id order).
   std::stable_sort(clusters.begin(), clusters.end(),
                    [](const DuplicateCluster& a, const DuplicateCluster& b) {
                      return a.members.size() > b.members.size();
                    });
-  if (static_cast<int64_t>(clusters.size()) > request.limit) clusters.resize(request.limit);
-  for (const auto& cl : clusters) {
+  const int64_t total = static_cast<int64_t>(clusters.size());
+  const int64_t first = std::min(request.cursor, total);
+  const int64_t last = std::min(total, first + request.limit);
+  if (last < total) result.next_cursor = last;
+  for (int64_t c = first; c < last; ++c) {
+    const DuplicateCluster& cl = clusters[static_cast<size_t>(c)];
     DuplicateGroup g;
     for (int64_t m : cl.members) g.ids.push_back(ids[m]);
     g.max_score = -1;

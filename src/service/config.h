@@ -39,16 +39,41 @@ struct ServerConfig {
   int64_t queue_limit_tokens = 262144;
   // CPU threads for the CPU engine and the tokenizer pool (0: all cores).
   int threads = 0;
-  // HTTP worker threads (each serves one connection at a time).
-  int http_threads = 32;
-  // Seconds an HTTP worker waits for the next bytes of a client (request line, headers, body)
-  // before closing its connection. The worker is held meanwhile: with more stalled clients
-  // than http_threads, a new client waits for them to time out (28-29 s measured at 10 s with
-  // twice as many stalled clients as threads; tests/robustness).
+  // HTTP worker threads: they run the route handlers of fully received requests (a streamed
+  // import holds one while its body arrives). Waiting connections hold none.
+  int http_threads = 64;
+  // HTTP I/O threads: accept, read, parse and write for every connection (asynchronous).
+  int http_io_threads = 4;
+  // Seconds from the first byte of a request to the end of its head (request line and
+  // headers); the connection is closed after that.
+  int head_timeout = 10;
+  // Seconds an idle keep-alive connection stays open waiting for its next request.
+  int keep_alive_timeout = 60;
+  // Seconds a request body may stall (no bytes); also the grace period of min_body_rate.
   int read_timeout = 10;
+  // Bytes per second a request body must average once read_timeout seconds have passed
+  // (0: no minimum); slower senders are disconnected.
+  int64_t min_body_rate = 1024;
+  // Seconds a response may take to be written (a client that does not read is disconnected).
+  int write_timeout = 30;
+  // Largest request head (request line + headers) in bytes, and most header fields: 431.
+  int64_t max_header_bytes = 65536;
+  int max_header_count = 100;
+  // Open connections, in all and per client IP address; more get 503 + Retry-After.
+  int max_connections = 8192;
+  int max_connections_per_client = 2048;
   // Largest request body in bytes (413 above it); the NDJSON import streams and is exempt,
   // but each of its lines must fit.
   int64_t max_request_bytes = 32 << 20;
+  // Largest response body in bytes: a larger answer is refused (422, the message says how to
+  // narrow or page it) instead of being built and sent.
+  int64_t max_response_bytes = 64ll << 20;
+  // Memory held by all in-flight requests together (request bodies, responses, large route
+  // working sets such as search hits and duplicate pairs); beyond it: 503 + Retry-After.
+  int64_t max_inflight_bytes = 1ll << 30;
+  // Most similar pairs one POST /collections/{name}/duplicates may collect (24 bytes each,
+  // twice): a lower threshold that finds more is refused with 422.
+  int64_t max_duplicate_pairs = 2000000;
   // Longest text in tokens (EOS included); a collection's max_tokens may lower it.
   int max_tokens_per_text = 8192;
   // Longer texts are truncated (true) or refused with 422 (false).

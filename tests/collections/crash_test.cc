@@ -195,8 +195,12 @@ TEST(Crash, KillDuringIngestLosesNoAcknowledgedWrite) {
       _exit(127);
     }
     close(p[1]);
+    // The kill comes a random 0.3-2 s after the child's first announced operation, not after
+    // the fork: on a loaded machine starting the child and opening the store can take longer
+    // than the whole window, and a child killed before it wrote anything tests nothing.
     const int delay_ms = 300 + static_cast<int>(rng() % 1700);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    bool started = false;
     std::string data;
     char buf[65536];
     while (std::chrono::steady_clock::now() < deadline) {
@@ -205,6 +209,10 @@ TEST(Crash, KillDuringIngestLosesNoAcknowledgedWrite) {
         ssize_t n = read(p[0], buf, sizeof(buf));
         if (n <= 0) break;  // the child died on its own
         data.append(buf, n);
+        if (!started) {
+          started = true;
+          deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(delay_ms);
+        }
       }
     }
     kill(pid, SIGKILL);
