@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "api/access_log.h"
 #include "api/server.h"
 #include "cli/command.h"
 #include "common/log.h"
@@ -87,6 +88,9 @@ int run_serve(const std::vector<std::string>& args) {
 
   Metrics metrics;
   api::ApiServer server(*config, &metrics);
+  server.set_request_hook(api::log_access);  // one info line per request
+  if (!config->cors_origin_list.empty())
+    spdlog::info("CORS on for {}", config->cors_origins);
   if (Status st = server.bind(); !st.is_ok()) {
     spdlog::critical("{}", st.message());
     return 1;
