@@ -3,14 +3,19 @@
 // For each concurrency level (default 1,4,8,16,32,64) it runs that many workers, each with its
 // own keep-alive connection (the pool is one persistent cpp-httplib client per worker), for a
 // set duration after a warm-up, bounded in requests and time. Default workload: the embedding
-// server stress test people run: POST /v1/embeddings with one 512-token input (token ids:
-// 511 random ids + <|endoftext|>, so the engine sees exactly 512) and "dimensions": 1024.
+// server stress test people run: POST /v1/embeddings with one 512-token text input and
+// "dimensions": 1024 (--input ids: 511 random token ids + <|endoftext|>).
 // Other workloads: search, ingest, or a weighted mix, against a collection.
 //
-// Reports per level: requests, QPS, mean/P50/P99 latency (successful requests), tokens/s (from
-// the responses' usage / tokens), error rate (non-2xx other than 429, and transport failures),
-// 429 rejections, and GPU memory (peak device used, from /metrics) — as a table on stdout, JSON
-// (--json) and a PNG plot (--plot, gnuplot). Loopback only: other hosts are refused.
+// Reports per level: requests, QPS, mean/P50/P99/max latency (successful requests, including
+// those that finished after the level's end), unfinished requests (in flight when the level
+// ended: never dropped, counted apart and waited for), fairness (fewest and most requests one
+// client completed; a client with none is starved), tokens/s (from the responses' usage /
+// tokens), error rate (non-2xx other than 429, and transport failures), 429 rejections, and GPU
+// memory (peak device used, from /metrics) — as a table on stdout, JSON (--json), a TSV row per
+// level (--tsv, appended, with --label) and a PNG plot (--plot, gnuplot). The embed workload
+// sends text by default (as the seeds' stress test does; --tokenizer makes each text exactly
+// --tokens tokens), token ids with --input ids. Loopback only: other hosts are refused.
 //
 //   qsearch-load --port 8080 --concurrency 1,4,8,16,32,64 --duration 20 --json out.json --plot out.png
 #include <netdb.h>
@@ -58,14 +63,14 @@ struct Options {
   int tokens = 512;             // tokens per input (EOS included)
   int batch = 1;                // inputs per /v1/embeddings request
   int dimensions = 1024;        // 0: leave out (server default: hidden size)
-  std::string input = "ids";    // ids | text (text needs --tokenizer)
+  std::string input = "text";   // text | ids (exact token counts for text need --tokenizer)
   std::string tokenizer;        // tokenizer.json, to build texts of exactly --tokens tokens
   std::string encoding = "float";
   std::string collection = "load";
   std::string create_index;     // create the collection with this index type if missing
   int k = 10;
   std::string api_key;
-  std::string json_path, plot_path, label;
+  std::string json_path, plot_path, tsv_path, label;
   bool retry_429 = true;        // sleep (Retry-After, at most 1 s) and go on after a 429
   bool fail_on_error = false;   // exit 1 if any unexpected error occurred
   uint64_t seed = 42;
@@ -79,9 +84,10 @@ void usage() {
 "  --max-requests N per level (1000000)  --max-total S (3600)  --timeout S (120)\n"
 "  --workload embed|search|ingest|mixed (embed)  --mix embed=6,search=3,ingest=1\n"
 "  --tokens N (512, EOS included)  --batch N inputs per request (1)  --dimensions N (1024; 0: omit)\n"
-"  --input ids|text (ids)  --tokenizer tokenizer.json (for --input text)  --encoding float|base64\n"
+"  --input text|ids (text)  --tokenizer tokenizer.json (exact --tokens for text)  --encoding float|base64\n"
 "  --collection NAME (load)  --create-index flat|hnsw|ivf  --k N (10)\n"
-"  --json FILE  --plot FILE.png  --label TEXT  --no-retry-429  --fail-on-error  --seed N\n");
+"  --json FILE  --tsv FILE (rows appended)  --plot FILE.png  --label TEXT  --no-retry-429\n"
+"  --fail-on-error  --seed N\n");
 }
 
 bool parse_args(int argc, char** argv, Options* o) {
@@ -122,6 +128,7 @@ bool parse_args(int argc, char** argv, Options* o) {
     else if (a == "--k") o->k = std::stoi(val());
     else if (a == "--json") o->json_path = val();
     else if (a == "--plot") o->plot_path = val();
+    else if (a == "--tsv") o->tsv_path = val();
     else if (a == "--label") o->label = val();
     else if (a == "--no-retry-429") o->retry_429 = false;
     else if (a == "--fail-on-error") o->fail_on_error = true;
@@ -137,6 +144,10 @@ bool parse_args(int argc, char** argv, Options* o) {
       std::fprintf(stderr, "qsearch-load: concurrency %d out of 1..4096\n", c);
       return false;
     }
+  if (o->input != "text" && o->input != "ids") {
+    std::fprintf(stderr, "qsearch-load: --input is text or ids\n");
+    return false;
+  }
   if (o->tokens < 2 || o->batch < 1 || o->duration_s <= 0) {
     std::fprintf(stderr, "qsearch-load: --tokens >= 2, --batch >= 1, --duration > 0\n");
     return false;
@@ -259,6 +270,12 @@ int64_t find_int_field(const std::string& body, const char* key) {
 struct LevelResult {
   int concurrency = 0;
   int64_t requests = 0, ok = 0, errors = 0, rejected = 0, transport_errors = 0;
+  // Requests in flight when the level ended: not in ok or QPS; their latencies are in the
+  // percentiles (they were waited for).
+  int64_t unfinished = 0;
+  // Fairness: requests completed in the window by the client that completed the fewest and
+  // the most; starved: clients that completed none.
+  int64_t min_per_client = 0, max_per_client = 0, starved = 0;
   double seconds = 0, qps = 0, mean_ms = 0, p50_ms = 0, p90_ms = 0, p99_ms = 0, max_ms = 0;
   double tokens_per_s = 0;
   int64_t tokens = 0;
@@ -336,6 +353,7 @@ LevelResult run_level(const Options& o, int concurrency, const RequestFactory& f
   std::atomic<int64_t> issued{0};
   std::mutex mu;
   std::vector<double> latencies_ms;
+  std::vector<int64_t> per_client(static_cast<size_t>(concurrency), 0);
   const httplib::Headers headers = auth_headers(o);
 
   std::atomic<bool> stop_sampler{false};
@@ -370,6 +388,7 @@ LevelResult run_level(const Options& o, int concurrency, const RequestFactory& f
       std::map<std::string, int64_t> statuses, kinds;
       std::vector<std::string> samples;
       int64_t ok = 0, errors = 0, rejected = 0, transport = 0, tokens = 0, seq = 0;
+      int64_t unfinished = 0;
       std::uniform_real_distribution<double> pick(0, mix_total);
       while (Clock::now() < end && issued.fetch_add(1) < o.max_requests) {
         std::string kind = mix[0].first;
@@ -385,6 +404,13 @@ LevelResult run_level(const Options& o, int concurrency, const RequestFactory& f
                                   : cli.Post(r.path.c_str(), headers, r.body, "application/json");
         auto done = Clock::now();
         if (done < measure_from) continue;  // warm-up
+        if (done > end) {
+          // In flight when the level ended: counted apart, its latency kept.
+          ++unfinished;
+          if (res && res->status >= 200 && res->status < 300)
+            mine.push_back(std::chrono::duration<double, std::milli>(done - start).count());
+          continue;
+        }
         size_t sec = static_cast<size_t>(std::chrono::duration<double>(done - measure_from).count());
         if (sec >= seconds) sec = seconds - 1;
         if (!res) {
@@ -420,6 +446,8 @@ LevelResult run_level(const Options& o, int concurrency, const RequestFactory& f
       std::lock_guard<std::mutex> lock(mu);
       latencies_ms.insert(latencies_ms.end(), mine.begin(), mine.end());
       lr.ok += ok;
+      lr.unfinished += unfinished;
+      per_client[static_cast<size_t>(w)] = ok;
       lr.errors += errors;
       lr.rejected += rejected;
       lr.transport_errors += transport;
@@ -435,9 +463,13 @@ LevelResult run_level(const Options& o, int concurrency, const RequestFactory& f
   stop_sampler = true;
   sampler.join();
 
-  // Completions after `end` (requests in flight then) count, so the window runs to `finished`.
-  lr.seconds = std::max(1e-9, std::chrono::duration<double>(finished - measure_from).count());
-  lr.requests = lr.ok + lr.errors + lr.rejected;
+  // The window ends at `end`: requests still in flight then are `unfinished`, not QPS.
+  (void)finished;
+  lr.seconds = std::max(1e-9, std::chrono::duration<double>(end - measure_from).count());
+  lr.requests = lr.ok + lr.errors + lr.rejected + lr.unfinished;
+  lr.min_per_client = *std::min_element(per_client.begin(), per_client.end());
+  lr.max_per_client = *std::max_element(per_client.begin(), per_client.end());
+  lr.starved = std::count(per_client.begin(), per_client.end(), int64_t{0});
   lr.qps = lr.ok / lr.seconds;
   lr.tokens_per_s = lr.tokens / lr.seconds;
   std::sort(latencies_ms.begin(), latencies_ms.end());
@@ -468,7 +500,10 @@ LevelResult run_level(const Options& o, int concurrency, const RequestFactory& f
 json level_json(const LevelResult& r) {
   return {{"concurrency", r.concurrency}, {"requests", r.requests}, {"ok", r.ok},
           {"errors", r.errors}, {"rejected_429", r.rejected},
-          {"transport_errors", r.transport_errors}, {"seconds", r.seconds}, {"qps", r.qps},
+          {"transport_errors", r.transport_errors}, {"unfinished", r.unfinished},
+          {"requests_per_client", {{"min", r.min_per_client}, {"max", r.max_per_client},
+                                   {"starved", r.starved}}},
+          {"seconds", r.seconds}, {"qps", r.qps},
           {"latency_ms", {{"mean", r.mean_ms}, {"p50", r.p50_ms}, {"p90", r.p90_ms},
                           {"p99", r.p99_ms}, {"max", r.max_ms}}},
           {"tokens", r.tokens}, {"tokens_per_s", r.tokens_per_s},
@@ -480,15 +515,19 @@ json level_json(const LevelResult& r) {
 }
 
 void print_table(const std::vector<LevelResult>& results) {
-  std::printf("\n| concurrency | requests |     QPS | mean ms |  P50 ms |  P99 ms |  tokens/s | errors | 429s | GPU MiB |\n");
-  std::printf("|------------:|---------:|--------:|--------:|--------:|--------:|----------:|-------:|-----:|--------:|\n");
+  std::printf("\n| concurrency | requests |     QPS | mean ms |  P50 ms |  P99 ms |  max ms | unfinished | per client min/max | starved |  tokens/s | errors | 429s | GPU MiB |\n");
+  std::printf("|------------:|---------:|--------:|--------:|--------:|--------:|--------:|-----------:|-------------------:|--------:|----------:|-------:|-----:|--------:|\n");
   for (const auto& r : results) {
     char gpu[32];
     if (r.gpu_used_mib >= 0) std::snprintf(gpu, sizeof gpu, "%.0f", r.gpu_used_mib);
     else std::snprintf(gpu, sizeof gpu, "n/a");
-    std::printf("| %11d | %8lld | %7.1f | %7.1f | %7.1f | %7.1f | %9.0f | %5.2f%% | %4lld | %7s |\n",
+    char fair[48];
+    std::snprintf(fair, sizeof fair, "%lld/%lld", static_cast<long long>(r.min_per_client),
+                  static_cast<long long>(r.max_per_client));
+    std::printf("| %11d | %8lld | %7.1f | %7.1f | %7.1f | %7.1f | %7.1f | %10lld | %18s | %7lld | %9.0f | %5.2f%% | %4lld | %7s |\n",
                 r.concurrency, static_cast<long long>(r.requests), r.qps, r.mean_ms, r.p50_ms,
-                r.p99_ms, r.tokens_per_s,
+                r.p99_ms, r.max_ms, static_cast<long long>(r.unfinished), fair,
+                static_cast<long long>(r.starved), r.tokens_per_s,
                 r.requests ? 100.0 * r.errors / r.requests : 0.0,
                 static_cast<long long>(r.rejected), gpu);
   }
@@ -600,8 +639,11 @@ int main(int argc, char** argv) {
       break;
     }
     LevelResult r = run_level(o, c, factory, hard_deadline);
-    std::printf("  concurrency %3d: %7.1f QPS, p50 %.1f ms, p99 %.1f ms, %.0f tokens/s, %lld errors, %lld 429s\n",
-                c, r.qps, r.p50_ms, r.p99_ms, r.tokens_per_s, static_cast<long long>(r.errors),
+    std::printf("  concurrency %3d: %7.1f QPS, p50 %.1f ms, p99 %.1f ms, max %.1f ms, %lld unfinished, "
+                "per client %lld..%lld, %.0f tokens/s, %lld errors, %lld 429s\n",
+                c, r.qps, r.p50_ms, r.p99_ms, r.max_ms, static_cast<long long>(r.unfinished),
+                static_cast<long long>(r.min_per_client), static_cast<long long>(r.max_per_client),
+                r.tokens_per_s, static_cast<long long>(r.errors),
                 static_cast<long long>(r.rejected));
     for (const auto& s : r.error_samples) std::printf("    error: %s\n", s.c_str());
     std::fflush(stdout);
@@ -619,6 +661,19 @@ int main(int argc, char** argv) {
     std::ofstream f(o.json_path);
     f << out.dump(2) << '\n';
     std::printf("wrote %s\n", o.json_path.c_str());
+  }
+  if (!o.tsv_path.empty()) {
+    bool fresh = !std::ifstream(o.tsv_path).good();
+    std::ofstream f(o.tsv_path, std::ios::app);
+    if (fresh)
+      f << "label\tconcurrency\tqps\tp50_ms\tp99_ms\tmax_ms\tmean_ms\tunfinished\t"
+           "min_per_client\tmax_per_client\tstarved\terrors\trejected_429\n";
+    for (const auto& r : results)
+      f << (o.label.empty() ? "qsearch" : o.label) << '\t' << r.concurrency << '\t' << r.qps
+        << '\t' << r.p50_ms << '\t' << r.p99_ms << '\t' << r.max_ms << '\t' << r.mean_ms << '\t'
+        << r.unfinished << '\t' << r.min_per_client << '\t' << r.max_per_client << '\t'
+        << r.starved << '\t' << r.errors << '\t' << r.rejected << '\n';
+    std::printf("appended to %s\n", o.tsv_path.c_str());
   }
   if (!o.plot_path.empty()) {
     std::string title = "qsearch-load: " + what + ", " + std::to_string(o.tokens) +

@@ -17,7 +17,7 @@
 # Environment: BUILD (a CUDA build with qsearch, qsearch-load, qsearch-bench-ingest,
 # qsearch-bench-search; default build; built here when missing), TOKENIZER (default
 # .deps/qwen3/tokenizer.json), SHAPE (0.6B), LEVELS (1,4,8,16,32,64), DURATION (20 s per level),
-# WARMUP (3), TOKENS (512), DIMENSIONS (1024), MAX_BATCH_TOKENS (engine default), PORT (18500),
+# WARMUP (3), TOKENS (512), DIMENSIONS (1024), INPUT (ids, as the earlier runs; text), MAX_BATCH_TOKENS (engine default), PORT (18500),
 # INGEST_DOCS (20000), INGEST_TOKENS (256), SEARCH_N (1000000), SEARCH_QUERIES (1000),
 # SEARCH_TYPES (flat,ivf,hnsw), SEARCH_DATA (clustered), SEARCH_BATCH (5000), SEARCH_BUDGET (570),
 # SEARCH_NLIST (4096), SEARCH_NPROBE (16), SEARCH_HNSW_M (32), SEARCH_EF_CONSTRUCTION (200),
@@ -77,7 +77,8 @@ fi
 if [ "$mode" = load ] || [ "$mode" = all ]; then
   extra=()
   [ -n "${MAX_BATCH_TOKENS:-}" ] && extra+=(--max-batch-tokens "$MAX_BATCH_TOKENS")
-  # --http-threads above the highest concurrency: each keep-alive connection holds one thread.
+  # (--http-threads 160 was needed when each keep-alive connection held a thread; kept so the
+  # figures stay comparable with the earlier runs.)
   "$build/qsearch" serve --model "$model" --device "$device" --data-dir "$tmp/data" --host 127.0.0.1 \
     --port "$port" --http-threads 160 "${extra[@]}" > "$out/server.log" 2>&1 &
   server=$!
@@ -90,7 +91,8 @@ if [ "$mode" = load ] || [ "$mode" = all ]; then
   log "server ready (pid $server); load test"
   "$build/bench/qsearch-load" --port "$port" --concurrency "${LEVELS:-1,4,8,16,32,64}" \
     --duration "${DURATION:-20}" --warmup "${WARMUP:-3}" --tokens "${TOKENS:-512}" \
-    --dimensions "${DIMENSIONS:-1024}" --label "$gpu, random $shape" \
+    --dimensions "${DIMENSIONS:-1024}" --input "${INPUT:-ids}" --tokenizer "$tokenizer" \
+    --label "$gpu, random $shape" \
     --json "$out/load.json" --plot "$out/load.png" | tee "$out/load.txt"
   kill "$server"
   wait "$server" 2>/dev/null || true

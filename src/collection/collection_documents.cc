@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <set>
 
 #include "collection/collection_store.h"
 #include "store/keys.h"
@@ -77,6 +78,9 @@ StatusOr<int64_t> RocksCollectionStore::count(const std::string& collection, con
   auto c = find(collection);
   if (!c) return not_found("collection '" + collection + "' not found");
   if (filter.matches_all()) return c->documents.load();
+  const size_t limit = static_cast<size_t>(std::max<int64_t>(1000, c->documents.load() / 4));
+  QS_ASSIGN_OR_RETURN(auto candidates, matching_documents(*c, filter, limit, store::kPartLabel));
+  if (candidates) return static_cast<int64_t>(candidates->size());
   int64_t n = 0;
   Status problem;
   QS_RETURN_IF_ERROR(
@@ -167,6 +171,7 @@ Status RocksCollectionStore::remove_locked(CollectionState* c,
   store::WriteBatch batch;
   std::vector<int64_t> old_labels;
   for (const StoredLabels& doc : docs) {
+    delete_metadata_entries(&batch, c->id, doc.metadata, doc.label);
     batch.del(store::document_key(c->id, doc.id));
     for (int64_t l = doc.label; l < doc.label + doc.label_count; ++l) {
       old_labels.push_back(l);
@@ -212,8 +217,9 @@ StatusOr<int64_t> RocksCollectionStore::remove_documents(const std::string& coll
   {
     std::unique_lock<std::mutex> write_lock(c->write_mu);
     if (c->dropped) return not_found("collection '" + collection + "' not found");
-    for (size_t start = 0; start < ids.size(); start += kRemoveBatchDocuments) {
-      const size_t end = std::min(ids.size(), start + kRemoveBatchDocuments);
+    const size_t per_batch = std::max<size_t>(1, options_.remove_batch_documents);
+    for (size_t start = 0; start < ids.size(); start += per_batch) {
+      const size_t end = std::min(ids.size(), start + per_batch);
       std::vector<std::string> keys;
       for (size_t i = start; i < end; ++i) keys.push_back(store::document_key(c->id, ids[i]));
       std::vector<std::optional<std::string>> values;
@@ -222,9 +228,10 @@ StatusOr<int64_t> RocksCollectionStore::remove_documents(const std::string& coll
       for (size_t i = start; i < end; ++i) {
         if (!values[i - start]) continue;
         store::DocumentRecord rec;
-        QS_RETURN_IF_ERROR(store::decode_document(*values[i - start], &rec, store::kPartLabel)
+        QS_RETURN_IF_ERROR(store::decode_document(*values[i - start], &rec, store::kPartMetadata)
                                .with_context("document '" + ids[i] + "'"));
-        docs.push_back({ids[i], rec.label, rec.label_count()});
+        QS_ASSIGN_OR_RETURN(nlohmann::json metadata, parse_metadata(rec.metadata_json, ids[i]));
+        docs.push_back({ids[i], rec.label, rec.label_count(), std::move(metadata)});
       }
       QS_RETURN_IF_ERROR(remove_locked(c.get(), docs, &labels));
       removed += static_cast<int64_t>(docs.size());
@@ -242,38 +249,49 @@ StatusOr<int64_t> RocksCollectionStore::remove_matching(const std::string& colle
   if (!c) return not_found("collection '" + collection + "' not found");
   if (filter.matches_all())
     return invalid_argument(
-        "\"filter\" is empty: it would delete every document (delete the "
-        "collection instead, or name ids)");
+        "\"filter\" is empty: it would delete every document (delete the collection instead, "
+        "or name ids)");
   int64_t removed = 0, labels = 0;
   bool want_optimize = false;
   {
     std::unique_lock<std::mutex> write_lock(c->write_mu);
     if (c->dropped) return not_found("collection '" + collection + "' not found");
-    // The matching set, with writers held off (ids and labels), then removed batch by batch.
-    Status problem;
+    // The matching set, with writers held off (ids, labels, metadata): through the metadata
+    // index when it narrows the filter down, else by a scan. Then removed batch by batch.
     std::vector<StoredLabels> matched;
-    QS_RETURN_IF_ERROR(kv_->scan(store::collection_range_begin(store::KeyPrefix::kDocument, c->id),
-                                 store::collection_range_end(store::KeyPrefix::kDocument, c->id),
-                                 [&](std::string_view key, std::string_view value) {
-                                   uint64_t cid = 0;
-                                   std::string id;
-                                   if (!store::parse_document_key(key, &cid, &id)) return true;
-                                   store::DocumentRecord rec;
-                                   problem =
-                                       store::decode_document(value, &rec, store::kPartMetadata);
-                                   if (!problem.is_ok()) return false;
-                                   auto m = parse_metadata(rec.metadata_json, id);
-                                   if (!m.is_ok()) {
-                                     problem = m.status();
-                                     return false;
-                                   }
-                                   if (!filter.matches(*m)) return true;
-                                   matched.push_back({std::move(id), rec.label, rec.label_count()});
-                                   return true;
-                                 }));
-    QS_RETURN_IF_ERROR(problem);
-    for (size_t start = 0; start < matched.size(); start += kRemoveBatchDocuments) {
-      const size_t end = std::min(matched.size(), start + kRemoveBatchDocuments);
+    QS_ASSIGN_OR_RETURN(auto candidates,
+                        matching_documents(*c, filter, static_cast<size_t>(c->documents.load()) + 1,
+                                           store::kPartLabel));
+    if (candidates) {
+      for (Candidate& m : *candidates)
+        matched.push_back(
+            {std::move(m.id), m.record.label, m.record.label_count(), std::move(m.metadata)});
+    } else {
+      Status problem;
+      QS_RETURN_IF_ERROR(kv_->scan(
+          store::collection_range_begin(store::KeyPrefix::kDocument, c->id),
+          store::collection_range_end(store::KeyPrefix::kDocument, c->id),
+          [&](std::string_view key, std::string_view value) {
+            uint64_t cid = 0;
+            std::string id;
+            if (!store::parse_document_key(key, &cid, &id)) return true;
+            store::DocumentRecord rec;
+            problem = store::decode_document(value, &rec, store::kPartMetadata);
+            if (!problem.is_ok()) return false;
+            auto m = parse_metadata(rec.metadata_json, id);
+            if (!m.is_ok()) {
+              problem = m.status();
+              return false;
+            }
+            if (!filter.matches(*m)) return true;
+            matched.push_back({std::move(id), rec.label, rec.label_count(), std::move(m).value()});
+            return true;
+          }));
+      QS_RETURN_IF_ERROR(problem);
+    }
+    const size_t per_batch = std::max<size_t>(1, options_.remove_batch_documents);
+    for (size_t start = 0; start < matched.size(); start += per_batch) {
+      const size_t end = std::min(matched.size(), start + per_batch);
       std::vector<StoredLabels> docs(std::make_move_iterator(matched.begin() + start),
                                      std::make_move_iterator(matched.begin() + end));
       QS_RETURN_IF_ERROR(remove_locked(c.get(), docs, &labels));
@@ -305,10 +323,12 @@ StatusOr<Document> RocksCollectionStore::patch_metadata(const std::string& colle
   QS_RETURN_IF_ERROR(store::decode_document(value, &rec, store::kPartAll));
   QS_ASSIGN_OR_RETURN(nlohmann::json metadata, parse_metadata(rec.metadata_json, id));
   if (!metadata.is_object()) metadata = nlohmann::json::object();
+  store::WriteBatch batch;
+  delete_metadata_entries(&batch, c->id, metadata, rec.label);
   metadata.merge_patch(patch);
   rec.metadata_json = metadata.dump();
-  store::WriteBatch batch;
   batch.put(key, store::encode_document(rec));
+  put_metadata_entries(&batch, c->id, metadata, rec.label, rec.label_count());
   QS_RETURN_IF_ERROR(kv_->write(&batch));
   Document doc;
   doc.id = id;
@@ -319,6 +339,129 @@ StatusOr<Document> RocksCollectionStore::patch_metadata(const std::string& colle
   doc.tokens = rec.tokens;
   doc.truncated_tokens = rec.truncated_tokens;
   return doc;
+}
+
+StatusOr<std::optional<std::vector<RocksCollectionStore::Candidate>>>
+RocksCollectionStore::matching_documents(const CollectionState& c, const Filter& filter,
+                                         size_t max_documents, unsigned parts) {
+  QS_ASSIGN_OR_RETURN(std::optional<LabelRuns> runs,
+                      metadata_candidates(*kv_, c.id, filter, max_documents));
+  if (!runs) return std::optional<std::vector<Candidate>>();
+  std::vector<Candidate> out;
+  constexpr size_t kChunk = 1024;
+  for (size_t start = 0; start < runs->size(); start += kChunk) {
+    const size_t end = std::min(runs->size(), start + kChunk);
+    std::vector<std::string> keys;
+    for (size_t i = start; i < end; ++i) keys.push_back(store::label_key(c.id, (*runs)[i].first));
+    std::vector<std::optional<std::string>> ids;
+    QS_RETURN_IF_ERROR(kv_->multi_get(keys, &ids));
+    keys.clear();
+    std::vector<std::string> found;
+    for (auto& id : ids)
+      if (id) found.push_back(std::move(*id));
+    for (const auto& id : found) keys.push_back(store::document_key(c.id, id));
+    std::vector<std::optional<std::string>> docs;
+    QS_RETURN_IF_ERROR(kv_->multi_get(keys, &docs));
+    for (size_t i = 0; i < found.size(); ++i) {
+      if (!docs[i]) continue;  // written meanwhile (callers without write_mu)
+      Candidate m;
+      m.id = std::move(found[i]);
+      QS_RETURN_IF_ERROR(store::decode_document(*docs[i], &m.record, parts | store::kPartMetadata));
+      QS_ASSIGN_OR_RETURN(m.metadata, parse_metadata(m.record.metadata_json, m.id));
+      if (!filter.matches(m.metadata)) continue;
+      out.push_back(std::move(m));
+    }
+  }
+  return std::optional<std::vector<Candidate>>(std::move(out));
+}
+
+Status RocksCollectionStore::build_metadata_index(CollectionState* c) {
+  store::WriteBatch batch;
+  batch.delete_range(store::collection_range_begin(store::KeyPrefix::kMetaIndex, c->id),
+                     store::collection_range_end(store::KeyPrefix::kMetaIndex, c->id));
+  int64_t docs = 0;
+  Status problem;
+  QS_RETURN_IF_ERROR(
+      kv_->scan(store::collection_range_begin(store::KeyPrefix::kDocument, c->id),
+                store::collection_range_end(store::KeyPrefix::kDocument, c->id),
+                [&](std::string_view key, std::string_view value) {
+                  uint64_t cid = 0;
+                  std::string id;
+                  if (!store::parse_document_key(key, &cid, &id)) return true;
+                  store::DocumentRecord rec;
+                  problem = store::decode_document(value, &rec, store::kPartMetadata);
+                  if (!problem.is_ok()) return false;
+                  auto m = parse_metadata(rec.metadata_json, id);
+                  if (!m.is_ok()) {
+                    problem = m.status();
+                    return false;
+                  }
+                  put_metadata_entries(&batch, c->id, *m, rec.label, rec.label_count());
+                  if (++docs % 10000 == 0) {
+                    problem = kv_->write(&batch, false);
+                    batch.clear();
+                    if (!problem.is_ok()) return false;
+                  }
+                  return true;
+                }));
+  QS_RETURN_IF_ERROR(problem);
+  // The mark last: a rebuild cut short is redone at the next open.
+  batch.put(store::counter_key(c->id, CounterKind::kMetaIndex), encode_i64(1));
+  QS_RETURN_IF_ERROR(kv_->write(&batch));
+  spdlog::info("store: collection '{}': metadata index built over {} documents", c->spec.name,
+               docs);
+  return Status::ok();
+}
+
+Status RocksCollectionStore::check_metadata_index(const std::string& name) {
+  auto c = find(name);
+  if (!c) return not_found("collection '" + name + "' not found");
+  std::unique_lock<std::mutex> write_lock(c->write_mu);
+  // What the documents say, through the same encoder, against what is stored.
+  std::set<std::string> want;
+  Status problem;
+  QS_RETURN_IF_ERROR(
+      kv_->scan(store::collection_range_begin(store::KeyPrefix::kDocument, c->id),
+                store::collection_range_end(store::KeyPrefix::kDocument, c->id),
+                [&](std::string_view key, std::string_view value) {
+                  uint64_t cid = 0;
+                  std::string id;
+                  if (!store::parse_document_key(key, &cid, &id)) return true;
+                  store::DocumentRecord rec;
+                  problem = store::decode_document(value, &rec, store::kPartMetadata);
+                  if (!problem.is_ok()) return false;
+                  auto m = parse_metadata(rec.metadata_json, id);
+                  if (!m.is_ok()) {
+                    problem = m.status();
+                    return false;
+                  }
+                  for (auto& k : metadata_entry_keys(c->id, *m, rec.label, rec.label_count()))
+                    want.insert(std::move(k));
+                  return true;
+                }));
+  QS_RETURN_IF_ERROR(problem);
+  std::set<std::string> have;
+  QS_RETURN_IF_ERROR(kv_->scan(store::collection_range_begin(store::KeyPrefix::kMetaIndex, c->id),
+                               store::collection_range_end(store::KeyPrefix::kMetaIndex, c->id),
+                               [&](std::string_view key, std::string_view value) {
+                                 have.insert(std::string(key) + "=" + std::string(value));
+                                 return true;
+                               }));
+  if (have != want)
+    return corruption("metadata index of '" + name + "' has " + std::to_string(have.size()) +
+                      " entries, the documents give " + std::to_string(want.size()));
+  return Status::ok();
+}
+
+Status RocksCollectionStore::drop_metadata_index(const std::string& name) {
+  auto c = find(name);
+  if (!c) return not_found("collection '" + name + "' not found");
+  std::unique_lock<std::mutex> write_lock(c->write_mu);
+  store::WriteBatch batch;
+  batch.delete_range(store::collection_range_begin(store::KeyPrefix::kMetaIndex, c->id),
+                     store::collection_range_end(store::KeyPrefix::kMetaIndex, c->id));
+  batch.del(store::counter_key(c->id, CounterKind::kMetaIndex));
+  return kv_->write(&batch);
 }
 
 }  // namespace qsearch

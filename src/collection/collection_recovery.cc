@@ -47,7 +47,8 @@ Status RocksCollectionStore::load_collections() {
     std::vector<std::string> keys = {store::counter_key(cid, CounterKind::kNextLabel),
                                      store::counter_key(cid, CounterKind::kDocuments),
                                      store::counter_key(cid, CounterKind::kLogSeq),
-                                     store::counter_key(cid, CounterKind::kVectors)};
+                                     store::counter_key(cid, CounterKind::kVectors),
+                                     store::counter_key(cid, CounterKind::kMetaIndex)};
     std::vector<std::optional<std::string>> values;
     QS_RETURN_IF_ERROR(kv_->multi_get(keys, &values));
     for (size_t i = 0; i < 3; ++i) {
@@ -61,6 +62,10 @@ Status RocksCollectionStore::load_collections() {
     c->vectors = values[3] && values[3]->size() == 8 ? store::get_i64_be(*values[3])
                                                       : c->documents.load();
     if (cid >= next_collection_id_) next_collection_id_ = cid + 1;
+    // Stores written before the metadata index, or a rebuild cut short: (re)build it now.
+    if (!values[4]) {
+      QS_RETURN_IF_ERROR(build_metadata_index(c.get()).with_context("collection '" + c->spec.name + "'"));
+    }
     QS_RETURN_IF_ERROR(load_index(c.get()).with_context("collection '" + c->spec.name + "'"));
     c->last_save_ms = now_ms();
     std::unique_lock<std::shared_mutex> lock(collections_mu_);

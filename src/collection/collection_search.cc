@@ -1,10 +1,14 @@
-// Search: k nearest documents, with metadata filters (collection/filter.h) by over-fetching.
+// Search: k nearest documents, with metadata filters (collection/filter.h).
 //
-// Filtering: the index is searched for f candidates (k without a filter; 4k, at least 64, with
-// one), their documents are read and the filter applied; while fewer than k match and the
-// index may hold more, f grows 8x and the search repeats, up to the whole index. Correct for
-// any filter selectivity; cost grows only for rare filters. exclude_id is an IDSelector on
-// its label inside the index scan.
+// Filtering is pushed into the index when the metadata index narrows the filter down to at
+// most an eighth of the documents (collection/metadata_index.h): their labels become a
+// LabelSetFilter, so the flat index scores only the matches and HNSW/IVF score them exactly
+// (selective sets) or search with the set as a selector and a widened beam / more lists
+// (index/exact_scan.h). Otherwise (a broad filter, or one the index cannot narrow: $ne, $not,
+// ...) the index is searched for f candidates (4k, at least 64), their documents are read and
+// the filter applied; while fewer than k match and the index may hold more, f grows 8x and the
+// search repeats, up to the whole index. Either way each hit's document is checked against
+// the filter. exclude_id is an IDSelector on its labels inside the index scan.
 // Chunking collections: one label per chunk; a hit's record tells which chunk it is, and each
 // document is returned once with the score and offsets of its best chunk (k distinct documents).
 #include <algorithm>
@@ -56,6 +60,24 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
   PredicateFilter exclude([excluded_begin, excluded_end](int64_t label) {
     return label < excluded_begin || label >= excluded_end;
   });
+  std::optional<LabelSetFilter> label_set;
+  if (has_filter) {
+    const size_t limit = static_cast<size_t>(std::max<int64_t>(1000, c->documents.load() / 8));
+    QS_ASSIGN_OR_RETURN(std::optional<LabelRuns> runs,
+                        metadata_candidates(*kv_, c->id, filter, limit));
+    if (runs) {
+      std::vector<int64_t> labels = expand_labels(*runs);
+      if (excluded_begin >= 0) {
+        labels.erase(std::remove_if(labels.begin(), labels.end(),
+                                    [&](int64_t l) { return l >= excluded_begin && l < excluded_end; }),
+                     labels.end());
+      }
+      if (labels.empty()) return std::vector<SearchHit>();
+      label_set.emplace(std::move(labels));
+    }
+  }
+  const LabelFilter* index_filter =
+      label_set ? static_cast<const LabelFilter*>(&*label_set) : excluded_begin >= 0 ? &exclude : nullptr;
   // A chunking collection holds several labels per document: the records are always read (to
   // find the chunk a label is) and each document is returned once, by its best chunk.
   const bool chunked = c->spec.chunked();
@@ -68,7 +90,9 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
   std::vector<SearchHit> hits;
   std::unordered_map<std::string, size_t> hit_of_id;  // chunked: a document's entry in hits
   std::unordered_set<int64_t> seen;
-  int64_t fetch = has_filter ? std::max<int64_t>(4LL * k, 64) : chunked ? std::max(4LL * k, 32LL) : k;
+  int64_t fetch = chunked                   ? std::max(4LL * k, 32LL)
+                  : has_filter && !label_set ? std::max<int64_t>(4LL * k, 64)
+                                             : k;
   IndexSearchParams index_params;
   bool exhaustive = false;
   for (;;) {
@@ -86,8 +110,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
       dist.resize(fetch);
       if (exhaustive) index_params.nprobe = 1 << 30;  // IVF: every list (clamped to nlist)
       QS_RETURN_IF_ERROR(c->index->search(1, q.data(), static_cast<int>(fetch), index_params,
-                                          excluded_begin >= 0 ? &exclude : nullptr, labels.data(),
-                                          dist.data()));
+                                          index_filter, labels.data(), dist.data()));
     }
     int64_t returned = 0;
     std::vector<int64_t> fresh;

@@ -174,6 +174,7 @@ Status RocksCollectionStore::create_collection(const CollectionSpec& spec_in) {
   batch.put(store::counter_key(cid, CounterKind::kDocuments), encode_i64(0));
   batch.put(store::counter_key(cid, CounterKind::kVectors), encode_i64(0));
   batch.put(store::counter_key(cid, CounterKind::kLogSeq), encode_i64(0));
+  batch.put(store::counter_key(cid, CounterKind::kMetaIndex), encode_i64(1));
   batch.put(store::meta_key("next_collection_id"), next_value);
   QS_RETURN_IF_ERROR(kv_->write(&batch));
   next_collection_id_ = cid + 1;
@@ -194,7 +195,7 @@ Status RocksCollectionStore::delete_collection(const std::string& name) {
   store::WriteBatch batch;
   batch.del(store::name_key(name));
   for (KeyPrefix p : {KeyPrefix::kSpec, KeyPrefix::kCounter, KeyPrefix::kDocument,
-                      KeyPrefix::kLabel, KeyPrefix::kChangeLog}) {
+                      KeyPrefix::kLabel, KeyPrefix::kChangeLog, KeyPrefix::kMetaIndex}) {
     batch.delete_range(store::collection_range_begin(p, c->id), store::collection_range_end(p, c->id));
   }
   QS_RETURN_IF_ERROR(kv_->write(&batch));
@@ -304,10 +305,14 @@ Status RocksCollectionStore::upsert(const std::string& collection,
   for (size_t i = 0; i < docs.size(); ++i) {
     const Document& doc = *docs[i];
     if (old_values[i]) {
-      // The old version goes whole: every label (chunk) it owned.
+      // The old version goes whole: every label (chunk) it owned, its metadata index entries.
       store::DocumentRecord old;
-      QS_RETURN_IF_ERROR(store::decode_document(*old_values[i], &old, store::kPartLabel)
+      QS_RETURN_IF_ERROR(store::decode_document(*old_values[i], &old, store::kPartMetadata)
                              .with_context("document '" + doc.id + "'"));
+      auto old_metadata = nlohmann::json::parse(old.metadata_json, nullptr, false);
+      if (old_metadata.is_discarded())
+        return corruption("document '" + doc.id + "': stored metadata is not JSON");
+      delete_metadata_entries(&batch, c->id, old_metadata, old.label);
       for (int64_t l = old.label; l < old.label + old.label_count(); ++l) {
         old_labels.push_back(l);
         batch.del(store::label_key(c->id, l));
@@ -327,6 +332,8 @@ Status RocksCollectionStore::upsert(const std::string& collection,
     for (const Chunk& ch : doc.chunks) rec.chunks.push_back({ch.start, ch.end, ch.tokens});
     next_label += rec.label_count();
     batch.put(keys[i], store::encode_document(rec));
+    put_metadata_entries(&batch, c->id, doc.metadata.is_null() ? nlohmann::json::object() : doc.metadata,
+                         rec.label, rec.label_count());
     for (int64_t l = rec.label; l < rec.label + rec.label_count(); ++l) {
       new_labels.push_back(l);
       batch.put(store::label_key(c->id, l), doc.id);
@@ -417,11 +424,14 @@ Status RocksCollectionStore::remove(const std::string& collection, const std::st
   }
   QS_RETURN_IF_ERROR(s);
   store::DocumentRecord old;
-  QS_RETURN_IF_ERROR(store::decode_document(value, &old, store::kPartLabel));
+  QS_RETURN_IF_ERROR(store::decode_document(value, &old, store::kPartMetadata));
+  auto old_metadata = nlohmann::json::parse(old.metadata_json, nullptr, false);
+  if (old_metadata.is_discarded()) return corruption("document '" + id + "': stored metadata is not JSON");
   uint64_t seq = c->log_seq;
   const int64_t documents = c->documents.load() - 1;
   store::WriteBatch batch;
   batch.del(key);
+  delete_metadata_entries(&batch, c->id, old_metadata, old.label);
   std::vector<int64_t> old_labels;
   for (int64_t l = old.label; l < old.label + old.label_count(); ++l) {
     old_labels.push_back(l);

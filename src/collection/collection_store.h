@@ -25,9 +25,11 @@
 #include <thread>
 #include <vector>
 
-#include "index/vector_index.h"
 #include "collection/collections.h"
+#include "collection/metadata_index.h"
+#include "index/vector_index.h"
 #include "store/kv_store.h"
+#include "store/record.h"
 
 namespace qsearch {
 
@@ -98,6 +100,11 @@ class RocksCollectionStore : public CollectionStore {
   Status check_consistency(const std::string& name);
   // Every document id of a collection, in key order (full scan).
   StatusOr<std::vector<std::string>> document_ids(const std::string& name);
+  // Full scan: the metadata index holds exactly the entries of the stored documents.
+  Status check_metadata_index(const std::string& name);
+  // Tests: drops the metadata index of `name` and its completeness mark (as a store written
+  // before it existed); the next open() rebuilds it.
+  Status drop_metadata_index(const std::string& name);
   // Tests: false skips the index save in the destructor (as a crash would).
   void set_save_on_close(bool save);
 
@@ -135,7 +142,23 @@ class RocksCollectionStore : public CollectionStore {
     std::string id;
     int64_t label = 0;
     int64_t label_count = 1;
+    nlohmann::json metadata;  // its metadata index entries go too
   };
+  // Rebuilds the metadata index of a collection from its documents (open(), when the counter
+  // kMetaIndex is absent); single-threaded (open) or under write_mu.
+  Status build_metadata_index(CollectionState* c);
+  // The documents the metadata index gives for `filter` (at most max_documents), each with its
+  // record (parts) and metadata, the filter checked on each; nullopt when the index cannot
+  // narrow the filter down.
+  struct Candidate {
+    std::string id;
+    store::DocumentRecord record;
+    nlohmann::json metadata;
+  };
+  StatusOr<std::optional<std::vector<Candidate>>> matching_documents(const CollectionState& c,
+                                                                     const Filter& filter,
+                                                                     size_t max_documents,
+                                                                     unsigned parts);
   Status remove_locked(CollectionState* c, const std::vector<StoredLabels>& docs,
                        int64_t* labels_removed);
   void remove_stale_index_files();

@@ -75,6 +75,9 @@ struct SearchHit {
   std::optional<float> rerank_score;
 };
 
+inline constexpr int kMaxScrollLimit = 1000;
+inline constexpr size_t kRemoveBatchDocuments = 10000;
+
 // POST /collections/{name}/documents/scroll: documents in id order, page by page.
 struct ScrollRequest {
   Filter filter;                  // only matching documents
@@ -99,12 +102,11 @@ struct StoreOptions {
   // also by save_indexes() and at shutdown. 0 disables the background thread.
   int index_save_interval_s = 60;
   int64_t index_save_writes = 50000;
+  // Documents per WriteBatch of a bulk delete (remove_documents, remove_matching).
+  size_t remove_batch_documents = kRemoveBatchDocuments;
   // Seconds between progress lines (info) of an index rebuild; 0: none.
   int progress_log_interval_s = 5;
 };
-
-inline constexpr int kMaxScrollLimit = 1000;
-inline constexpr size_t kRemoveBatchDocuments = 10000;
 
 class CollectionStore {
  public:
@@ -123,7 +125,8 @@ class CollectionStore {
   virtual StatusOr<Document> get(const std::string& collection, const std::string& id,
                                  bool with_embedding) = 0;
   virtual Status remove(const std::string& collection, const std::string& id) = 0;  // kNotFound
-  // Documents matching `filter` (the stored counter for the match-all filter, else a scan).
+  // Documents matching `filter`: the stored counter for the match-all filter; else the
+  // metadata index's candidates, checked, when it narrows the filter down; else a scan.
   virtual StatusOr<int64_t> count(const std::string& collection, const Filter& filter) = 0;
   // One page of a scroll in document id order. A document that exists for the whole scroll
   // (and matches the filter throughout) is returned exactly once, whatever is written
@@ -133,7 +136,7 @@ class CollectionStore {
   virtual StatusOr<ScrollPage> scroll(const std::string& collection,
                                       const ScrollRequest& request) = 0;
   // Removes these documents (absent ids are skipped); returns how many were removed. One
-  // WriteBatch per kRemoveBatchDocuments documents: a crash leaves each document wholly
+  // WriteBatch per StoreOptions::remove_batch_documents documents: a crash leaves each document wholly
   // present or wholly removed, and a retry finishes the job.
   virtual StatusOr<int64_t> remove_documents(const std::string& collection,
                                              const std::vector<std::string>& ids) = 0;

@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "index/distances.h"
+#include "index/exact_scan.h"
 
 namespace qsearch {
 
@@ -84,6 +85,20 @@ Status FlatIndex::search(int64_t n, const float* queries, int k, const IndexSear
                          const LabelFilter* filter, int64_t* out_labels,
                          float* out_distances) const {
   if (k < 1) return invalid_argument("k must be >= 1");
+  // An explicit label set up to a quarter of the index: score only those rows.
+  if (const std::vector<int64_t>* set = filter ? filter->sorted_labels() : nullptr;
+      set && static_cast<int64_t>(set->size()) <= std::max<int64_t>(size() / 4, 1024)) {
+    const size_t row_bytes = static_cast<size_t>(dimension_) * sizeof(float);
+    return index_internal::exact_search(
+        n, queries, dimension_, metric_, k, *set,
+        [this, row_bytes](int64_t label, float* out) {
+          auto it = positions_.find(label);
+          if (it == positions_.end()) return false;
+          std::memcpy(out, index_->codes.data() + it->second * row_bytes, row_bytes);
+          return true;
+        },
+        out_labels, out_distances);
+  }
   const bool ip = metric_ == IndexMetric::kInnerProduct;
   const int64_t nt = size();
   std::vector<float> scores(static_cast<size_t>(nt));

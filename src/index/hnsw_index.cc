@@ -3,8 +3,10 @@
 #include <faiss/IndexFlat.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "index/distances.h"
+#include "index/exact_scan.h"
 
 namespace qsearch {
 
@@ -116,6 +118,28 @@ Status HnswIndex::search(int64_t n, const float* queries, int k, const IndexSear
   if (k < 1) return invalid_argument("k must be >= 1");
   faiss::SearchParametersHNSW sp;
   sp.efSearch = std::max(params.ef_search > 0 ? params.ef_search : config_.hnsw_ef_search, k);
+  if (const std::vector<int64_t>* set = filter ? filter->sorted_labels() : nullptr) {
+    const int64_t m = static_cast<int64_t>(set->size());
+    if (m <= index_internal::exact_scan_limit(size())) {
+      // A selective filter: the graph would be walked mostly through non-matches (and lose
+      // recall); scoring the matches exactly is cheaper and exact.
+      const float* xb = stored_vectors();
+      const size_t row_bytes = static_cast<size_t>(config_.dimension) * sizeof(float);
+      return index_internal::exact_search(
+          n, queries, config_.dimension, config_.metric, k, *set,
+          [this, xb, row_bytes](int64_t label, float* out) {
+            auto it = positions_.find(label);
+            if (it == positions_.end() || xb == nullptr) return false;
+            std::memcpy(out, reinterpret_cast<const char*>(xb) + it->second * row_bytes, row_bytes);
+            return true;
+          },
+          out_labels, out_distances);
+    }
+    // A wider filter: the graph with the filter as a selector, the beam widened by the share
+    // of non-matches so that k matches are still found (capped).
+    const int64_t widened = static_cast<int64_t>(sp.efSearch) * std::max<int64_t>(1, size() / std::max<int64_t>(1, m));
+    sp.efSearch = static_cast<int>(std::min<int64_t>(std::max<int64_t>(sp.efSearch, widened), 2048));
+  }
   const bool has_dead = tombstones() > 0;
   FunctionSelector selector([this, filter, has_dead](int64_t pos) {
     if (has_dead && dead_[pos]) return false;

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "index/distances.h"
+#include "index/exact_scan.h"
 
 namespace qsearch {
 
@@ -153,7 +154,23 @@ Status IvfIndex::search(int64_t n, const float* queries, int k, const IndexSearc
   if (!trained()) return flat_->search(n, queries, k, params, filter, out_labels, out_distances);
   if (k < 1) return invalid_argument("k must be >= 1");
   faiss::SearchParametersIVF sp;
-  const int nprobe = params.nprobe > 0 ? params.nprobe : config_.ivf_nprobe;
+  int64_t nprobe = params.nprobe > 0 ? params.nprobe : config_.ivf_nprobe;
+  if (const std::vector<int64_t>* set = filter ? filter->sorted_labels() : nullptr) {
+    const int64_t m = static_cast<int64_t>(set->size());
+    if (m <= index_internal::exact_scan_limit(size())) {
+      // A selective filter: the probed lists may hold none of the matches; score the matches
+      // themselves (the hashtable direct map finds each one's row).
+      return index_internal::exact_search(
+          n, queries, config_.dimension, config_.metric, k, *set,
+          [this](int64_t label, float* out) {
+            if (!live_.count(label)) return false;
+            ivf_->reconstruct(label, out);
+            return true;
+          },
+          out_labels, out_distances);
+    }
+    nprobe *= std::max<int64_t>(1, size() / std::max<int64_t>(1, m));  // the lists thin out
+  }
   sp.nprobe = std::min<size_t>(static_cast<size_t>(nprobe), ivf_->nlist);
   FunctionSelector selector([filter](int64_t label) { return filter->accepts(label); });
   if (filter) sp.sel = &selector;

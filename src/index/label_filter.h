@@ -33,4 +33,28 @@ class PredicateFilter : public LabelFilter {
   std::function<bool(int64_t)> fn_;
 };
 
+// An explicit set of labels (a filter resolved through the metadata index): sorted_labels()
+// for the indexes' exact scan of the matches, and a bitmap over [min, max] for accepts() inside
+// a FAISS scan.
+class LabelSetFilter : public LabelFilter {
+ public:
+  // `sorted`: ascending, no duplicates, all >= 0.
+  explicit LabelSetFilter(std::vector<int64_t> sorted) : labels_(std::move(sorted)) {
+    if (labels_.empty()) return;
+    base_ = labels_.front();
+    bits_.assign(static_cast<size_t>(labels_.back() - base_ + 1), false);
+    for (int64_t l : labels_) bits_[static_cast<size_t>(l - base_)] = true;
+  }
+  bool accepts(int64_t label) const override {
+    return label >= base_ && label - base_ < static_cast<int64_t>(bits_.size()) &&
+           bits_[static_cast<size_t>(label - base_)];
+  }
+  const std::vector<int64_t>* sorted_labels() const override { return &labels_; }
+
+ private:
+  std::vector<int64_t> labels_;
+  int64_t base_ = 0;
+  std::vector<bool> bits_;
+};
+
 }  // namespace qsearch

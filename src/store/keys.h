@@ -9,6 +9,7 @@
 //   0x05 document  | cid u64 | doc id bytes             -> document record (record.h)
 //   0x06 label     | cid u64 | label i64 (>= 0)        -> doc id bytes (reverse map for search hits)
 //   0x07 changelog | cid u64 | seq u64                  -> change record: (op, label)
+//   0x08 metaindex | cid u64 | path | type | value | label -> label count (collection/metadata_index.h)
 //
 // The change log lets a saved index file catch up: entries newer than the sequence the file
 // reflects are replayed on open(); entries up to a saved sequence are trimmed after the save.
@@ -28,6 +29,7 @@ enum class KeyPrefix : uint8_t {
   kDocument = 0x05,
   kLabel = 0x06,
   kChangeLog = 0x07,
+  kMetaIndex = 0x08,
 };
 
 // Per-collection counters (prefix kCounter).
@@ -37,6 +39,8 @@ enum class CounterKind : uint8_t {
   kLogSeq = 3,      // last change-log sequence handed out (0: none yet)
   kVectors = 4,     // live index vectors (one per document, one per chunk of a chunked one);
                     // absent in stores written before chunking: then equal to kDocuments
+  kMetaIndex = 5,   // 1 once the metadata index holds every document; absent (stores written
+                    // before it, or a rebuild cut short): rebuilt at open
 };
 
 // Big-endian fixed-width encodings (exposed for tests and the record codec).
