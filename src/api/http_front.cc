@@ -52,7 +52,7 @@ const char* kUnmatched = "(unmatched)";
 // Methods the routes use keep their name in records and metrics; any other is "OTHER", so a
 // client cannot create metric labels.
 std::string method_label(std::string_view m) {
-  for (const char* known : {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH"})
+  for (const char* known : {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
     if (m == known) return known;
   return "OTHER";
 }
@@ -339,7 +339,8 @@ class Session : public std::enable_shared_from_this<Session> {
     for (const auto& f : msg)
       r.headers.emplace(std::string(f.name_string()), std::string(f.value()));
     std::string id = r.get_header_value("X-Request-Id");
-    if (valid_request_id(id)) r.request_id = id;
+    // Generated here when absent or invalid, so that the log lines of its handling carry it.
+    r.request_id = valid_request_id(id) ? id : new_request_id();
     r.chunked = parser_->chunked();
     r.content_length = parser_->content_length().value_or(0);
     r.has_body = r.chunked || r.content_length > 0;

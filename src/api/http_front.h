@@ -40,7 +40,7 @@ namespace qsearch::api {
 struct RequestRecord {
   std::string request_id;      // X-Request-Id as echoed to the client
   std::string client_address;  // peer IP address (no port)
-  std::string method;          // GET HEAD POST PUT DELETE PATCH, else "OTHER" (bounded)
+  std::string method;          // GET HEAD POST PUT DELETE PATCH OPTIONS, else "OTHER"
   std::string route;           // route pattern ("/collections/{name}/search"), "(unmatched)"
   int status = 0;              // HTTP status sent (0: none could be sent)
   uint64_t bytes_in = 0;       // request body bytes read

@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "api/errors.h"
+#include "common/log.h"
 #include "api/routes.h"
 #include "service/service.h"
 
@@ -133,6 +134,7 @@ std::string checked_path_id(const std::string& value, const char* what) {
 ApiServer::ApiServer(const ServerConfig& config, Metrics* metrics)
     : config_(config),
       metrics_(metrics),
+      cors_(config.cors_origin_list),
       budget_(config.max_inflight_bytes),
       front_(std::make_unique<HttpFront>(config_, this, &budget_)) {
   register_routes();
@@ -161,6 +163,35 @@ void ApiServer::add(const Route& route) {
 }
 
 Admission ApiServer::admit(HttpRequest& req, HttpResponse& res) {
+  log::RequestScope scope(req.request_id);
+  const std::string origin = cors_.enabled() ? req.get_header_value("Origin") : std::string();
+  if (!origin.empty() && req.method == "OPTIONS" &&
+      req.has_header("Access-Control-Request-Method")) {
+    // A CORS preflight: answered before authentication (browsers send no key on them), for
+    // listed origins on routed paths only; anything else falls through to 405/404.
+    std::vector<std::string> methods;
+    std::string pattern;
+    if (req.path.size() <= 4096)
+      for (const auto& r : routes_)
+        if (std::regex_match(req.path, r->re)) {
+          methods.push_back(r->route.method);
+          if (pattern.empty()) pattern = r->route.pattern;
+        }
+    HeaderList headers = methods.empty() ? HeaderList() : cors_.preflight_headers(origin, methods);
+    if (!headers.empty()) {
+      res.status = 204;
+      for (const auto& [name, value] : headers) res.set_header(name, value);
+      req.route = pattern;
+      return Admission{};
+    }
+  }
+  Admission a = admit_route(req, res);
+  if (a.action == Admission::kRespond)
+    for (const auto& [name, value] : cors_.response_headers(origin)) res.set_header(name, value);
+  return a;
+}
+
+Admission ApiServer::admit_route(HttpRequest& req, HttpResponse& res) {
   Admission refuse;  // kRespond
   const std::string& m = req.method;
   const std::string& routed = m == "HEAD" ? std::string("GET") : m;
@@ -254,6 +285,16 @@ Admission ApiServer::admit(HttpRequest& req, HttpResponse& res) {
 
 void ApiServer::handle(HttpRequest& req, std::string& body, const ContentReader* reader,
                        HttpResponse& res) {
+  // Every line this request causes on this thread carries its id (common/log.h).
+  log::RequestScope scope(req.request_id);
+  handle_route(req, body, reader, res);
+  if (cors_.enabled())
+    for (const auto& [name, value] : cors_.response_headers(req.get_header_value("Origin")))
+      res.set_header(name, value);
+}
+
+void ApiServer::handle_route(HttpRequest& req, std::string& body, const ContentReader* reader,
+                             HttpResponse& res) {
   const Route& route = routes_.at(static_cast<size_t>(req.route_index))->route;
   RequestContext ctx(req, res, config_, *metrics_);
   ctx.memory = Reservation(&budget_);

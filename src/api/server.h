@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "api/cors.h"
 #include "api/http_front.h"
 #include "api/memory_budget.h"
 #include "common/status.h"
@@ -38,7 +39,7 @@ struct RouteMatcher;
 // socket, with the fields of RequestRecord (http_front.h): request id (the X-Request-Id the
 // client sent when it is 1-128 characters of [A-Za-z0-9._:-], else a generated 32-hex-digit
 // id; echoed in the response either way), client address, method (GET HEAD POST PUT DELETE
-// PATCH or "OTHER"), route template, status, bytes in/out, latency, key role and collection.
+// PATCH OPTIONS or "OTHER"), route template, status, bytes in/out, latency, key role and collection.
 // It runs on an I/O or worker thread, possibly on several at once: it must be thread-safe,
 // fast and must not throw. Connections refused at the connection caps are not requests (they
 // are counted in qsearch_http_connections_refused_total).
@@ -62,6 +63,8 @@ class ApiServer : public HttpApp {
   void set_request_hook(RequestHook hook) { hook_ = std::move(hook); }
 
   // HttpApp (called by the front).
+  // admit(): CORS preflights, then admit_route(); handle(): the request id of log lines, then
+  // handle_route(); both add the CORS headers of an allowed Origin to the answer.
   Admission admit(HttpRequest& req, HttpResponse& res) override;
   void handle(HttpRequest& req, std::string& body, const ContentReader* reader,
               HttpResponse& res) override;
@@ -72,6 +75,9 @@ class ApiServer : public HttpApp {
   std::vector<std::pair<std::string, std::string>> route_table() const;
 
  private:
+  Admission admit_route(HttpRequest& req, HttpResponse& res);
+  void handle_route(HttpRequest& req, std::string& body, const ContentReader* reader,
+                    HttpResponse& res);
   void register_routes();
   void add(const Route& route);
   std::string render_metrics(Service* service) const;
@@ -81,6 +87,7 @@ class ApiServer : public HttpApp {
   std::vector<std::shared_ptr<RouteMatcher>> routes_;
   std::atomic<Service*> service_{nullptr};
   RequestHook hook_;
+  CorsPolicy cors_;  // --cors-origins (off when empty)
   MemoryBudget budget_;  // max_inflight_bytes (before front_, which uses it)
   std::unique_ptr<HttpFront> front_;
 };

@@ -14,8 +14,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include "api/access_log.h"
 #include "api/server.h"
 #include "cli/command.h"
+#include "common/log.h"
 #include "service/config.h"
 #include "service/metrics.h"
 #include "service/service.h"
@@ -49,8 +51,10 @@ int run_serve(const std::vector<std::string>& args) {
                  config.status().message().c_str());
     return 2;
   }
-  spdlog::set_level(spdlog::level::from_str(config->log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  if (Status st = log::configure(config->log_format, config->log_level); !st.is_ok()) {
+    std::fprintf(stderr, "qsearch serve: %s\n", st.message().c_str());
+    return 2;
+  }
 
   if (Status st = check_model_dir(config->model); !st.is_ok()) {
     std::fprintf(stderr, "qsearch serve: %s\n", st.message().c_str());
@@ -84,6 +88,9 @@ int run_serve(const std::vector<std::string>& args) {
 
   Metrics metrics;
   api::ApiServer server(*config, &metrics);
+  server.set_request_hook(api::log_access);  // one info line per request
+  if (!config->cors_origin_list.empty())
+    spdlog::info("CORS on for {}", config->cors_origins);
   if (Status st = server.bind(); !st.is_ok()) {
     spdlog::critical("{}", st.message());
     return 1;

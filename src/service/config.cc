@@ -102,6 +102,24 @@ std::function<Status(ServerConfig&, const std::string&)> choice_setter(
   };
 }
 
+// A CORS origin as browsers send it: "*", or scheme://host[:port] with scheme http or https and
+// nothing after the authority (no path, not even "/").
+Status check_origin(const std::string& o) {
+  if (o == "*") return Status::ok();
+  const size_t sep = o.find("://");
+  const std::string scheme = sep == std::string::npos ? "" : o.substr(0, sep);
+  const std::string rest = sep == std::string::npos ? "" : o.substr(sep + 3);
+  bool ok = (scheme == "http" || scheme == "https") && !rest.empty() && rest.size() <= 253;
+  for (char ch : rest)
+    ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '.' || ch == '-' ||
+                ch == ':' || ch == '[' || ch == ']');
+  if (!ok)
+    return invalid_argument("cors_origins: '" + o +
+                            "' is not an origin (scheme://host[:port], e.g. "
+                            "https://app.example.com, or *)");
+  return Status::ok();
+}
+
 const std::vector<OptionDef>& option_table() {
   static const std::vector<OptionDef> table = {
       {"model", Kind::kString, "./models/Qwen3-Embedding-0.6B",
@@ -196,6 +214,26 @@ const std::vector<OptionDef>& option_table() {
        choice_setter(&ServerConfig::log_level,
                      {"trace", "debug", "info", "warn", "error", "critical", "off"},
                      "log_level")},
+      {"log_format", Kind::kString, "text",
+       "log lines as text or json (JSON lines with time, level, msg, request_id, access fields)",
+       choice_setter(&ServerConfig::log_format, {"text", "json"}, "log_format")},
+      {"cors_origins", Kind::kString, "(none: CORS off)",
+       "browser origins allowed to call the API, comma-separated scheme://host[:port] or *",
+       [](ServerConfig& c, const std::string& v) -> Status {
+         std::vector<std::string> list;
+         std::stringstream ss(v);
+         std::string part;
+         while (std::getline(ss, part, ',')) {
+           while (!part.empty() && part.front() == ' ') part.erase(part.begin());
+           while (!part.empty() && part.back() == ' ') part.pop_back();
+           if (part.empty()) continue;
+           QS_RETURN_IF_ERROR(check_origin(part));
+           list.push_back(part);
+         }
+         c.cors_origins = v;
+         c.cors_origin_list = std::move(list);
+         return Status::ok();
+       }},
       {"progress_interval", Kind::kInt, "5",
        "seconds between progress log lines of imports and index rebuilds (0: start and end only)",
        int_setter(&ServerConfig::progress_interval, 0, 86400, "progress_interval")},

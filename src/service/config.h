@@ -80,6 +80,14 @@ struct ServerConfig {
   bool truncate = true;
   // spdlog level: trace, debug, info, warn, error, critical, off.
   std::string log_level = "info";
+  // Log line format: "text" (time level [req ID] message) or "json" (one JSON object per line
+  // with time, level, msg, request_id and the access line's fields; common/log.h).
+  std::string log_format = "text";
+  // Origins allowed to call the API from a browser (CORS), comma-separated, each
+  // scheme://host[:port] or "*" (any origin). Empty: CORS off (no CORS headers, preflights
+  // refused as before). Parsed into cors_origin_list.
+  std::string cors_origins;
+  std::vector<std::string> cors_origin_list;
   // Seconds between the progress lines (info) of long work: NDJSON imports, index rebuilds.
   // 0: only their start and end are logged.
   int progress_interval = 5;

@@ -1,7 +1,7 @@
 // The search console (/console) in a real browser: headless Chromium from Debian, driven by
 // playwright-core (tests/api/console_check.mjs), against a server that needs a key and is
 // importing meanwhile. Skips visibly when chromium is not installed (`make deps` installs it).
-// Screenshots go to console-test/ under the test's working directory (build/tests with ctest).
+// Screenshots go to build/test-output/console/ (beside the qsearch binary).
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -104,7 +104,9 @@ TEST(Console, RendersResultsCollectionsAndProgressInChromium) {
     server.request("POST", "/collections/docs/import", body, {"Authorization: Bearer " + key}, 300);
   });
 
-  const fs::path out = fs::absolute(fs::current_path() / "console-test");
+  // Beside the binary (build/test-output/console), never in the source tree.
+  const fs::path out =
+      fs::absolute(fs::path(QSEARCH_BINARY).parent_path() / "test-output" / "console");
   fs::create_directories(out);
   const std::string cmd = "QSEARCH_NODE_DIR='" + node_dir +
                           "' QSEARCH_URL=http://127.0.0.1:" + std::to_string(server.port()) +
