@@ -72,6 +72,37 @@ StatusOr<nlohmann::json> parse_metadata(const std::string& text, const std::stri
   return metadata;
 }
 
+// Visits collection `cid`'s documents in id order from key `begin` (from its first document
+// when empty): fn(id, record decoded with `parts`, metadata parsed when `parts` holds it)
+// returns false to stop. A record or metadata that does not decode ends the scan with its error.
+using DocumentVisitor =
+    std::function<bool(std::string& id, store::DocumentRecord& rec, nlohmann::json& metadata)>;
+Status scan_documents(const store::KvStore& kv, uint64_t cid, std::string begin, unsigned parts,
+                      const DocumentVisitor& fn) {
+  if (begin.empty()) begin = store::collection_range_begin(store::KeyPrefix::kDocument, cid);
+  Status problem;
+  QS_RETURN_IF_ERROR(kv.scan(begin, store::collection_range_end(store::KeyPrefix::kDocument, cid),
+                             [&](std::string_view key, std::string_view value) {
+                               uint64_t key_cid = 0;
+                               std::string id;
+                               if (!store::parse_document_key(key, &key_cid, &id)) return true;
+                               store::DocumentRecord rec;
+                               problem = store::decode_document(value, &rec, parts);
+                               if (!problem.is_ok()) return false;
+                               nlohmann::json metadata;
+                               if (parts & store::kPartMetadata) {
+                                 auto m = parse_metadata(rec.metadata_json, id);
+                                 if (!m.is_ok()) {
+                                   problem = m.status();
+                                   return false;
+                                 }
+                                 metadata = std::move(m).value();
+                               }
+                               return fn(id, rec, metadata);
+                             }));
+  return problem;
+}
+
 }  // namespace
 
 StatusOr<int64_t> RocksCollectionStore::count(const std::string& collection, const Filter& filter) {
@@ -82,24 +113,11 @@ StatusOr<int64_t> RocksCollectionStore::count(const std::string& collection, con
   QS_ASSIGN_OR_RETURN(auto candidates, matching_documents(*c, filter, limit, store::kPartLabel));
   if (candidates) return static_cast<int64_t>(candidates->size());
   int64_t n = 0;
-  Status problem;
-  QS_RETURN_IF_ERROR(
-      kv_->scan(store::collection_range_begin(store::KeyPrefix::kDocument, c->id),
-                store::collection_range_end(store::KeyPrefix::kDocument, c->id),
-                [&](std::string_view key, std::string_view value) {
-                  store::DocumentRecord rec;
-                  problem = store::decode_document(value, &rec, store::kPartMetadata);
-                  if (!problem.is_ok()) return false;
-                  auto metadata = nlohmann::json::parse(rec.metadata_json, nullptr, false);
-                  if (metadata.is_discarded()) {
-                    problem = corruption("a stored document's metadata is not JSON (key of " +
-                                         std::to_string(key.size()) + " bytes)");
-                    return false;
-                  }
-                  if (filter.matches(metadata)) ++n;
-                  return true;
-                }));
-  QS_RETURN_IF_ERROR(problem);
+  QS_RETURN_IF_ERROR(scan_documents(*kv_, c->id, "", store::kPartMetadata,
+                                    [&](std::string&, store::DocumentRecord&, nlohmann::json& m) {
+                                      if (filter.matches(m)) ++n;
+                                      return true;
+                                    }));
   return n;
 }
 
@@ -122,43 +140,26 @@ StatusOr<ScrollPage> RocksCollectionStore::scroll(const std::string& collection,
                          (request.include_embedding ? store::kPartEmbedding : 0u);
   ScrollPage page;
   bool more = false;
-  Status problem;
-  QS_RETURN_IF_ERROR(
-      kv_->scan(begin, store::collection_range_end(store::KeyPrefix::kDocument, c->id),
-                [&](std::string_view key, std::string_view value) {
-                  uint64_t cid = 0;
-                  std::string id;
-                  if (!store::parse_document_key(key, &cid, &id)) return true;
-                  store::DocumentRecord rec;
-                  problem = store::decode_document(value, &rec, parts);
-                  if (!problem.is_ok()) return false;
-                  nlohmann::json metadata;
-                  if (parts & store::kPartMetadata) {
-                    auto m = parse_metadata(rec.metadata_json, id);
-                    if (!m.is_ok()) {
-                      problem = m.status();
-                      return false;
-                    }
-                    metadata = std::move(m).value();
-                    if (filtered && !request.filter.matches(metadata)) return true;
-                  }
-                  if (static_cast<int>(page.documents.size()) == request.limit) {
-                    more = true;  // one more match exists: the page is full and the scroll goes on
-                    return false;
-                  }
-                  Document doc;
-                  doc.id = std::move(id);
-                  doc.text = std::move(rec.text);
-                  if (request.include_metadata) doc.metadata = std::move(metadata);
-                  doc.embedding = std::move(rec.embedding);
-                  for (const store::ChunkRecord& ch : rec.chunks)
-                    doc.chunks.push_back({ch.start, ch.end, ch.tokens});
-                  doc.tokens = rec.tokens;
-                  doc.truncated_tokens = rec.truncated_tokens;
-                  page.documents.push_back(std::move(doc));
-                  return true;
-                }));
-  QS_RETURN_IF_ERROR(problem);
+  QS_RETURN_IF_ERROR(scan_documents(
+      *kv_, c->id, begin, parts,
+      [&](std::string& id, store::DocumentRecord& rec, nlohmann::json& metadata) {
+        if (filtered && !request.filter.matches(metadata)) return true;
+        if (static_cast<int>(page.documents.size()) == request.limit) {
+          more = true;  // one more match exists: the page is full and the scroll goes on
+          return false;
+        }
+        Document doc;
+        doc.id = std::move(id);
+        doc.text = std::move(rec.text);
+        if (request.include_metadata) doc.metadata = std::move(metadata);
+        doc.embedding = std::move(rec.embedding);
+        for (const store::ChunkRecord& ch : rec.chunks)
+          doc.chunks.push_back({ch.start, ch.end, ch.tokens});
+        doc.tokens = rec.tokens;
+        doc.truncated_tokens = rec.truncated_tokens;
+        page.documents.push_back(std::move(doc));
+        return true;
+      }));
   if (more) page.next_cursor = encode_cursor(c->id, page.documents.back().id);
   return page;
 }
@@ -268,27 +269,13 @@ StatusOr<int64_t> RocksCollectionStore::remove_matching(const std::string& colle
         matched.push_back(
             {std::move(m.id), m.record.label, m.record.label_count(), std::move(m.metadata)});
     } else {
-      Status problem;
-      QS_RETURN_IF_ERROR(kv_->scan(
-          store::collection_range_begin(store::KeyPrefix::kDocument, c->id),
-          store::collection_range_end(store::KeyPrefix::kDocument, c->id),
-          [&](std::string_view key, std::string_view value) {
-            uint64_t cid = 0;
-            std::string id;
-            if (!store::parse_document_key(key, &cid, &id)) return true;
-            store::DocumentRecord rec;
-            problem = store::decode_document(value, &rec, store::kPartMetadata);
-            if (!problem.is_ok()) return false;
-            auto m = parse_metadata(rec.metadata_json, id);
-            if (!m.is_ok()) {
-              problem = m.status();
-              return false;
-            }
-            if (!filter.matches(*m)) return true;
-            matched.push_back({std::move(id), rec.label, rec.label_count(), std::move(m).value()});
+      QS_RETURN_IF_ERROR(scan_documents(
+          *kv_, c->id, "", store::kPartMetadata,
+          [&](std::string& id, store::DocumentRecord& rec, nlohmann::json& m) {
+            if (!filter.matches(m)) return true;
+            matched.push_back({std::move(id), rec.label, rec.label_count(), std::move(m)});
             return true;
           }));
-      QS_RETURN_IF_ERROR(problem);
     }
     const size_t per_batch = std::max<size_t>(1, options_.remove_batch_documents);
     for (size_t start = 0; start < matched.size(); start += per_batch) {
@@ -383,28 +370,16 @@ Status RocksCollectionStore::build_metadata_index(CollectionState* c) {
   int64_t docs = 0;
   Status problem;
   QS_RETURN_IF_ERROR(
-      kv_->scan(store::collection_range_begin(store::KeyPrefix::kDocument, c->id),
-                store::collection_range_end(store::KeyPrefix::kDocument, c->id),
-                [&](std::string_view key, std::string_view value) {
-                  uint64_t cid = 0;
-                  std::string id;
-                  if (!store::parse_document_key(key, &cid, &id)) return true;
-                  store::DocumentRecord rec;
-                  problem = store::decode_document(value, &rec, store::kPartMetadata);
-                  if (!problem.is_ok()) return false;
-                  auto m = parse_metadata(rec.metadata_json, id);
-                  if (!m.is_ok()) {
-                    problem = m.status();
-                    return false;
-                  }
-                  put_metadata_entries(&batch, c->id, *m, rec.label, rec.label_count());
-                  if (++docs % 10000 == 0) {
-                    problem = kv_->write(&batch, false);
-                    batch.clear();
-                    if (!problem.is_ok()) return false;
-                  }
-                  return true;
-                }));
+      scan_documents(*kv_, c->id, "", store::kPartMetadata,
+                     [&](std::string&, store::DocumentRecord& rec, nlohmann::json& m) {
+                       put_metadata_entries(&batch, c->id, m, rec.label, rec.label_count());
+                       if (++docs % 10000 == 0) {
+                         problem = kv_->write(&batch, false);
+                         batch.clear();
+                         if (!problem.is_ok()) return false;
+                       }
+                       return true;
+                     }));
   QS_RETURN_IF_ERROR(problem);
   // The mark last: a rebuild cut short is redone at the next open.
   batch.put(store::counter_key(c->id, CounterKind::kMetaIndex), encode_i64(1));
@@ -420,27 +395,13 @@ Status RocksCollectionStore::check_metadata_index(const std::string& name) {
   std::unique_lock<std::mutex> write_lock(c->write_mu);
   // What the documents say, through the same encoder, against what is stored.
   std::set<std::string> want;
-  Status problem;
   QS_RETURN_IF_ERROR(
-      kv_->scan(store::collection_range_begin(store::KeyPrefix::kDocument, c->id),
-                store::collection_range_end(store::KeyPrefix::kDocument, c->id),
-                [&](std::string_view key, std::string_view value) {
-                  uint64_t cid = 0;
-                  std::string id;
-                  if (!store::parse_document_key(key, &cid, &id)) return true;
-                  store::DocumentRecord rec;
-                  problem = store::decode_document(value, &rec, store::kPartMetadata);
-                  if (!problem.is_ok()) return false;
-                  auto m = parse_metadata(rec.metadata_json, id);
-                  if (!m.is_ok()) {
-                    problem = m.status();
-                    return false;
-                  }
-                  for (auto& k : metadata_entry_keys(c->id, *m, rec.label, rec.label_count()))
-                    want.insert(std::move(k));
-                  return true;
-                }));
-  QS_RETURN_IF_ERROR(problem);
+      scan_documents(*kv_, c->id, "", store::kPartMetadata,
+                     [&](std::string&, store::DocumentRecord& rec, nlohmann::json& m) {
+                       for (auto& k : metadata_entry_keys(c->id, m, rec.label, rec.label_count()))
+                         want.insert(std::move(k));
+                       return true;
+                     }));
   std::set<std::string> have;
   QS_RETURN_IF_ERROR(kv_->scan(store::collection_range_begin(store::KeyPrefix::kMetaIndex, c->id),
                                store::collection_range_end(store::KeyPrefix::kMetaIndex, c->id),
