@@ -158,26 +158,42 @@ bool send_all(int fd, const std::string& data) {
 // A server may keep a connection open after answering (e.g. a 414 sent before it could read
 // "Connection: close"), so the body is delimited by its length rather than by EOF where possible.
 HttpResult read_response(int fd) {
+  std::string pending;
+  return read_response(fd, &pending);
+}
+
+HttpResult read_response(int fd, std::string* pending) {
   HttpResult r;
-  std::string raw;  // from the current response head on (a 100 Continue is dropped from it)
+  // From the current response head on (a 100 Continue is dropped from it); starts with what
+  // an earlier call read past its response.
+  std::string raw = std::move(*pending);
+  pending->clear();
+  r.raw = raw;
   char buf[65536];
   size_t head_end = std::string::npos;
   long long content_length = -1;
   bool chunked = false;
-  auto body_complete = [&]() {
-    if (head_end == std::string::npos) return false;
-    size_t have = raw.size() - (head_end + 4);
-    if (content_length >= 0) return have >= static_cast<size_t>(content_length);
-    if (chunked) return raw.find("\r\n0\r\n\r\n", head_end) != std::string::npos ||
-                        raw.compare(head_end + 4, 5, "0\r\n\r\n") == 0;
-    return false;
+  // Where the response ends in raw (npos: not yet known to be complete).
+  auto response_end = [&]() -> size_t {
+    if (head_end == std::string::npos) return std::string::npos;
+    size_t body_start = head_end + 4;
+    if (content_length >= 0) {
+      size_t end = body_start + static_cast<size_t>(content_length);
+      return raw.size() >= end ? end : std::string::npos;
+    }
+    if (chunked) {
+      if (raw.compare(body_start, 5, "0\r\n\r\n") == 0) return body_start + 5;
+      size_t last = raw.find("\r\n0\r\n\r\n", body_start);
+      return last == std::string::npos ? last : last + 7;
+    }
+    return std::string::npos;
   };
-  for (;;) {
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n > 0) {
-      raw.append(buf, static_cast<size_t>(n));
-      r.raw.append(buf, static_cast<size_t>(n));
-      if (head_end == std::string::npos && (head_end = raw.find("\r\n\r\n")) != std::string::npos) {
+  // Parses the head(s) in raw; true once the response is complete.
+  auto parse = [&]() {
+    for (;;) {
+      if (head_end == std::string::npos) {
+        head_end = raw.find("\r\n\r\n");
+        if (head_end == std::string::npos) return false;
         std::string head = raw.substr(0, head_end);
         for (auto& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
         size_t cl = head.find("\r\ncontent-length:");
@@ -188,14 +204,27 @@ HttpResult read_response(int fd) {
           head_end = std::string::npos;
           content_length = -1;
           chunked = false;
+          continue;
         }
       }
-      if (body_complete()) break;
-      continue;
+      return response_end() != std::string::npos;
     }
-    if (n < 0 && raw.empty()) r.error = std::string("recv: ") + std::strerror(errno);
-    break;
+  };
+  while (!parse()) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) {
+      if (n < 0 && raw.empty()) r.error = std::string("recv: ") + std::strerror(errno);
+      break;
+    }
+    raw.append(buf, static_cast<size_t>(n));
+    r.raw.append(buf, static_cast<size_t>(n));
   }
+  // Bytes past this response (a pipelined answer) are kept for the next call.
+  if (size_t end = response_end(); end != std::string::npos && end < raw.size()) {
+    *pending = raw.substr(end);
+    raw.resize(end);
+  }
+  auto body_complete = [&]() { return response_end() != std::string::npos; };
   if (head_end == std::string::npos) {
     if (r.error.empty()) r.error = "no complete response head (" + std::to_string(raw.size()) + " bytes)";
     return r;

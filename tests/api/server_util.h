@@ -74,6 +74,9 @@ bool send_all(int fd, const std::string& data);
 // or chunked to its last chunk, or (neither) until the peer closes; bounded by the socket
 // timeout. A connection that ends inside the body gives status 0 (no answer).
 HttpResult read_response(int fd);
+// The same for pipelined answers: bytes read past this response are left in *pending, which
+// the next call on the same connection reads first (pass the same string each time).
+HttpResult read_response(int fd, std::string* pending);
 // One request on a fresh connection (Connection: close). extra_headers are "Name: value" lines;
 // POST and PUT get Content-Type: application/json unless extra_headers name one.
 HttpResult http_request(int port, const std::string& method, const std::string& path,

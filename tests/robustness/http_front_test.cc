@@ -270,8 +270,10 @@ TEST_F(HttpFront, MultipartGets415AfterAuthentication) {
   int fd = connect_loopback(server_->port(), 10);
   ASSERT_GE(fd, 0);
   send_all(fd, post(kAuth) + "GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-  HttpResult first = read_response(fd);
-  HttpResult second = read_response(fd);
+  // Both answers may arrive in one read (on a loaded machine they often do).
+  std::string pending;
+  HttpResult first = read_response(fd, &pending);
+  HttpResult second = read_response(fd, &pending);
   ::close(fd);
   EXPECT_EQ(first.status, 415);
   EXPECT_EQ(second.status, 200) << second.error;
