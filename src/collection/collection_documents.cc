@@ -333,7 +333,7 @@ StatusOr<std::optional<std::vector<RocksCollectionStore::Candidate>>>
 RocksCollectionStore::matching_documents(const CollectionState& c, const Filter& filter,
                                          size_t max_documents, unsigned parts) {
   QS_ASSIGN_OR_RETURN(std::optional<LabelRuns> runs,
-                      metadata_candidates(*kv_, c.id, filter, max_documents));
+                      metadata_candidates(*kv_, c.id, filter, max_documents, c.vectors.load()));
   if (!runs) return std::optional<std::vector<Candidate>>();
   std::vector<Candidate> out;
   constexpr size_t kChunk = 1024;

@@ -4,8 +4,9 @@
 // most an eighth of the documents (collection/metadata_index.h): their labels become a
 // LabelSetFilter, so the flat index scores only the matches and HNSW/IVF score them exactly
 // (selective sets) or search with the set as a selector and a widened beam / more lists
-// (index/exact_scan.h). Otherwise (a broad filter, or one the index cannot narrow: $ne, $not,
-// ...) the index is searched for f candidates (4k, at least 64), their documents are read and
+// (index/exact_scan.h); the matching set of a filter is kept in the collection's filter
+// cache while nothing is written (collection/filter_cache.h). Otherwise (a broad filter, or
+// one the index cannot narrow: $ne, $not, ...) the index is searched for f candidates (4k, at least 64), their documents are read and
 // the filter applied; while fewer than k match and the index may hold more, f grows 8x and the
 // search repeats, up to the whole index. Either way each hit's document is checked against
 // the filter. exclude_id is an IDSelector on its labels inside the index scan.
@@ -73,24 +74,34 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
   PredicateFilter exclude([excluded_begin, excluded_end](int64_t label) {
     return label < excluded_begin || label >= excluded_end;
   });
-  std::optional<LabelSetFilter> label_set;
+  std::shared_ptr<const LabelSetFilter> label_set;
   if (has_filter) {
-    const size_t limit = static_cast<size_t>(std::max<int64_t>(1000, c->documents.load() / 8));
-    QS_ASSIGN_OR_RETURN(std::optional<LabelRuns> runs,
-                        metadata_candidates(*kv_, c->id, filter, limit));
-    if (runs) {
-      std::vector<int64_t> labels = expand_labels(*runs);
-      if (excluded_begin >= 0) {
-        labels.erase(std::remove_if(labels.begin(), labels.end(),
-                                    [&](int64_t l) { return l >= excluded_begin && l < excluded_end; }),
-                     labels.end());
-      }
-      if (labels.empty()) return std::vector<SearchHit>();
-      label_set.emplace(std::move(labels));
+    // The filter's matching set, from the cache while nothing has been written since it was
+    // read (collection/filter_cache.h), else from the metadata index.
+    const std::string cache_key = params.filter.dump();
+    const uint64_t sequence = kv_->latest_sequence();
+    std::optional<FilterCache::Resolved> resolved;
+    if (params.use_filter_cache) resolved = c->filter_cache.find(cache_key, sequence);
+    if (!resolved) {
+      const size_t limit = static_cast<size_t>(std::max<int64_t>(1000, c->documents.load() / 8));
+      QS_ASSIGN_OR_RETURN(std::optional<LabelRuns> runs,
+                          metadata_candidates(*kv_, c->id, filter, limit, c->vectors.load()));
+      resolved.emplace();
+      if (runs) resolved->set = std::make_shared<const LabelSetFilter>(expand_labels(*runs));
+      if (params.use_filter_cache) c->filter_cache.put(cache_key, sequence, *resolved);
     }
+    label_set = resolved->set;
+    if (label_set && excluded_begin >= 0) {
+      std::vector<int64_t> labels = *label_set->sorted_labels();
+      labels.erase(std::remove_if(labels.begin(), labels.end(),
+                                  [&](int64_t l) { return l >= excluded_begin && l < excluded_end; }),
+                   labels.end());
+      label_set = std::make_shared<const LabelSetFilter>(std::move(labels));
+    }
+    if (label_set && label_set->sorted_labels()->empty()) return std::vector<SearchHit>();
   }
   const LabelFilter* index_filter =
-      label_set ? static_cast<const LabelFilter*>(&*label_set) : excluded_begin >= 0 ? &exclude : nullptr;
+      label_set ? static_cast<const LabelFilter*>(label_set.get()) : excluded_begin >= 0 ? &exclude : nullptr;
   // A chunking collection holds several labels per document: the records are always read (to
   // find the chunk a label is) and each document is returned once, by its best chunk.
   const bool chunked = c->spec.chunked();

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "collection/collections.h"
+#include "collection/filter_cache.h"
 #include "collection/lexical_index.h"
 #include "collection/metadata_index.h"
 #include "collection/text_analyzer.h"
@@ -61,6 +62,9 @@ struct CollectionState {
   std::unique_ptr<LexicalIndex> lexical;
   // Last change-log sequence the lexical index holds (the change log is trimmed only up to it).
   std::atomic<uint64_t> lexical_seq{0};
+
+  // The matching label sets of recent filters (valid while nothing is written).
+  FilterCache filter_cache;
 
   std::atomic<int64_t> documents{0};
   std::atomic<int64_t> vectors{0};         // index entries the store holds (chunks count each)
@@ -121,6 +125,17 @@ class RocksCollectionStore : public CollectionStore {
   Status drop_metadata_index(const std::string& name);
   // Tests: false skips the index save in the destructor (as a crash would).
   void set_save_on_close(bool save);
+  // Tests: the numeric id of `name` (0 for an unknown name) and the key-value store.
+  uint64_t collection_id(const std::string& name) const {
+    auto c = find(name);
+    return c ? c->id : 0;
+  }
+  const store::KvStore& kv() const { return *kv_; }
+  // Searches of `name` whose filter came from its filter cache (0 for an unknown name).
+  uint64_t filter_cache_hits(const std::string& name) const {
+    auto c = find(name);
+    return c ? c->filter_cache.hits() : 0;
+  }
 
  private:
   explicit RocksCollectionStore(StoreOptions options);

@@ -69,6 +69,9 @@ struct SearchParams {
   bool include_text = false;
   bool include_metadata = false;
   std::optional<std::string> exclude_id;                // search by id: leave the id itself out
+  // Resolve the filter through the collection's filter cache (collection/filter_cache.h); off
+  // only to measure the first search with a filter (qsearch-bench-filter's "cold" figures).
+  bool use_filter_cache = true;
 };
 
 struct SearchHit {

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "store/keys.h"
 
@@ -106,6 +107,49 @@ struct Planner {
   const store::KvStore& kv;
   uint64_t cid;
   size_t max_documents;
+  int64_t label_hint = 0;
+  int64_t slice_labels = 1 << 17;
+
+  // The entries of one exact value (keys `prefix` + label): sliced by label over threads when
+  // the collection is large (each slice is a sorted run of labels; the slices are in order).
+  StatusOr<bool> scan_value(const std::string& prefix, LabelRuns* out) {
+    const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
+    const int64_t parts = std::min<int64_t>({static_cast<int64_t>(std::min(hw, 8u)),
+                                             label_hint / std::max<int64_t>(1, slice_labels)});
+    if (parts < 2) return scan(prefix, successor(prefix), out);
+    auto bound = [&](int64_t p) {  // slice p starts here; the last one runs to the prefix's end
+      std::string k = prefix;
+      store::put_i64_be(&k, label_hint / parts * p);
+      return k;
+    };
+    std::vector<LabelRuns> got(static_cast<size_t>(parts));
+    std::vector<Status> status(static_cast<size_t>(parts), Status::ok());
+    std::vector<char> ok(static_cast<size_t>(parts), 1);
+    auto run = [&](int64_t p) {
+      const std::string begin = p == 0 ? prefix : bound(p);
+      const std::string end = p == parts - 1 ? successor(prefix) : bound(p + 1);
+      auto r = scan(begin, end, &got[static_cast<size_t>(p)]);
+      if (!r.is_ok()) {
+        status[static_cast<size_t>(p)] = r.status();
+      } else {
+        ok[static_cast<size_t>(p)] = *r;
+      }
+    };
+    std::vector<std::thread> threads;
+    for (int64_t p = 1; p < parts; ++p) threads.emplace_back(run, p);
+    run(0);
+    for (auto& t : threads) t.join();
+    size_t total = out->size();
+    for (int64_t p = 0; p < parts; ++p) {
+      QS_RETURN_IF_ERROR(status[static_cast<size_t>(p)]);
+      if (!ok[static_cast<size_t>(p)]) return false;
+      total += got[static_cast<size_t>(p)].size();
+    }
+    if (total > max_documents) return false;
+    out->reserve(total);
+    for (auto& g : got) out->insert(out->end(), g.begin(), g.end());
+    return true;
+  }
 
   // Documents of keys in [begin, end); false when more than max_documents.
   StatusOr<bool> scan(const std::string& begin, const std::string& end, LabelRuns* out) {
@@ -150,7 +194,7 @@ struct Planner {
         for (const json& v : n.values) {
           std::string k = *base;
           encode_scalar(v, &k);
-          QS_ASSIGN_OR_RETURN(bool ok, scan(k, successor(k), &runs));
+          QS_ASSIGN_OR_RETURN(bool ok, scan_value(k, &runs));
           if (!ok) return std::optional<LabelRuns>();
         }
         break;
@@ -261,8 +305,9 @@ std::vector<std::string> metadata_entry_keys(uint64_t cid, const json& metadata,
 }
 
 StatusOr<std::optional<LabelRuns>> metadata_candidates(const store::KvStore& kv, uint64_t cid,
-                                                       const Filter& filter, size_t max_documents) {
-  Planner p{kv, cid, max_documents};
+                                                       const Filter& filter, size_t max_documents,
+                                                       int64_t label_hint, int64_t slice_labels) {
+  Planner p{kv, cid, max_documents, label_hint, slice_labels};
   return p.plan(filter.root());
 }
 

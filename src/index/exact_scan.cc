@@ -34,8 +34,11 @@ Status exact_search(int64_t n, const float* queries, int d, IndexMetric metric, 
   if (k < 1) return invalid_argument("k must be >= 1");
   const bool ip = metric == IndexMetric::kInnerProduct;
   const size_t m = labels.size();
+  // One thread per 1024 labels (about 4 MB of rows at 1024 dims, some 0.3 ms of work), up to
+  // 16: a 1% filter over 1M vectors (10k rows, 40 MB) is then read by 10 threads at once
+  // instead of 2, which is what brings it near the unfiltered HNSW latency (issue 11).
   const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-  const size_t parts = std::min<size_t>(std::min<size_t>(hw, 16), std::max<size_t>(1, m / 4096));
+  const size_t parts = std::min<size_t>(std::min<size_t>(hw, 16), std::max<size_t>(1, m / 1024));
   for (int64_t qi = 0; qi < n; ++qi) {
     const float* q = queries + qi * d;
     std::vector<Heap> heaps(parts);
