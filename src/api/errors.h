@@ -37,7 +37,8 @@ struct HttpError {
   const char* code;  // machine-readable "code" of the error body
 };
 
-// The mapping: kInvalidArgument 400, kNotFound 404, kAlreadyExists 409, kPayloadTooLarge 413,
+// The mapping: kInvalidArgument 400, kNotFound 404, kAlreadyExists 409 ("already_exists"),
+// kConflict 409 ("conflict"), kModelMismatch 409 ("model_mismatch"), kPayloadTooLarge 413,
 // kUnprocessable 422, kResourceExhausted 429, kCancelled 499, kUnavailable 503, others 500.
 HttpError http_error_for(StatusCode code);
 

@@ -39,6 +39,21 @@ json collection_json(const CollectionInfo& info) {
           {"jobs", running_jobs(s.name)}};
 }
 
+// A collection with the model rule's view (service.h check_model): "model_matches" and, when a
+// re-embed job ran or was interrupted, "reembed" with its progress.
+json collection_view(Service& service, const CollectionInfo& info) {
+  json j = collection_json(info);
+  j["model_matches"] = info.spec.model == service.model_identity();
+  if (auto p = service.reembed_progress(info)) {
+    json r = {{"state", p->state}, {"done", p->done}, {"total", p->total},
+              {"started_at", p->started_at}};
+    if (p->job != 0) r["job"] = p->job;
+    if (!p->error.empty()) r["error"] = p->error;
+    j["reembed"] = std::move(r);
+  }
+  return j;
+}
+
 void check_known_fields(const json& body, const std::set<std::string>& known, const char* what) {
   for (const auto& [key, value] : body.items())
     if (!known.count(key))
@@ -62,18 +77,30 @@ void create_collection(RequestContext& ctx) {
   spec_json["options"] = options;
   CollectionSpec spec = value_or_throw(CollectionSpec::from_json(spec_json));
   check(ctx.service->create_collection(spec));
-  ctx.reply(201, collection_json(value_or_throw(ctx.service->store().get_collection(spec.name))));
+  ctx.reply(201, collection_view(*ctx.service,
+                                 value_or_throw(ctx.service->store().get_collection(spec.name))));
 }
 
 void list_collections(RequestContext& ctx) {
   json list = json::array();
-  for (const auto& info : ctx.service->store().list_collections()) list.push_back(collection_json(info));
+  for (const auto& info : ctx.service->store().list_collections())
+    list.push_back(collection_view(*ctx.service, info));
   ctx.reply(200, {{"collections", list}});
 }
 
 void get_collection(RequestContext& ctx) {
   std::string name = checked_path_id(ctx.param(1), "collection name");
-  ctx.reply(200, collection_json(value_or_throw(ctx.service->store().get_collection(name))));
+  ctx.reply(200, collection_view(*ctx.service,
+                                 value_or_throw(ctx.service->store().get_collection(name))));
+}
+
+// POST /collections/{name}/reembed: 202 {"job"}; the body is empty or {}.
+void reembed_collection(RequestContext& ctx) {
+  std::string name = checked_path_id(ctx.param(1), "collection name");
+  if (ctx.body.find_first_not_of(" \t\r\n") != std::string::npos)
+    check_known_fields(ctx.json_body(), {}, "a reembed request");
+  const uint64_t job = value_or_throw(ctx.service->start_reembed(name));
+  ctx.reply(202, {{"job", job}, {"collection", name}});
 }
 
 void delete_collection(RequestContext& ctx) {
@@ -323,6 +350,8 @@ std::vector<Route> collection_routes() {
        Body::kNone, true, delete_document},
       {"POST", "/collections/{name}/search", c + "/search", Access::kRead, Body::kBuffered, true,
        search},
+      {"POST", "/collections/{name}/reembed", c + "/reembed", Access::kAdmin, Body::kBuffered,
+       true, reembed_collection},
   };
   for (Route& r : document_routes()) routes.push_back(std::move(r));
   return routes;

@@ -4,6 +4,9 @@
 // of the body is read, so memory stays bounded by one chunk whatever the file size. When the
 // embedding queue is full the import waits for room instead of failing. Each chunk is durable
 // once written; the answer summarises counts and lists per-line errors (the first 100).
+// An import is bound to the collection instance it started on: when the collection is deleted
+// (and maybe re-created under the same name) meanwhile, it stops with 409 "conflict" and writes
+// nothing more, into neither.
 #include <chrono>
 
 #include <spdlog/spdlog.h>
@@ -22,8 +25,12 @@ using Clock = std::chrono::steady_clock;
 
 class Importer {
  public:
-  Importer(RequestContext& ctx, std::string collection, Job* job)
-      : ctx_(ctx), collection_(std::move(collection)), job_(job), last_log_(Clock::now()) {}
+  Importer(RequestContext& ctx, std::string collection, uint64_t instance, Job* job)
+      : ctx_(ctx),
+        collection_(std::move(collection)),
+        instance_(instance),
+        job_(job),
+        last_log_(Clock::now()) {}
 
   // Consumes one piece of the body; false stops the transfer (a fatal error).
   bool consume(const char* data, size_t n) {
@@ -118,7 +125,8 @@ class Importer {
   void flush() {
     if (pending_.empty()) return;
     auto results = ctx_.service->upsert_documents(collection_, std::move(pending_),
-                                                  /*wait_for_room=*/true, ctx_.client_gone());
+                                                  /*wait_for_room=*/true, ctx_.client_gone(),
+                                                  instance_);
     if (!results.is_ok()) {
       fatal_ = results.status().with_context("at line " + std::to_string(pending_lines_.front()));
     } else {
@@ -169,6 +177,7 @@ class Importer {
 
   RequestContext& ctx_;
   std::string collection_;
+  uint64_t instance_;  // the collection instance the import started on (deleted: it stops)
   std::string line_;
   bool skipping_ = false;
   int64_t line_no_ = 0;
@@ -188,7 +197,8 @@ class Importer {
 void import_documents(RequestContext& ctx) {
   auto t0 = std::chrono::steady_clock::now();
   std::string collection = checked_path_id(ctx.param(1), "collection name");
-  value_or_throw(ctx.service->store().get_collection(collection));  // 404 before reading
+  // 404 before reading; the import is bound to this instance of the collection.
+  const uint64_t instance = value_or_throw(ctx.service->store().get_collection(collection)).instance;
   JobHandle job = JobRegistry::global().start("import", collection);
   job->set_phase("reading and embedding documents");
   bool has_body = ctx.req.has_body;
@@ -200,7 +210,7 @@ void import_documents(RequestContext& ctx) {
   spdlog::info("import into '{}' (job {}) started{}", collection, job->id(),
                announced >= 0 ? ", " + std::to_string(announced) + " bytes announced"
                               : std::string(", body chunked"));
-  Importer importer(ctx, collection, job.get());
+  Importer importer(ctx, collection, instance, job.get());
   bool read_ok = true;
   ctx.body_read = true;  // even when it stops early: the rest is not drained (it may be huge)
   if (has_body && ctx.reader)

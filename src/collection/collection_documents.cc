@@ -128,7 +128,10 @@ StatusOr<ScrollPage> RocksCollectionStore::scroll(const std::string& collection,
   if (request.limit < 1 || request.limit > kMaxScrollLimit)
     return unprocessable("\"limit\" must be in 1..1000, got " + std::to_string(request.limit));
   std::string begin = store::collection_range_begin(store::KeyPrefix::kDocument, c->id);
-  if (!request.cursor.empty()) {
+  if (request.after_id) {
+    begin = store::document_key(c->id, *request.after_id);
+    begin.push_back('\0');
+  } else if (!request.cursor.empty()) {
     std::string last_id;
     QS_RETURN_IF_ERROR(decode_cursor(request.cursor, c->id, &last_id));
     begin = store::document_key(c->id, last_id);
@@ -157,6 +160,7 @@ StatusOr<ScrollPage> RocksCollectionStore::scroll(const std::string& collection,
           doc.chunks.push_back({ch.start, ch.end, ch.tokens});
         doc.tokens = rec.tokens;
         doc.truncated_tokens = rec.truncated_tokens;
+        doc.label = rec.label;
         page.documents.push_back(std::move(doc));
         return true;
       }));

@@ -44,6 +44,8 @@ Status RocksCollectionStore::load_collections() {
     auto c = std::make_shared<CollectionState>();
     c->id = cid;
     c->spec = std::move(spec).value();
+    c->set_model(c->spec.model);
+    QS_RETURN_IF_ERROR(upgrade_model_identity(c.get()));
     c->index_config = index_config_of(c->spec);
     std::vector<std::string> keys = {store::counter_key(cid, CounterKind::kNextLabel),
                                      store::counter_key(cid, CounterKind::kDocuments),

@@ -93,7 +93,7 @@ StatusOr<std::unique_ptr<CollectionStore>> RocksCollectionStore::open(const Stor
   }
   if (!options.model.empty()) {
     st = s->kv_->get(store::meta_key("model"), &value);
-    if (st.is_ok() && value != options.model) {
+    if (st.is_ok() && value != options.model && value != options.legacy_model) {
       spdlog::warn("store: data was written with model '{}', now serving '{}'; stored embeddings "
                    "of existing collections come from the old model",
                    value, options.model);
@@ -141,7 +141,9 @@ std::string RocksCollectionStore::index_path(uint64_t cid) const {
 CollectionInfo RocksCollectionStore::info_of(const CollectionState& c) const {
   CollectionInfo info;
   info.spec = c.spec;
+  info.spec.model = c.model();
   info.document_count = c.documents.load();
+  info.instance = c.id;
   std::shared_lock<std::shared_mutex> lock(c.index_mu);
   info.index_vectors = c.index->stored();
   info.index_type = c.index->type();
@@ -157,6 +159,7 @@ Status RocksCollectionStore::create_collection(const CollectionSpec& spec_in) {
   if (spec.model.empty()) spec.model = options_.model;
   auto state = std::make_shared<CollectionState>();
   state->spec = spec;
+  state->set_model(spec.model);
   state->index_config = index_config_of(spec);
   auto index = make_vector_index(state->index_config);
   if (!index.is_ok()) return unprocessable(index.status().message());
@@ -204,7 +207,8 @@ Status RocksCollectionStore::delete_collection(const std::string& name) {
   store::WriteBatch batch;
   batch.del(store::name_key(name));
   for (KeyPrefix p : {KeyPrefix::kSpec, KeyPrefix::kCounter, KeyPrefix::kDocument,
-                      KeyPrefix::kLabel, KeyPrefix::kChangeLog, KeyPrefix::kMetaIndex}) {
+                      KeyPrefix::kLabel, KeyPrefix::kChangeLog, KeyPrefix::kMetaIndex,
+                      KeyPrefix::kReembed}) {
     batch.delete_range(store::collection_range_begin(p, c->id), store::collection_range_end(p, c->id));
   }
   QS_RETURN_IF_ERROR(kv_->write(&batch));
@@ -253,9 +257,15 @@ std::vector<std::pair<std::string, int64_t>> RocksCollectionStore::document_coun
 }
 
 Status RocksCollectionStore::upsert(const std::string& collection,
-                                    const std::vector<Document>& docs_in) {
+                                    const std::vector<Document>& docs_in,
+                                    const UpsertOptions& options) {
+  if (options.written) *options.written = 0;
+  if (!options.if_labels.empty() && options.if_labels.size() != docs_in.size())
+    return internal_error("upsert: if_labels must have one entry per document");
   auto c = find(collection);
+  if (!c && options.instance != 0) return collection_replaced(collection);
   if (!c) return not_found("collection '" + collection + "' not found");
+  if (options.instance != 0 && c->id != options.instance) return collection_replaced(collection);
   const int d = c->spec.dimension;
   const bool chunked = c->spec.chunked();
   // Validate everything before writing anything; a later duplicate id replaces an earlier one.
@@ -296,11 +306,44 @@ Status RocksCollectionStore::upsert(const std::string& collection,
     last[doc.id] = i;
   }
   std::vector<const Document*> docs;
+  std::vector<int64_t> if_labels;  // parallel to docs when options.if_labels is given
   for (size_t i = 0; i < docs_in.size(); ++i) {
-    if (last[docs_in[i].id] == i) docs.push_back(&docs_in[i]);
+    if (last[docs_in[i].id] != i) continue;
+    docs.push_back(&docs_in[i]);
+    if (!options.if_labels.empty()) if_labels.push_back(options.if_labels[i]);
   }
-  if (docs.empty()) return Status::ok();
+  if (docs.empty() && !options.reembed_record) return Status::ok();
   const bool cosine = c->spec.metric == Metric::kCosine;
+
+  std::unique_lock<std::mutex> write_lock(c->write_mu);
+  if (c->dropped && options.instance != 0) return collection_replaced(collection);
+  if (c->dropped) return not_found("collection '" + collection + "' not found");
+  std::vector<std::string> keys;
+  keys.reserve(docs.size());
+  for (const Document* doc : docs) keys.push_back(store::document_key(c->id, doc->id));
+  std::vector<std::optional<std::string>> old_values;
+  QS_RETURN_IF_ERROR(kv_->multi_get(keys, &old_values));
+  if (!if_labels.empty()) {
+    // Conditional write: a document replaced or deleted since it was read is left alone.
+    size_t kept = 0;
+    for (size_t i = 0; i < docs.size(); ++i) {
+      if (!old_values[i]) continue;
+      store::DocumentRecord now;
+      QS_RETURN_IF_ERROR(store::decode_document(*old_values[i], &now, store::kPartLabel)
+                             .with_context("document '" + docs[i]->id + "'"));
+      if (now.label != if_labels[i]) continue;
+      if (kept != i) {  // (a self-move would empty the string)
+        docs[kept] = docs[i];
+        keys[kept] = std::move(keys[i]);
+        old_values[kept] = std::move(old_values[i]);
+      }
+      ++kept;
+    }
+    docs.resize(kept);
+    keys.resize(kept);
+    old_values.resize(kept);
+  }
+  if (options.written) *options.written = static_cast<int64_t>(docs.size());
   // All vectors of the call, document after document (chunk after chunk); first_row[i] is the
   // first row of docs[i].
   std::vector<size_t> first_row(docs.size() + 1, 0);
@@ -312,14 +355,6 @@ Status RocksCollectionStore::upsert(const std::string& collection,
   if (cosine) {
     for (size_t r = 0; r < first_row.back(); ++r) normalize_l2(vectors.data() + r * d, d);
   }
-
-  std::unique_lock<std::mutex> write_lock(c->write_mu);
-  if (c->dropped) return not_found("collection '" + collection + "' not found");
-  std::vector<std::string> keys;
-  keys.reserve(docs.size());
-  for (const Document* doc : docs) keys.push_back(store::document_key(c->id, doc->id));
-  std::vector<std::optional<std::string>> old_values;
-  QS_RETURN_IF_ERROR(kv_->multi_get(keys, &old_values));
 
   store::WriteBatch batch;
   std::vector<int64_t> old_labels, new_labels;
@@ -373,6 +408,7 @@ Status RocksCollectionStore::upsert(const std::string& collection,
   batch.put(store::counter_key(c->id, CounterKind::kDocuments), encode_i64(documents));
   batch.put(store::counter_key(c->id, CounterKind::kVectors), encode_i64(vectors_now));
   batch.put(store::counter_key(c->id, CounterKind::kLogSeq), encode_i64(static_cast<int64_t>(seq)));
+  if (options.reembed_record) batch.put(store::reembed_key(c->id), *options.reembed_record);
   QS_RETURN_IF_ERROR(kv_->write(&batch));
   c->next_label = next_label;
   c->log_seq = seq;
@@ -435,6 +471,7 @@ StatusOr<Document> RocksCollectionStore::get(const std::string& collection, cons
   for (const store::ChunkRecord& ch : rec.chunks) doc.chunks.push_back({ch.start, ch.end, ch.tokens});
   doc.tokens = rec.tokens;
   doc.truncated_tokens = rec.truncated_tokens;
+  doc.label = rec.label;
   return doc;
 }
 

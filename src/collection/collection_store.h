@@ -40,8 +40,19 @@ class Job;
 
 struct CollectionState {
   uint64_t id = 0;
-  CollectionSpec spec;
+  CollectionSpec spec;               // spec.model as created or loaded; model() is the current one
   VectorIndexConfig index_config;
+
+  // The model identity the stored vectors come from: changed (under write_mu) when a re-embed
+  // finishes or an old-formula identity is upgraded at open (collection_model.cc).
+  std::string model() const {
+    std::lock_guard<std::mutex> lock(model_mu);
+    return model_;
+  }
+  void set_model(std::string model) {
+    std::lock_guard<std::mutex> lock(model_mu);
+    model_ = std::move(model);
+  }
 
   std::mutex save_mu;                // one index save at a time; delete waits for it
   std::mutex write_mu;               // serialises writers of this collection
@@ -73,6 +84,10 @@ struct CollectionState {
   std::atomic<bool> file_present{false};
   std::atomic<int64_t> writes_since_save{0};
   std::atomic<int64_t> last_save_ms{0};
+
+ private:
+  mutable std::mutex model_mu;
+  std::string model_;
 };
 
 class RocksCollectionStore : public CollectionStore {
@@ -84,7 +99,9 @@ class RocksCollectionStore : public CollectionStore {
   Status delete_collection(const std::string& name) override;
   StatusOr<CollectionInfo> get_collection(const std::string& name) override;
   std::vector<CollectionInfo> list_collections() override;
-  Status upsert(const std::string& collection, const std::vector<Document>& docs) override;
+  using CollectionStore::upsert;
+  Status upsert(const std::string& collection, const std::vector<Document>& docs,
+                const UpsertOptions& options) override;
   StatusOr<Document> get(const std::string& collection, const std::string& id,
                          bool with_embedding) override;
   Status remove(const std::string& collection, const std::string& id) override;
@@ -105,6 +122,12 @@ class RocksCollectionStore : public CollectionStore {
   Status scan_embeddings(const std::string& collection, const Filter& filter,
                          std::vector<std::string>* ids,
                          std::vector<float>* vectors) override;  // duplicates.cc
+  // collection_model.cc
+  StatusOr<std::optional<std::string>> reembed_record(const std::string& collection) override;
+  Status set_reembed_record(const std::string& collection, uint64_t instance,
+                            const std::optional<std::string>& record) override;
+  Status set_model(const std::string& collection, uint64_t instance,
+                   const std::string& model) override;
   Status save_indexes() override;
   std::vector<std::pair<std::string, int64_t>> document_counts() override;
 
@@ -141,6 +164,13 @@ class RocksCollectionStore : public CollectionStore {
   explicit RocksCollectionStore(StoreOptions options);
 
   std::shared_ptr<CollectionState> find(const std::string& name) const;
+  // The collection `name` as the instance `instance` (0: any); kConflict naming the change when
+  // the name now names another instance or none (collection_model.cc).
+  StatusOr<std::shared_ptr<CollectionState>> find_instance(const std::string& name,
+                                                           uint64_t instance) const;
+  // open(): a collection that stores StoreOptions::legacy_model gets StoreOptions::model
+  // (collection_model.cc). Single-threaded.
+  Status upgrade_model_identity(CollectionState* c);
   CollectionInfo info_of(const CollectionState& c) const;
   std::string index_path(uint64_t cid) const;
 

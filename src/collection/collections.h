@@ -32,6 +32,31 @@ struct CollectionInfo {
   int64_t document_count = 0;
   int64_t index_vectors = 0;      // vectors in the FAISS index (incl. not yet compacted)
   std::string index_type;         // effective type now (e.g. "flat" while IVF is untrained)
+  // The collection instance (its numeric id in the store): a collection deleted and re-created
+  // under the same name is another instance. UpsertOptions::instance binds a write to one.
+  uint64_t instance = 0;
+};
+
+// kConflict: the collection `name` was deleted (and maybe re-created) since a bound write began.
+Status collection_replaced(const std::string& name);
+
+// How upsert() writes.
+struct UpsertOptions {
+  // Nonzero: the write is bound to this collection instance (CollectionInfo::instance), checked
+  // under the collection's write lock; when the name now names another instance (deleted and
+  // re-created) or none, nothing is written and the call fails with kConflict. Long writers
+  // (imports, batches, the re-embed job) take the instance when they start.
+  uint64_t instance = 0;
+  // Empty, or one entry per document: the document is written only when its stored version
+  // still has this label (Document read with its label, see get_label()), i.e. nobody replaced
+  // or deleted it since it was read; otherwise it is skipped (not an error). The re-embed job
+  // writes back stored texts this way, so a concurrent write is never undone.
+  std::vector<int64_t> if_labels;
+  // Set: the collection's re-embed record (reembed_state()) is replaced by this value in the
+  // same WriteBatch as the documents, so its cursor never runs ahead of or behind the writes.
+  std::optional<std::string> reembed_record;
+  // Out (optional): documents actually written (if_labels may skip some).
+  int64_t* written = nullptr;
 };
 
 // One chunk of a document of a chunking collection: [start, end) in Unicode code points of the
@@ -52,6 +77,9 @@ struct Document {
   std::vector<Chunk> chunks;      // empty: the document is one piece
   int32_t tokens = 0;             // tokens embedded (all chunks together)
   int32_t truncated_tokens = 0;
+  // Read back (get, scroll): the stored version's first label. Every write of a document gives
+  // it new labels, so an unchanged label means an unchanged document (UpsertOptions::if_labels).
+  int64_t label = -1;
 };
 
 // Stored and query vectors of ip/l2 collections must have an L2 norm below this, so that no
@@ -105,6 +133,8 @@ struct ScrollRequest {
   bool include_text = true;
   bool include_metadata = true;
   bool include_embedding = false;
+  // Internal (the re-embed job), instead of a cursor: start after this document id.
+  std::optional<std::string> after_id;
 };
 
 struct ScrollPage {
@@ -116,6 +146,10 @@ struct StoreOptions {
   std::string data_dir;           // RocksDB and index files live here
   bool sync = false;              // fsync the WAL before acknowledging a write
   std::string model;              // identity of the embedding model (name + checksum)
+  // The identity the same model had under the older formula (file names and sizes only,
+  // before the checksum covered the weights' bytes): collections that store it are upgraded
+  // to `model` at open (durably, logged), since their vectors come from this very model.
+  std::string legacy_model;
   // Index files are saved in the background when a collection has unsaved changes and either
   // this many seconds passed since its last save or index_save_writes changes accumulated;
   // also by save_indexes() and at shutdown. 0 disables the background thread.
@@ -139,7 +173,11 @@ class CollectionStore {
 
   // Inserts or replaces documents (one WriteBatch), then updates the index. A replaced
   // document's chunks (all of them) are replaced in the same batch.
-  virtual Status upsert(const std::string& collection, const std::vector<Document>& docs) = 0;
+  Status upsert(const std::string& collection, const std::vector<Document>& docs) {
+    return upsert(collection, docs, UpsertOptions{});
+  }
+  virtual Status upsert(const std::string& collection, const std::vector<Document>& docs,
+                        const UpsertOptions& options) = 0;
   // with_embedding: Document::embedding holds every chunk's vector (see Document).
   virtual StatusOr<Document> get(const std::string& collection, const std::string& id,
                                  bool with_embedding) = 0;
@@ -184,6 +222,18 @@ class CollectionStore {
   // not be seen. Only documents matching `filter`. For POST /collections/{name}/duplicates.
   virtual Status scan_embeddings(const std::string& collection, const Filter& filter,
                                  std::vector<std::string>* ids, std::vector<float>* vectors) = 0;
+  // The re-embed job's record of a collection (service/reembed.h; opaque here): nullopt when
+  // there is none. kNotFound for an unknown collection.
+  virtual StatusOr<std::optional<std::string>> reembed_record(const std::string& collection) = 0;
+  // Writes (a value) or removes (nullopt) that record durably. Bound to the collection instance
+  // as UpsertOptions::instance is (kConflict for another one).
+  virtual Status set_reembed_record(const std::string& collection, uint64_t instance,
+                                    const std::optional<std::string>& record) = 0;
+  // Records `model` as the identity the collection's vectors come from (its stored spec) and
+  // removes its re-embed record, in one WriteBatch, under the collection's write lock. Bound to
+  // the instance as above.
+  virtual Status set_model(const std::string& collection, uint64_t instance,
+                           const std::string& model) = 0;
   // Writes index files for all collections (also done periodically and at shutdown).
   virtual Status save_indexes() = 0;
   // Total documents per collection, for /metrics.

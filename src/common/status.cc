@@ -16,6 +16,8 @@ const char* status_code_name(StatusCode code) {
     case StatusCode::kIOError: return "io_error";
     case StatusCode::kInternal: return "internal";
     case StatusCode::kCancelled: return "cancelled";
+    case StatusCode::kConflict: return "conflict";
+    case StatusCode::kModelMismatch: return "model_mismatch";
   }
   return "unknown";
 }

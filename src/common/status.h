@@ -23,6 +23,10 @@ enum class StatusCode {
   kIOError,             // the OS refused a read or write
   kInternal,            // a bug or an unexpected library failure (500)
   kCancelled,           // the client went away or the job was interrupted
+  kConflict,            // the resource's state forbids it now: a job already running, the
+                        // collection deleted or re-created under a running write (409)
+  kModelMismatch,       // the collection's vectors come from another model than the one
+                        // served: writes and text queries wait for a re-embed (409)
 };
 
 const char* status_code_name(StatusCode code);
@@ -59,6 +63,8 @@ inline Status corruption(std::string m) { return {StatusCode::kCorruption, std::
 inline Status io_error(std::string m) { return {StatusCode::kIOError, std::move(m)}; }
 inline Status internal_error(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 inline Status cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
+inline Status conflict(std::string m) { return {StatusCode::kConflict, std::move(m)}; }
+inline Status model_mismatch(std::string m) { return {StatusCode::kModelMismatch, std::move(m)}; }
 
 template <typename T>
 class [[nodiscard]] StatusOr {

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "service/chunking.h"
+#include "service/model_identity.h"
 #include "collection/collection_store.h"
 #include "collection/lexical_index.h"
 
@@ -21,38 +22,6 @@ namespace qsearch {
 namespace fs = std::filesystem;
 
 namespace {
-
-uint64_t fnv1a(uint64_t h, std::string_view data) {
-  for (unsigned char c : data) {
-    h ^= c;
-    h *= 1099511628211ULL;
-  }
-  return h;
-}
-
-// "<dir name>@<16 hex digits>": the hash covers config.json and the names and sizes of the
-// weight files, so a different model (or different weights) is a different identity.
-void compute_model_identity(const std::string& dir, std::string* name, std::string* identity) {
-  fs::path p = fs::path(dir).lexically_normal();
-  if (p.filename().empty()) p = p.parent_path();
-  *name = p.filename().string();
-  if (name->empty() || *name == ".") *name = fs::absolute(p).lexically_normal().filename().string();
-  uint64_t h = 14695981039346656037ULL;
-  std::ifstream in(fs::path(dir) / "config.json", std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  h = fnv1a(h, ss.str());
-  std::map<std::string, uintmax_t> weights;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    if (entry.path().extension() == ".safetensors")
-      weights[entry.path().filename().string()] = entry.file_size(ec);
-  }
-  for (const auto& [file, size] : weights) h = fnv1a(fnv1a(h, file), std::to_string(size));
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
-  *identity = *name + "@" + hex;
-}
 
 std::vector<int> parse_gpus(const std::string& s) {
   std::vector<int> out;
@@ -103,10 +72,17 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
   auto embedder = Embedder::open(eo);
   if (!embedder.is_ok()) return embedder.status().with_context("loading the model from " + config.model);
   svc->embedder_ = std::move(embedder).value();
-  compute_model_identity(config.model, &svc->model_name_, &svc->model_identity_);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  auto identity = compute_model_identity(config.model);
+  if (!identity.is_ok()) return identity.status().with_context("hashing the model in " + config.model);
+  svc->model_name_ = identity->name;
+  svc->model_identity_ = identity->identity;
+  spdlog::info("model identity {}: {:.1f} MB of config.json and weights hashed (XXH3-128) in "
+               "{:.2f} s",
+               identity->identity, static_cast<double>(identity->bytes_hashed) / 1e6,
+               identity->seconds);
   spdlog::info("model {} loaded in {:.1f} s: hidden size {}, {} engine replica(s) on {}",
-               svc->model_identity_,
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+               svc->model_identity_, load_s,
                svc->embedder_->hidden_size(), svc->embedder_->num_backends(),
                svc->embedder_->device_name());
   if (svc->embedder_->num_backends() == 0) return internal_error("the embedder has no engine");
@@ -119,7 +95,11 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
     if (!reranker.is_ok())
       return reranker.status().with_context("loading the reranker from " + config.reranker);
     svc->reranker_ = std::move(reranker).value();
-    compute_model_identity(config.reranker, &svc->reranker_name_, &svc->reranker_identity_);
+    auto reranker_identity = compute_model_identity(config.reranker);
+    if (!reranker_identity.is_ok())
+      return reranker_identity.status().with_context("hashing the reranker in " + config.reranker);
+    svc->reranker_name_ = reranker_identity->name;
+    svc->reranker_identity_ = reranker_identity->identity;
     const std::string& identity = svc->reranker_identity_;
     if (svc->reranker_->num_backends() != svc->embedder_->num_backends())
       return internal_error("the reranker has " + std::to_string(svc->reranker_->num_backends()) +
@@ -136,6 +116,7 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
   so.data_dir = config.data_dir;
   so.sync = config.sync;
   so.model = svc->model_identity_;
+  so.legacy_model = identity->legacy_identity;
   so.index_save_interval_s = config.save_interval;  // the store saves in the background
   so.progress_log_interval_s = config.progress_interval;
   auto store = CollectionStore::open(so);
@@ -158,6 +139,7 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
 
 Status Service::shutdown() {
   if (shut_down_.exchange(true)) return Status::ok();
+  stop_reembeds();  // before the scheduler and the store they use go
   if (scheduler_) scheduler_->stop();
   if (store_) return store_->save_indexes();
   return Status::ok();
@@ -359,8 +341,30 @@ Status Service::create_collection(CollectionSpec spec) {
 StatusOr<std::vector<DocumentResult>> Service::upsert_documents(const std::string& collection,
                                                                 std::vector<DocumentInput> docs,
                                                                 bool wait_for_room,
-                                                                const ClientGone& client_gone) {
-  QS_ASSIGN_OR_RETURN(CollectionInfo info, store_->get_collection(collection));
+                                                                const ClientGone& client_gone,
+                                                                uint64_t instance) {
+  WriteBinding binding;
+  binding.instance = instance;
+  return write_documents(collection, std::move(docs), wait_for_room, client_gone, binding);
+}
+
+StatusOr<std::vector<DocumentResult>> Service::write_documents(const std::string& collection,
+                                                               std::vector<DocumentInput> docs,
+                                                               bool wait_for_room,
+                                                               const ClientGone& client_gone,
+                                                               const WriteBinding& binding) {
+  auto found = store_->get_collection(collection);
+  if (binding.instance != 0 && (!found.is_ok() || found->instance != binding.instance))
+    return found.is_ok() || found.status().code() == StatusCode::kNotFound
+               ? collection_replaced(collection)
+               : found.status();
+  QS_ASSIGN_OR_RETURN(CollectionInfo info, std::move(found));
+  // The re-embed job writes with the served model by design; everyone else follows the rule.
+  if (!binding.reembed) QS_RETURN_IF_ERROR(check_model(info, /*write=*/true));
+  UpsertOptions write_options;
+  write_options.instance = info.instance;
+  write_options.reembed_record = binding.reembed_record;
+  write_options.written = binding.written;
   const int max_tokens = std::min(config_.max_tokens_per_text, info.spec.max_tokens);
   std::vector<DocumentResult> results(docs.size());
   // The last occurrence of an id wins; earlier ones are neither embedded nor stored.
@@ -427,6 +431,7 @@ StatusOr<std::vector<DocumentResult>> Service::upsert_documents(const std::strin
       d.truncated_tokens += ready[r].truncated_tokens;
     }
     d.chunks = std::move(chunks[k]);
+    if (binding.reembed) write_options.if_labels.push_back(in.if_label);
     DocumentResult& result = results[todo[k]];
     result.tokens = d.tokens;
     result.truncated_tokens = d.truncated_tokens;
@@ -436,11 +441,12 @@ StatusOr<std::vector<DocumentResult>> Service::upsert_documents(const std::strin
   }
   // With "dedup", the check and the write are one step per collection: a concurrent request
   // cannot store a duplicate between our check and our write.
+  // The re-embed job keeps every document and its metadata as they are: no duplicate check.
   std::unique_lock<std::mutex> dedup_lock;
-  if (info.spec.dedup)
+  if (info.spec.dedup && !binding.reembed)
     dedup_lock = std::unique_lock<std::mutex>(dedup_mu_);
-  QS_RETURN_IF_ERROR(check_ingest_duplicates(info, &batch, &batch_results));
-  QS_RETURN_IF_ERROR(store_->upsert(collection, batch));
+  if (!binding.reembed) QS_RETURN_IF_ERROR(check_ingest_duplicates(info, &batch, &batch_results));
+  QS_RETURN_IF_ERROR(store_->upsert(collection, batch, write_options));
   if (metrics_) metrics_->add_documents_written(static_cast<int64_t>(batch.size()));
   // Superseded duplicates report the outcome of the occurrence that was stored.
   for (size_t i = 0; i < docs.size(); ++i) {
@@ -487,6 +493,10 @@ StatusOr<std::vector<SearchHit>> Service::search(const std::string& collection,
     params.k = static_cast<int>(top_n);
     params.include_text = true;  // the reranker reads the candidates' texts
   }
+  // A text query embedded with another model than the stored vectors' would compare vectors of
+  // two models: refused (lexical needs no embedding; "vector" and "id" need none either).
+  if (request.query && request.mode != SearchMode::kLexical)
+    QS_RETURN_IF_ERROR(check_model(info, /*write=*/false));
   std::vector<float> query;
   if (request.mode == SearchMode::kLexical) {
     // No embedding: the lexical index answers alone.

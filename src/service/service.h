@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -55,6 +56,20 @@ struct DocumentInput {
   std::string id;
   std::string text;
   nlohmann::json metadata = nlohmann::json::object();
+  // Internal (the re-embed job): >= 0 writes the document only when its stored version still
+  // has this label (UpsertOptions::if_labels), so a concurrent write is never undone.
+  int64_t if_label = -1;
+};
+
+// The re-embed job of a collection as GET /collections/{name} shows it ("reembed").
+struct ReembedProgress {
+  std::string state;      // "running", "done", "failed" or "interrupted" (a cursor persisted by
+                          // a job that did not finish: POST .../reembed resumes from it)
+  uint64_t job = 0;       // the job's id in GET /jobs (0 for "interrupted")
+  int64_t done = 0;       // documents re-embedded (skipped ones, changed meanwhile, included)
+  int64_t total = 0;      // documents when the job (or its first run) started
+  double started_at = 0;  // Unix seconds
+  std::string error;      // state "failed"
 };
 
 struct DocumentResult {
@@ -152,10 +167,28 @@ class Service {
   // text too long with truncation off) are reported per item; the returned Status is for the
   // whole request (unknown collection, queue full, client gone). wait_for_room: when the queue
   // is full, wait for room instead of failing with kResourceExhausted.
+  // The write is bound to the collection instance it starts on (or to `instance`, when
+  // nonzero: an import binds all its chunks to the instance it began on): when the collection
+  // is deleted or re-created meanwhile, nothing is written and the call fails with kConflict.
   StatusOr<std::vector<DocumentResult>> upsert_documents(const std::string& collection,
                                                          std::vector<DocumentInput> docs,
                                                          bool wait_for_room,
-                                                         const ClientGone& client_gone);
+                                                         const ClientGone& client_gone,
+                                                         uint64_t instance = 0);
+
+  // The model rule (docs/api.md "Model identity"): a collection whose stored vectors come from
+  // another model than the one served refuses writes that embed text and text queries with
+  // kModelMismatch until it is re-embedded; while its re-embed job runs, writes are allowed
+  // (embedded with the served model). OK when the models match.
+  Status check_model(const CollectionInfo& info, bool write) const;
+  // POST /collections/{name}/reembed (service/reembed.cc): starts the background job that
+  // re-embeds every stored document from its stored text with the served model, then records
+  // the served model as the collection's. Resumes from the persisted cursor of an interrupted
+  // job. Returns the job id; kConflict when one runs already or the models already match.
+  StatusOr<uint64_t> start_reembed(const std::string& collection);
+  // The collection's re-embed job (running, or the last one of this instance, or an interrupted
+  // one's persisted cursor); nullopt when there is none.
+  std::optional<ReembedProgress> reembed_progress(const CollectionInfo& info);
 
   // With request.rerank, hits carry rerank_score and come sorted by it (rerank.cc). Lexical and
   // hybrid hits carry highlights.
@@ -222,6 +255,28 @@ class Service {
   std::unique_ptr<Scheduler> scheduler_;
   std::atomic<bool> shut_down_{false};
   std::mutex dedup_mu_;  // "dedup" collections: duplicate check + write, one request at a time
+
+  // Re-embed jobs (service/reembed.cc), one per collection instance; finished ones stay for
+  // GET /collections/{name}.
+  struct ReembedRun;
+  // How write_documents() writes: upsert_documents() binds only the instance.
+  struct WriteBinding {
+    uint64_t instance = 0;                      // UpsertOptions::instance (0: the one found)
+    bool reembed = false;                       // the re-embed job: no model or duplicate check,
+                                                // each document on its DocumentInput::if_label
+    std::optional<std::string> reembed_record;  // UpsertOptions::reembed_record
+    int64_t* written = nullptr;                 // UpsertOptions::written
+  };
+  StatusOr<std::vector<DocumentResult>> write_documents(const std::string& collection,
+                                                        std::vector<DocumentInput> docs,
+                                                        bool wait_for_room,
+                                                        const ClientGone& client_gone,
+                                                        const WriteBinding& binding);
+  void run_reembed(const std::shared_ptr<ReembedRun>& run);
+  bool reembed_running(uint64_t instance) const;
+  void stop_reembeds();
+  mutable std::mutex reembed_mu_;
+  std::map<uint64_t, std::shared_ptr<ReembedRun>> reembeds_;  // by collection instance
 };
 
 // One vector for a whole document: its embedding, or for a chunked document the normalised

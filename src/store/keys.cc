@@ -36,6 +36,7 @@ std::string name_key(std::string_view collection_name) {
 }
 
 std::string spec_key(uint64_t cid) { return collection_prefix(KeyPrefix::kSpec, cid); }
+std::string reembed_key(uint64_t cid) { return collection_prefix(KeyPrefix::kReembed, cid); }
 
 std::string counter_key(uint64_t cid, CounterKind kind) {
   std::string k = collection_prefix(KeyPrefix::kCounter, cid);

@@ -10,6 +10,8 @@
 //   0x06 label     | cid u64 | label i64 (>= 0)        -> doc id bytes (reverse map for search hits)
 //   0x07 changelog | cid u64 | seq u64                  -> change record: (op, label)
 //   0x08 metaindex | cid u64 | path | type | value | label -> label count (collection/metadata_index.h)
+//   0x09 reembed   | cid u64                            -> the re-embed job's record (JSON: target
+//                                                          model, cursor, counts; service/reembed.h)
 //
 // The change log lets a saved index file catch up: entries newer than the sequence the file
 // reflects are replayed on open(); entries up to a saved sequence are trimmed after the save.
@@ -30,6 +32,7 @@ enum class KeyPrefix : uint8_t {
   kLabel = 0x06,
   kChangeLog = 0x07,
   kMetaIndex = 0x08,
+  kReembed = 0x09,
 };
 
 // Per-collection counters (prefix kCounter).
@@ -56,6 +59,7 @@ std::string counter_key(uint64_t cid, CounterKind kind);
 std::string document_key(uint64_t cid, std::string_view doc_id);
 std::string label_key(uint64_t cid, int64_t label);
 std::string changelog_key(uint64_t cid, uint64_t seq);
+std::string reembed_key(uint64_t cid);
 
 // [begin, end) covering every key of `prefix` for collection `cid` (for iteration and DeleteRange).
 std::string collection_range_begin(KeyPrefix prefix, uint64_t cid);
