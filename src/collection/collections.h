@@ -32,6 +32,7 @@ struct CollectionInfo {
   int64_t document_count = 0;
   int64_t index_vectors = 0;      // vectors in the FAISS index (incl. not yet compacted)
   std::string index_type;         // effective type now (e.g. "flat" while IVF is untrained)
+  std::string index_fallback_reason;  // why index_type differs from the spec's ("gpu" without a GPU)
 };
 
 // One chunk of a document of a chunking collection: [start, end) in Unicode code points of the
