@@ -7,17 +7,20 @@
 #   cmake --build build --target test_index test_collections qsearch-bench-gpu-index
 #   ../shared/tools/devpack .devpack build/bench/qsearch-bench-gpu-index build/tests/test_index \
 #       build/tests/test_collections
-# then on the device: scripts/device_gpu_index.sh   (SIZES, FLAT_N, HNSW_N override the sizes)
+# then on the device: scripts/device_gpu_index.sh   (SIZES, FLAT_N, HNSW_N override the sizes;
+# DEVPACK names the bundle folder, TORCH_TOPK the torch script, COMMIT the commit to report)
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-index-out}
 mkdir -p "$OUT"
-P=.devpack/run.sh
+DEVPACK=${DEVPACK:-.devpack}
+P=$DEVPACK/run.sh
+TORCH_TOPK=${TORCH_TOPK:-$(dirname "$0")/../bench/torch_topk.py}
 SIZES=${SIZES:-1000000,10000000}
 FLAT_N=${FLAT_N:-1000000}
 HNSW_N=${HNSW_N:-100000}
 T0=$(date +%s)
 {
-  echo "# gpu index on the device ($(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+  echo "# gpu index on the device ($(date -u +%FT%TZ), commit ${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)})"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/GPU: /'
   echo "CPU cores: $(nproc)"
 } > "$OUT/report.md"
@@ -31,7 +34,7 @@ timeout 210 $P qsearch-bench-gpu-index --sizes "$SIZES" --dim 1024 --k 10 --quer
   --seconds 4 --flat-n "$FLAT_N" --hnsw-n "$HNSW_N" > "$OUT/bench.jsonl" 2>> "$OUT/bench.log"
 echo "qsearch-bench-gpu-index rc=$?" | tee -a "$OUT/bench.log"
 echo "== torch" | tee -a "$OUT/bench.log"
-PYTHONUNBUFFERED=1 timeout 100 python3 bench/torch_topk.py --sizes "$SIZES" --dim 1024 --k 10 \
+PYTHONUNBUFFERED=1 timeout 100 python3 "$TORCH_TOPK" --sizes "$SIZES" --dim 1024 --k 10 \
   >> "$OUT/bench.jsonl" 2>> "$OUT/bench.log"
 echo "torch_topk rc=$?" | tee -a "$OUT/bench.log"
 
