@@ -26,15 +26,15 @@ T0=$(date +%s)
 } > "$OUT/report.md"
 
 echo "== tests" | tee "$OUT/tests.log"
-timeout 120 $P test_index --gtest_filter='Gpu*' >> "$OUT/tests.log" 2>&1; echo "test_index rc=$?" | tee -a "$OUT/tests.log"
-timeout 120 $P test_collections --gtest_filter='GpuCollection*' >> "$OUT/tests.log" 2>&1; echo "test_collections rc=$?" | tee -a "$OUT/tests.log"
+timeout 40 $P test_index --gtest_filter='Gpu*' >> "$OUT/tests.log" 2>&1; echo "test_index rc=$?" | tee -a "$OUT/tests.log"
+timeout 30 $P test_collections --gtest_filter='GpuCollection*' >> "$OUT/tests.log" 2>&1; echo "test_collections rc=$?" | tee -a "$OUT/tests.log"
 
 echo "== qsearch-bench-gpu-index" | tee "$OUT/bench.log"
-timeout 210 $P qsearch-bench-gpu-index --sizes "$SIZES" --dim 1024 --k 10 --queries 300 --concurrency 64 \
+timeout 160 $P qsearch-bench-gpu-index --sizes "$SIZES" --dim 1024 --k 10 --queries 300 --concurrency 64 \
   --seconds 4 --flat-n "$FLAT_N" --hnsw-n "$HNSW_N" > "$OUT/bench.jsonl" 2>> "$OUT/bench.log"
 echo "qsearch-bench-gpu-index rc=$?" | tee -a "$OUT/bench.log"
 echo "== torch" | tee -a "$OUT/bench.log"
-PYTHONUNBUFFERED=1 timeout 100 python3 "$TORCH_TOPK" --sizes "$SIZES" --dim 1024 --k 10 \
+PYTHONUNBUFFERED=1 timeout 60 python3 "$TORCH_TOPK" --sizes "$SIZES" --dim 1024 --k 10 \
   >> "$OUT/bench.jsonl" 2>> "$OUT/bench.log"
 echo "torch_topk rc=$?" | tee -a "$OUT/bench.log"
 
