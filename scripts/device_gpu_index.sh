@@ -4,9 +4,9 @@
 # (torch.matmul + topk on the same GPU). Writes $OUT/report.md plus the raw outputs; < 5 min on one H200.
 #
 # Bundle here first (build Release with CUDA):
-#   cmake --build build --target test_index test_collections qsearch-bench-gpu-index
+#   cmake --build build --target test_index test_collections test_kernels qsearch-bench-gpu-index
 #   ../shared/tools/devpack .devpack build/bench/qsearch-bench-gpu-index build/tests/test_index \
-#       build/tests/test_collections
+#       build/tests/test_collections build/tests/test_kernels
 # then on the device: scripts/device_gpu_index.sh   (SIZES, FLAT_N, HNSW_N override the sizes;
 # DEVPACK names the bundle folder, TORCH_TOPK the torch script, COMMIT the commit to report)
 set -uo pipefail
@@ -27,6 +27,7 @@ T0=$(date +%s)
 
 echo "== tests" | tee "$OUT/tests.log"
 timeout 40 $P test_index --gtest_filter='Gpu*' >> "$OUT/tests.log" 2>&1; echo "test_index rc=$?" | tee -a "$OUT/tests.log"
+[ -x "$DEVPACK/bin/test_kernels" ] && { timeout 30 $P test_kernels --gtest_filter='Topk*' >> "$OUT/tests.log" 2>&1; echo "test_kernels rc=$?" | tee -a "$OUT/tests.log"; }
 timeout 30 $P test_collections --gtest_filter='GpuCollection*' >> "$OUT/tests.log" 2>&1; echo "test_collections rc=$?" | tee -a "$OUT/tests.log"
 
 echo "== qsearch-bench-gpu-index" | tee "$OUT/bench.log"
