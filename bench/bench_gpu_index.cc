@@ -51,7 +51,9 @@ struct Args {
   uint64_t seed = 1;
 };
 
-double secs(Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
+double secs(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
 
 uint64_t mix(uint64_t x) {
   x += 0x9E3779B97F4A7C15ULL;
@@ -92,7 +94,8 @@ double pct(std::vector<double> v, double p) {
 }
 
 // Exact top-k row ids of each query over rows [0, n), recomputed from the generator.
-std::vector<std::vector<int64_t>> exact(const Args& a, int64_t n, const std::vector<float>& q, int nq) {
+std::vector<std::vector<int64_t>> exact(const Args& a, int64_t n, const std::vector<float>& q,
+                                        int nq) {
   const int d = a.dim;
   const int64_t block = 65536;
   std::vector<std::vector<std::pair<float, int64_t>>> best(nq);
@@ -101,8 +104,8 @@ std::vector<std::vector<int64_t>> exact(const Args& a, int64_t n, const std::vec
     const int64_t m = std::min(block, n - b);
     make_rows(a.seed, b, m, d, rows.data());
     // scores (m x nq) = rows (m x d) . q^T
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), nq, d, 1.f, rows.data(), d,
-                q.data(), d, 0.f, scores.data(), nq);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), nq, d, 1.f,
+                rows.data(), d, q.data(), d, 0.f, scores.data(), nq);
     for (int qi = 0; qi < nq; ++qi) {
       auto& h = best[qi];
       for (int64_t i = 0; i < m; ++i) h.emplace_back(-scores[i * nq + qi], b + i);
@@ -121,7 +124,8 @@ std::vector<std::vector<int64_t>> exact(const Args& a, int64_t n, const std::vec
   return out;
 }
 
-double recall(const std::vector<std::vector<int64_t>>& truth, const std::vector<int64_t>& got, int k) {
+double recall(const std::vector<std::vector<int64_t>>& truth, const std::vector<int64_t>& got,
+              int k) {
   double hit = 0;
   for (size_t qi = 0; qi < truth.size(); ++qi) {
     std::set<int64_t> t(truth[qi].begin(), truth[qi].end());
@@ -137,7 +141,8 @@ std::vector<float> make_queries(const Args& a, int n, uint64_t salt) {
 }
 
 void report(const char* what, int64_t n, const std::string& fields) {
-  std::printf("{\"system\": \"%s\", \"n\": %lld, %s}\n", what, static_cast<long long>(n), fields.c_str());
+  std::printf("{\"system\": \"%s\", \"n\": %lld, %s}\n", what, static_cast<long long>(n),
+              fields.c_str());
   std::fflush(stdout);
 }
 
@@ -155,11 +160,13 @@ void measure(const Args& a, const VectorIndex& index, const char* name, int64_t 
   single = std::min(single, a.queries);
   std::vector<int64_t> out_l(static_cast<size_t>(a.queries) * k);
   std::vector<float> out_d(out_l.size());
-  for (int i = 0; i < 3; ++i) (void)index.search(1, q.data(), k, {}, nullptr, out_l.data(), out_d.data());
+  for (int i = 0; i < 3; ++i)
+    (void)index.search(1, q.data(), k, {}, nullptr, out_l.data(), out_d.data());
   std::vector<double> lat;
   for (int i = 0; i < single; ++i) {
     const auto s0 = Clock::now();
-    Status s = index.search(1, q.data() + static_cast<size_t>(i) * d, k, {}, nullptr, &out_l[i * k], &out_d[i * k]);
+    Status s = index.search(1, q.data() + static_cast<size_t>(i) * d, k, {}, nullptr, &out_l[i * k],
+                            &out_d[i * k]);
     lat.push_back(secs(s0, Clock::now()) * 1e3);
     if (!s.is_ok()) std::fprintf(stderr, "search: %s\n", s.to_string().c_str());
   }
@@ -168,7 +175,8 @@ void measure(const Args& a, const VectorIndex& index, const char* name, int64_t 
   std::vector<float> rqv(q.begin(), q.begin() + static_cast<size_t>(rq) * d);
   auto truth = exact(a, n, rqv, rq);
   const double rec = recall(truth, out_l, k);
-  std::fprintf(stderr, "%s: exact neighbours of %d queries on the CPU in %.1f s\n", name, rq, secs(r0, Clock::now()));
+  std::fprintf(stderr, "%s: exact neighbours of %d queries on the CPU in %.1f s\n", name, rq,
+               secs(r0, Clock::now()));
   std::atomic<int64_t> done{0};
   std::atomic<bool> stop{false};
   std::vector<std::vector<double>> clat(a.concurrency);
@@ -178,9 +186,11 @@ void measure(const Args& a, const VectorIndex& index, const char* name, int64_t 
     threads.emplace_back([&, t] {
       std::vector<int64_t> l(k);
       std::vector<float> dd(k);
-      for (int i = t % a.queries; !stop.load(std::memory_order_relaxed); i = (i + a.concurrency) % a.queries) {
+      for (int i = t % a.queries; !stop.load(std::memory_order_relaxed);
+           i = (i + a.concurrency) % a.queries) {
         const auto s0 = Clock::now();
-        (void)index.search(1, q.data() + static_cast<size_t>(i) * d, k, {}, nullptr, l.data(), dd.data());
+        (void)index.search(1, q.data() + static_cast<size_t>(i) * d, k, {}, nullptr, l.data(),
+                           dd.data());
         clat[t].push_back(secs(s0, Clock::now()) * 1e3);
         done.fetch_add(1, std::memory_order_relaxed);
       }
@@ -195,19 +205,22 @@ void measure(const Args& a, const VectorIndex& index, const char* name, int64_t 
   const double qps = static_cast<double>(done.load()) / elapsed;
   double mean = 0;
   for (double x : lat) mean += x / lat.size();
-  std::fprintf(stderr,
-               "%s n=%lld: 1 query P50 %.3f ms P99 %.3f ms mean %.3f ms (%d queries) | %d concurrent: "
-               "%.0f QPS, P50 %.3f ms P99 %.3f ms | recall@%d %.4f | build/load %.1f s\n",
-               name, static_cast<long long>(n), pct(lat, 0.5), pct(lat, 0.99), mean, single,
-               a.concurrency, qps, pct(all, 0.5), pct(all, 0.99), k, rec, build_s);
-  report(name, n,
-         "\"dim\": " + std::to_string(d) + ", \"k\": " + std::to_string(k) + ", \"p50_ms\": " +
-             fmt("%.4f", pct(lat, 0.5)) + ", \"p99_ms\": " + fmt("%.4f", pct(lat, 0.99)) +
-             ", \"mean_ms\": " + fmt("%.4f", mean) + ", \"single_queries\": " + std::to_string(single) +
-             ", \"concurrency\": " + std::to_string(a.concurrency) + ", \"qps\": " + fmt("%.1f", qps) +
-             ", \"loaded_p50_ms\": " + fmt("%.4f", pct(all, 0.5)) + ", \"loaded_p99_ms\": " +
-             fmt("%.4f", pct(all, 0.99)) + ", \"recall\": " + fmt("%.4f", rec) +
-             ", \"recall_queries\": " + std::to_string(rq) + ", \"build_s\": " + fmt("%.2f", build_s));
+  std::fprintf(
+      stderr,
+      "%s n=%lld: 1 query P50 %.3f ms P99 %.3f ms mean %.3f ms (%d queries) | %d concurrent: "
+      "%.0f QPS, P50 %.3f ms P99 %.3f ms | recall@%d %.4f | build/load %.1f s\n",
+      name, static_cast<long long>(n), pct(lat, 0.5), pct(lat, 0.99), mean, single, a.concurrency,
+      qps, pct(all, 0.5), pct(all, 0.99), k, rec, build_s);
+  report(
+      name, n,
+      "\"dim\": " + std::to_string(d) + ", \"k\": " + std::to_string(k) +
+          ", \"p50_ms\": " + fmt("%.4f", pct(lat, 0.5)) +
+          ", \"p99_ms\": " + fmt("%.4f", pct(lat, 0.99)) + ", \"mean_ms\": " + fmt("%.4f", mean) +
+          ", \"single_queries\": " + std::to_string(single) +
+          ", \"concurrency\": " + std::to_string(a.concurrency) + ", \"qps\": " + fmt("%.1f", qps) +
+          ", \"loaded_p50_ms\": " + fmt("%.4f", pct(all, 0.5)) + ", \"loaded_p99_ms\": " +
+          fmt("%.4f", pct(all, 0.99)) + ", \"recall\": " + fmt("%.4f", rec) +
+          ", \"recall_queries\": " + std::to_string(rq) + ", \"build_s\": " + fmt("%.2f", build_s));
 }
 
 // Adds rows [from, to) in blocks; returns the seconds spent adding (generation excluded).
@@ -246,7 +259,8 @@ std::unique_ptr<VectorIndex> make(const Args& a, const char* type) {
 void bench_gpu(const Args& a) {
   auto index = make(a, "gpu");
   if (index->type() != "gpu") {
-    std::fprintf(stderr, "gpu index fell back to %s: %s\n", index->type().c_str(), index->fallback_reason().c_str());
+    std::fprintf(stderr, "gpu index fell back to %s: %s\n", index->type().c_str(),
+                 index->fallback_reason().c_str());
     report("qsearch-gpu", 0, "\"fallback_reason\": \"" + index->fallback_reason() + "\"");
     return;
   }
@@ -256,7 +270,8 @@ void bench_gpu(const Args& a) {
     load_s += fill(a, index.get(), have, n);
     have = n;
     std::fprintf(stderr, "qsearch-gpu: %lld rows on the device (%.2f GiB held), %.1f s adding\n",
-                 static_cast<long long>(n), static_cast<GpuIndex&>(*index).device_bytes() / 1073741824.0, load_s);
+                 static_cast<long long>(n),
+                 static_cast<GpuIndex&>(*index).device_bytes() / 1073741824.0, load_s);
     measure(a, *index, "qsearch-gpu", n, load_s, a.queries);
   }
 }
@@ -285,19 +300,31 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string f = argv[i];
     const char* v = i + 1 < argc ? argv[i + 1] : "";
-    if (f == "--sizes") a.sizes = parse_sizes(v), ++i;
-    else if (f == "--dim") a.dim = std::atoi(v), ++i;
-    else if (f == "--k") a.k = std::atoi(v), ++i;
-    else if (f == "--queries") a.queries = std::atoi(v), ++i;
-    else if (f == "--concurrency") a.concurrency = std::atoi(v), ++i;
-    else if (f == "--seconds") a.seconds = std::atof(v), ++i;
-    else if (f == "--recall-queries") a.recall_queries = std::atoi(v), ++i;
-    else if (f == "--flat-n") a.faiss_flat_n = std::atoll(v), ++i;
-    else if (f == "--hnsw-n") a.hnsw_n = std::atoll(v), ++i;
-    else if (f == "--seed") a.seed = std::strtoull(v, nullptr, 10), ++i;
-    else if (f == "--no-gpu") gpu = false;
+    if (f == "--sizes")
+      a.sizes = parse_sizes(v), ++i;
+    else if (f == "--dim")
+      a.dim = std::atoi(v), ++i;
+    else if (f == "--k")
+      a.k = std::atoi(v), ++i;
+    else if (f == "--queries")
+      a.queries = std::atoi(v), ++i;
+    else if (f == "--concurrency")
+      a.concurrency = std::atoi(v), ++i;
+    else if (f == "--seconds")
+      a.seconds = std::atof(v), ++i;
+    else if (f == "--recall-queries")
+      a.recall_queries = std::atoi(v), ++i;
+    else if (f == "--flat-n")
+      a.faiss_flat_n = std::atoll(v), ++i;
+    else if (f == "--hnsw-n")
+      a.hnsw_n = std::atoll(v), ++i;
+    else if (f == "--seed")
+      a.seed = std::strtoull(v, nullptr, 10), ++i;
+    else if (f == "--no-gpu")
+      gpu = false;
     else {
-      std::fprintf(stderr, "unknown flag %s (see the header of bench/bench_gpu_index.cc)\n", f.c_str());
+      std::fprintf(stderr, "unknown flag %s (see the header of bench/bench_gpu_index.cc)\n",
+                   f.c_str());
       return 2;
     }
   }

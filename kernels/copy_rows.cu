@@ -10,8 +10,8 @@ __global__ void copy_rows_kernel(void* const* __restrict__ chunks, long long chu
   for (long long p = blockIdx.x; p < pairs; p += gridDim.x) {
     const long long s = src[p];
     const long long d = dst[p];
-    const uint4* from = reinterpret_cast<const uint4*>(static_cast<const char*>(chunks[s / chunk_rows]) +
-                                                       (s % chunk_rows) * row_bytes);
+    const uint4* from = reinterpret_cast<const uint4*>(
+        static_cast<const char*>(chunks[s / chunk_rows]) + (s % chunk_rows) * row_bytes);
     uint4* to = reinterpret_cast<uint4*>(static_cast<char*>(chunks[d / chunk_rows]) +
                                          (d % chunk_rows) * row_bytes);
     for (long long i = threadIdx.x; i < row_bytes / 16; i += blockDim.x) to[i] = from[i];

@@ -143,15 +143,13 @@ cudaError_t launch(const float* keys, const int32_t* rows, int64_t ld, int64_t n
   const int cap = buffer_entries(k);
   const size_t smem = static_cast<size_t>(cap) * (sizeof(float) + sizeof(int32_t));
   if (smem > 48 * 1024) {
-    cudaError_t err = cudaFuncSetAttribute(topk_kernel<kMerge>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(smem));
+    cudaError_t err = cudaFuncSetAttribute(
+        topk_kernel<kMerge>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
     if (err != cudaSuccess) return err;
   }
   dim3 grid(static_cast<unsigned>(slices), static_cast<unsigned>(queries));
-  topk_kernel<kMerge><<<grid, kThreads, smem, stream>>>(keys, rows, ld, n, row_base, live, filters,
-                                                        norms, k, slice, cap, out_keys, out_rows,
-                                                        out_ld);
+  topk_kernel<kMerge><<<grid, kThreads, smem, stream>>>(
+      keys, rows, ld, n, row_base, live, filters, norms, k, slice, cap, out_keys, out_rows, out_ld);
   return cudaGetLastError();
 }
 

@@ -9,7 +9,8 @@
 //
 // Output: the scores are cut into slices of `slice` rows; slice s of query b writes its best k
 // (key, global row) pairs, best first, to out_keys / out_rows at b * out_ld + s * k (out_ld >=
-// slices * k: several launches can fill one candidate row per query), padded with (-inf, -1). Keys are the fp32 values themselves: no rounding.
+// slices * k: several launches can fill one candidate row per query), padded with (-inf, -1). Keys
+// are the fp32 values themselves: no rounding.
 //
 // Algorithm: each CTA reads its slice once (coalesced), appends keys above the running
 // threshold to a shared buffer, and when the buffer nears full sorts it (bitonic) and keeps the

@@ -44,9 +44,12 @@ StatusOr<std::unique_ptr<GpuDevice>> GpuDevice::open(const GpuDeviceOptions&) {
 }
 Status GpuDevice::write_rows(int64_t, int64_t, const float*) { return unavailable("no CUDA"); }
 Status GpuDevice::write_live(int64_t, int64_t, const uint32_t*) { return unavailable("no CUDA"); }
-Status GpuDevice::move_rows(const int64_t*, const int64_t*, int64_t) { return unavailable("no CUDA"); }
+Status GpuDevice::move_rows(const int64_t*, const int64_t*, int64_t) {
+  return unavailable("no CUDA");
+}
 Status GpuDevice::read_rows(int64_t, int64_t, float*) const { return unavailable("no CUDA"); }
-Status GpuDevice::search(int64_t, int, const float*, const uint32_t* const*, int, float*, int32_t*) {
+Status GpuDevice::search(int64_t, int, const float*, const uint32_t* const*, int, float*,
+                         int32_t*) {
   return unavailable("no CUDA");
 }
 int64_t GpuDevice::bytes_reserved() const { return 0; }
@@ -56,8 +59,8 @@ std::string GpuDevice::device_name() const { return {}; }
 
 namespace {
 
-constexpr int64_t kSlice = 16384;        // score rows per selection CTA
-constexpr int64_t kStagingRows = 8192;   // rows a host -> device transfer
+constexpr int64_t kSlice = 16384;       // score rows per selection CTA
+constexpr int64_t kStagingRows = 8192;  // rows a host -> device transfer
 constexpr int64_t kMaxRows = int64_t{1} << 31;
 
 // A device allocation that only grows (grow()); freed by Impl.
@@ -74,7 +77,8 @@ Status grow(DeviceBuffer* buf, size_t bytes, bool keep) {
     cudaGetLastError();  // clear it: out of memory is not sticky
     return cuda_status(err, "cudaMalloc", __FILE__, __LINE__);
   }
-  if (keep && buf->bytes > 0) CUDA_CHECK(cudaMemcpy(fresh, buf->ptr, buf->bytes, cudaMemcpyDeviceToDevice));
+  if (keep && buf->bytes > 0)
+    CUDA_CHECK(cudaMemcpy(fresh, buf->ptr, buf->bytes, cudaMemcpyDeviceToDevice));
   if (buf->ptr) cudaFree(buf->ptr);
   buf->ptr = fresh;
   buf->bytes = bytes;
@@ -85,26 +89,26 @@ Status grow(DeviceBuffer* buf, size_t bytes, bool keep) {
 
 struct GpuDevice::Impl {
   GpuDeviceOptions opt;
-  int64_t ld = 0;         // elements a stored row (dimension rounded up to 8)
+  int64_t ld = 0;  // elements a stored row (dimension rounded up to 8)
   int64_t row_bytes = 0;
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   std::string name;
 
-  std::vector<DeviceBuffer> chunks;   // bf16 rows
-  DeviceBuffer chunk_ptrs;            // device copy of the chunk addresses (compaction kernel)
-  DeviceBuffer live;                  // uint32 bitmap
-  DeviceBuffer norms;                 // fp32 per row (L2)
-  DeviceBuffer queries;               // bf16 [max_batch x ld]
-  DeviceBuffer scores;                // fp32 [max_batch x scores_ld]
+  std::vector<DeviceBuffer> chunks;  // bf16 rows
+  DeviceBuffer chunk_ptrs;           // device copy of the chunk addresses (compaction kernel)
+  DeviceBuffer live;                 // uint32 bitmap
+  DeviceBuffer norms;                // fp32 per row (L2)
+  DeviceBuffer queries;              // bf16 [max_batch x ld]
+  DeviceBuffer scores;               // fp32 [max_batch x scores_ld]
   int64_t scores_ld = 0;
   DeviceBuffer cand_keys[2], cand_rows[2];
-  DeviceBuffer filters;               // max_batch bitmaps of filter_words words
+  DeviceBuffer filters;  // max_batch bitmaps of filter_words words
   int64_t filter_words = 0;
-  DeviceBuffer filter_ptrs;           // max_batch device pointers
-  DeviceBuffer pairs;                 // compaction src/dst
-  uint16_t* pinned = nullptr;         // staging: kStagingRows x ld bf16
-  float* pinned_out = nullptr;        // results: max_batch x kTopkMaxK keys + rows
+  DeviceBuffer filter_ptrs;     // max_batch device pointers
+  DeviceBuffer pairs;           // compaction src/dst
+  uint16_t* pinned = nullptr;   // staging: kStagingRows x ld bf16
+  float* pinned_out = nullptr;  // results: max_batch x kTopkMaxK keys + rows
 
   ~Impl() {
     if (stream) cudaStreamSynchronize(stream);
@@ -139,7 +143,8 @@ struct GpuDevice::Impl {
     if (ptrs_changed) {
       std::vector<void*> ptrs;
       for (auto& c : chunks) ptrs.push_back(c.ptr);
-      QS_RETURN_IF_ERROR(grow(&chunk_ptrs, std::max<size_t>(ptrs.size(), 64) * sizeof(void*), false));
+      QS_RETURN_IF_ERROR(
+          grow(&chunk_ptrs, std::max<size_t>(ptrs.size(), 64) * sizeof(void*), false));
       CUDA_CHECK(cudaMemcpy(chunk_ptrs.ptr, ptrs.data(), ptrs.size() * sizeof(void*),
                             cudaMemcpyHostToDevice));
     }
@@ -180,7 +185,8 @@ StatusOr<std::unique_ptr<GpuDevice>> GpuDevice::open(const GpuDeviceOptions& opt
   impl->ld = round_up(options.dimension, 8);
   impl->row_bytes = impl->ld * 2;
   if (impl->opt.chunk_rows <= 0)
-    impl->opt.chunk_rows = std::max<int64_t>(1024, ((int64_t{1} << 30) / impl->row_bytes) / 1024 * 1024);
+    impl->opt.chunk_rows =
+        std::max<int64_t>(1024, ((int64_t{1} << 30) / impl->row_bytes) / 1024 * 1024);
   CUDA_CHECK(cudaSetDevice(options.device));
   cudaDeviceProp prop{};
   CUDA_CHECK(cudaGetDeviceProperties(&prop, options.device));
@@ -189,10 +195,12 @@ StatusOr<std::unique_ptr<GpuDevice>> GpuDevice::open(const GpuDeviceOptions& opt
   CUBLAS_CHECK(cublasCreate(&impl->cublas));
   CUBLAS_CHECK(cublasSetStream(impl->cublas, impl->stream));
   CUDA_CHECK(cudaMallocHost(&impl->pinned, kStagingRows * impl->row_bytes));
-  CUDA_CHECK(cudaMallocHost(&impl->pinned_out,
-                            static_cast<size_t>(options.max_batch) * kTopkMaxK * 8));
-  QS_RETURN_IF_ERROR(grow(&impl->queries, static_cast<size_t>(options.max_batch) * impl->row_bytes, false));
-  QS_RETURN_IF_ERROR(grow(&impl->filter_ptrs, static_cast<size_t>(options.max_batch) * sizeof(void*), false));
+  CUDA_CHECK(
+      cudaMallocHost(&impl->pinned_out, static_cast<size_t>(options.max_batch) * kTopkMaxK * 8));
+  QS_RETURN_IF_ERROR(
+      grow(&impl->queries, static_cast<size_t>(options.max_batch) * impl->row_bytes, false));
+  QS_RETURN_IF_ERROR(
+      grow(&impl->filter_ptrs, static_cast<size_t>(options.max_batch) * sizeof(void*), false));
   return std::unique_ptr<GpuDevice>(new GpuDevice(std::move(impl)));
 }
 
@@ -209,7 +217,9 @@ Status GpuDevice::write_rows(int64_t first, int64_t n, const float* rows) {
     const int64_t left_in_chunk = m.opt.chunk_rows - row % m.opt.chunk_rows;
     const int64_t count = std::min({n - done, kStagingRows, left_in_chunk});
     // Round to bf16 on a few threads (a rebuild moves gigabytes through here).
-    const unsigned parts = count * d >= (1 << 20) ? std::min(8u, std::max(1u, std::thread::hardware_concurrency())) : 1u;
+    const unsigned parts = count * d >= (1 << 20)
+                               ? std::min(8u, std::max(1u, std::thread::hardware_concurrency()))
+                               : 1u;
     if (m.opt.l2) norms.assign(count, 0.f);
     auto convert = [&](unsigned part) {
       for (int64_t i = part * count / parts; i < (part + 1) * count / parts; ++i) {
@@ -235,8 +245,8 @@ Status GpuDevice::write_rows(int64_t first, int64_t n, const float* rows) {
       convert(0);
       for (auto& t : threads) t.join();
     }
-    CUDA_CHECK(cudaMemcpyAsync(m.row_ptr(row), m.pinned, count * m.row_bytes, cudaMemcpyHostToDevice,
-                               m.stream));
+    CUDA_CHECK(cudaMemcpyAsync(m.row_ptr(row), m.pinned, count * m.row_bytes,
+                               cudaMemcpyHostToDevice, m.stream));
     if (m.opt.l2)
       CUDA_CHECK(cudaMemcpyAsync(static_cast<float*>(m.norms.ptr) + row, norms.data(), count * 4,
                                  cudaMemcpyHostToDevice, m.stream));
@@ -270,7 +280,8 @@ Status GpuDevice::move_rows(const int64_t* src, const int64_t* dst, int64_t n) {
                               m.row_bytes, d_src, d_dst, n, m.stream));
   if (m.opt.l2) {
     std::vector<float> norms(m.norms.bytes / 4);
-    CUDA_CHECK(cudaMemcpyAsync(norms.data(), m.norms.ptr, m.norms.bytes, cudaMemcpyDeviceToHost, m.stream));
+    CUDA_CHECK(cudaMemcpyAsync(norms.data(), m.norms.ptr, m.norms.bytes, cudaMemcpyDeviceToHost,
+                               m.stream));
     CUDA_CHECK(cudaStreamSynchronize(m.stream));
     for (int64_t i = 0; i < n; ++i) norms[dst[i]] = norms[src[i]];
     CUDA_CHECK(cudaMemcpy(m.norms.ptr, norms.data(), m.norms.bytes, cudaMemcpyHostToDevice));
@@ -285,9 +296,10 @@ Status GpuDevice::read_rows(int64_t first, int64_t n, float* out) const {
   const int d = m.opt.dimension;
   for (int64_t done = 0; done < n;) {
     const int64_t row = first + done;
-    const int64_t count = std::min({n - done, kStagingRows, m.opt.chunk_rows - row % m.opt.chunk_rows});
-    CUDA_CHECK(cudaMemcpyAsync(m.pinned, m.row_ptr(row), count * m.row_bytes, cudaMemcpyDeviceToHost,
-                               m.stream));
+    const int64_t count =
+        std::min({n - done, kStagingRows, m.opt.chunk_rows - row % m.opt.chunk_rows});
+    CUDA_CHECK(cudaMemcpyAsync(m.pinned, m.row_ptr(row), count * m.row_bytes,
+                               cudaMemcpyDeviceToHost, m.stream));
     CUDA_CHECK(cudaStreamSynchronize(m.stream));
     for (int64_t i = 0; i < count; ++i)
       for (int j = 0; j < d; ++j) out[(done + i) * d + j] = from_bf16(m.pinned[i * m.ld + j]);
@@ -297,10 +309,12 @@ Status GpuDevice::read_rows(int64_t first, int64_t n, float* out) const {
 }
 
 Status GpuDevice::search(int64_t rows, int nq, const float* query_rows,
-                         const uint32_t* const* filters, int k, float* out_keys, int32_t* out_rows) {
+                         const uint32_t* const* filters, int k, float* out_keys,
+                         int32_t* out_rows) {
   Impl& m = *impl_;
   if (nq < 1 || nq > m.opt.max_batch) return invalid_argument("gpu index: bad batch size");
-  if (k < 1 || k > kTopkMaxK) return invalid_argument("gpu index: k must be in 1.." + std::to_string(kTopkMaxK));
+  if (k < 1 || k > kTopkMaxK)
+    return invalid_argument("gpu index: k must be in 1.." + std::to_string(kTopkMaxK));
   if (rows <= 0) {
     std::fill(out_keys, out_keys + static_cast<int64_t>(nq) * k, -INFINITY);
     std::fill(out_rows, out_rows + static_cast<int64_t>(nq) * k, -1);
@@ -310,10 +324,12 @@ Status GpuDevice::search(int64_t rows, int nq, const float* query_rows,
   const int d = m.opt.dimension;
   // Queries -> bf16 (pinned staging, then one copy).
   for (int b = 0; b < nq; ++b) {
-    for (int j = 0; j < d; ++j) m.pinned[b * m.ld + j] = to_bf16(query_rows[static_cast<int64_t>(b) * d + j]);
+    for (int j = 0; j < d; ++j)
+      m.pinned[b * m.ld + j] = to_bf16(query_rows[static_cast<int64_t>(b) * d + j]);
     for (int64_t j = d; j < m.ld; ++j) m.pinned[b * m.ld + j] = 0;
   }
-  CUDA_CHECK(cudaMemcpyAsync(m.queries.ptr, m.pinned, nq * m.row_bytes, cudaMemcpyHostToDevice, m.stream));
+  CUDA_CHECK(
+      cudaMemcpyAsync(m.queries.ptr, m.pinned, nq * m.row_bytes, cudaMemcpyHostToDevice, m.stream));
 
   // Filters: one bitmap per filtered query.
   const uint32_t* const* d_filter_ptrs = nullptr;
@@ -332,8 +348,8 @@ Status GpuDevice::search(int64_t rows, int nq, const float* query_rows,
       CUDA_CHECK(cudaMemcpyAsync(dst, filters[b], words * 4, cudaMemcpyHostToDevice, m.stream));
       ptrs[b] = dst;
     }
-    CUDA_CHECK(cudaMemcpyAsync(m.filter_ptrs.ptr, ptrs.data(), nq * sizeof(void*), cudaMemcpyHostToDevice,
-                               m.stream));
+    CUDA_CHECK(cudaMemcpyAsync(m.filter_ptrs.ptr, ptrs.data(), nq * sizeof(void*),
+                               cudaMemcpyHostToDevice, m.stream));
     d_filter_ptrs = static_cast<const uint32_t* const*>(m.filter_ptrs.ptr);
   }
 
@@ -344,7 +360,8 @@ Status GpuDevice::search(int64_t rows, int nq, const float* query_rows,
     per_query += topk_slices(std::min(m.opt.chunk_rows, rows - c * m.opt.chunk_rows), kSlice) * k;
   const int64_t score_rows = std::min(m.opt.chunk_rows, round_up(rows, 1024));
   if (m.scores_ld < score_rows) {
-    QS_RETURN_IF_ERROR(grow(&m.scores, static_cast<size_t>(m.opt.max_batch) * score_rows * 4, false));
+    QS_RETURN_IF_ERROR(
+        grow(&m.scores, static_cast<size_t>(m.opt.max_batch) * score_rows * 4, false));
     m.scores_ld = score_rows;
   }
   const size_t cand_bytes = static_cast<size_t>(nq) * per_query * 4;
@@ -361,7 +378,8 @@ Status GpuDevice::search(int64_t rows, int nq, const float* query_rows,
     CUBLAS_CHECK(cublasGemmEx(m.cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), nq, d, &one,
                               m.chunks[c].ptr, CUDA_R_16BF, static_cast<int>(m.ld), m.queries.ptr,
                               CUDA_R_16BF, static_cast<int>(m.ld), &zero, m.scores.ptr, CUDA_R_32F,
-                              static_cast<int>(m.scores_ld), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                              static_cast<int>(m.scores_ld), CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
     CUDA_CHECK(launch_topk_scores(static_cast<const float*>(m.scores.ptr), m.scores_ld, n, nq, base,
                                   static_cast<const uint32_t*>(m.live.ptr), d_filter_ptrs,
                                   m.opt.l2 ? static_cast<const float*>(m.norms.ptr) : nullptr, k,
@@ -399,9 +417,9 @@ Status GpuDevice::search(int64_t rows, int nq, const float* query_rows,
 int64_t GpuDevice::bytes_reserved() const {
   int64_t total = 0;
   for (const auto& c : impl_->chunks) total += static_cast<int64_t>(c.bytes);
-  for (const auto* b : {&impl_->live, &impl_->norms, &impl_->scores, &impl_->cand_keys[0],
-                        &impl_->cand_keys[1], &impl_->cand_rows[0], &impl_->cand_rows[1],
-                        &impl_->filters, &impl_->queries})
+  for (const auto* b :
+       {&impl_->live, &impl_->norms, &impl_->scores, &impl_->cand_keys[0], &impl_->cand_keys[1],
+        &impl_->cand_rows[0], &impl_->cand_rows[1], &impl_->filters, &impl_->queries})
     total += static_cast<int64_t>(b->bytes);
   return total;
 }

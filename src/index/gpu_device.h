@@ -21,11 +21,11 @@
 namespace qsearch::index_internal {
 
 struct GpuDeviceOptions {
-  int device = 0;           // CUDA device ordinal
+  int device = 0;  // CUDA device ordinal
   int dimension = 0;
-  bool l2 = false;          // squared L2 (keeps row norms) instead of inner product
-  int64_t chunk_rows = 0;   // rows a chunk (0: about 1 GiB of bf16 rows, a multiple of 1024)
-  int max_batch = 64;       // most queries one search() takes
+  bool l2 = false;         // squared L2 (keeps row norms) instead of inner product
+  int64_t chunk_rows = 0;  // rows a chunk (0: about 1 GiB of bf16 rows, a multiple of 1024)
+  int max_batch = 64;      // most queries one search() takes
 };
 
 class GpuDevice {

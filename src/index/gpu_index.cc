@@ -118,7 +118,8 @@ Status GpuIndex::add(int64_t n, const int64_t* labels, const float* vectors) {
     std::vector<float> live_rows;
     QS_RETURN_IF_ERROR(export_live(&live_labels, &live_rows));
     const std::string reason = "out of GPU memory at " + std::to_string(labels_.size()) +
-                               " rows of dimension " + std::to_string(d) + " (" + st.message() + ")";
+                               " rows of dimension " + std::to_string(d) + " (" + st.message() +
+                               ")";
     {
       std::lock_guard<std::mutex> lock(queue_mu_);
       stop_ = true;
@@ -191,11 +192,13 @@ Status GpuIndex::compact() {
   for (int64_t r = 0; r < live; ++r) set_live(r, true);
   {
     std::lock_guard<std::mutex> lock(device_mu_);
-    QS_RETURN_IF_ERROR(device_->move_rows(src.data(), dst.data(), static_cast<int64_t>(src.size())));
+    QS_RETURN_IF_ERROR(
+        device_->move_rows(src.data(), dst.data(), static_cast<int64_t>(src.size())));
   }
   dead_ = 0;
   QS_RETURN_IF_ERROR(upload_live(0, old_rows - 1));
-  spdlog::debug("index: gpu index compacted {} rows into {} ({} moved)", old_rows, live, src.size());
+  spdlog::debug("index: gpu index compacted {} rows into {} ({} moved)", old_rows, live,
+                src.size());
   return Status::ok();
 }
 
@@ -254,9 +257,8 @@ void GpuIndex::worker_loop() {
     queue_cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
     if (queue_.empty()) return;  // stop_ and nothing left to answer
     if (static_cast<int>(queue_.size()) < max_batch && last_batch_ > 1 && window.count() > 0) {
-      queue_cv_.wait_until(lock, queue_.front()->arrived + window, [&] {
-        return stop_ || static_cast<int>(queue_.size()) >= max_batch;
-      });
+      queue_cv_.wait_until(lock, queue_.front()->arrived + window,
+                           [&] { return stop_ || static_cast<int>(queue_.size()) >= max_batch; });
     }
     std::vector<Request*> batch;
     while (!queue_.empty() && static_cast<int>(batch.size()) < max_batch) {
@@ -306,7 +308,8 @@ void GpuIndex::run_batch(const std::vector<Request*>& batch) const {
     for (int i = 0; i < r->k; ++i) {
       const int32_t row = rows[static_cast<size_t>(b) * k + i];
       const float key = keys[static_cast<size_t>(b) * k + i];
-      const int64_t label = row >= 0 && row < static_cast<int32_t>(labels_.size()) ? labels_[row] : -1;
+      const int64_t label =
+          row >= 0 && row < static_cast<int32_t>(labels_.size()) ? labels_[row] : -1;
       if (label < 0) {
         r->labels[i] = -1;
         r->distances[i] = l2 ? FLT_MAX : -FLT_MAX;

@@ -39,8 +39,9 @@ void expect_same_hits(CollectionStore* s, const SearchParams& p) {
     ASSERT_EQ(g->size(), f->size());
     for (size_t i = 0; i < g->size(); ++i) {
       EXPECT_NEAR((*g)[i].score, (*f)[i].score, 1e-3) << "query " << t << " rank " << i;
-      const bool clear_gap = (i + 1 == f->size() || std::fabs((*f)[i].score - (*f)[i + 1].score) > 2e-3) &&
-                             (i == 0 || std::fabs((*f)[i].score - (*f)[i - 1].score) > 2e-3);
+      const bool clear_gap =
+          (i + 1 == f->size() || std::fabs((*f)[i].score - (*f)[i + 1].score) > 2e-3) &&
+          (i == 0 || std::fabs((*f)[i].score - (*f)[i - 1].score) > 2e-3);
       if (clear_gap) {
         EXPECT_EQ((*g)[i].id, (*f)[i].id) << "query " << t << " rank " << i;
       }

@@ -2,6 +2,8 @@
 // without filters, after removes (and the compaction they trigger), under concurrent searches
 // (the batching queue). Tests that need a GPU skip visibly without one; the fallback to CPU flat
 // search runs everywhere.
+#include "index/gpu_index.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,7 +13,6 @@
 #include <thread>
 
 #include "index/flat_index.h"
-#include "index/gpu_index.h"
 #include "index/vector_index.h"
 
 namespace qsearch {
@@ -48,7 +49,8 @@ struct Result {
 
 Result run(const VectorIndex& index, const std::vector<float>& q, int nq, int k,
            const LabelFilter* filter = nullptr) {
-  Result r{std::vector<int64_t>(static_cast<size_t>(nq) * k), std::vector<float>(static_cast<size_t>(nq) * k)};
+  Result r{std::vector<int64_t>(static_cast<size_t>(nq) * k),
+           std::vector<float>(static_cast<size_t>(nq) * k)};
   Status s = index.search(nq, q.data(), k, {}, filter, r.labels.data(), r.dist.data());
   EXPECT_TRUE(s.is_ok()) << s.to_string();
   return r;
@@ -74,8 +76,8 @@ void expect_same(const Result& gpu, const Result& cpu, int nq, int k, const char
       const size_t at = static_cast<size_t>(q) * k + i;
       if (cpu.labels[at] < 0 || g.count(cpu.labels[at])) continue;
       ++swapped;
-      EXPECT_LT(std::fabs(cpu.dist[at] - kth), 1e-3) << what << " query " << q << ": label "
-                                                      << cpu.labels[at] << " missing";
+      EXPECT_LT(std::fabs(cpu.dist[at] - kth), 1e-3)
+          << what << " query " << q << ": label " << cpu.labels[at] << " missing";
     }
   }
   EXPECT_LE(swapped, nq) << what;  // near-ties are rare
@@ -87,10 +89,10 @@ bool have_gpu(std::string* why) {
   return probe.type() == "gpu";
 }
 
-#define SKIP_WITHOUT_GPU()                                   \
-  do {                                                       \
-    std::string why;                                         \
-    if (!have_gpu(&why)) GTEST_SKIP() << "no GPU: " << why;  \
+#define SKIP_WITHOUT_GPU()                                  \
+  do {                                                      \
+    std::string why;                                        \
+    if (!have_gpu(&why)) GTEST_SKIP() << "no GPU: " << why; \
   } while (0)
 
 TEST(GpuIndexFallback, NoDeviceSearchesAsFlatAndSaysWhy) {

@@ -47,10 +47,9 @@ void run_case(const Case& c) {
   int64_t m = slices * c.k;
   DeviceArray<float> keys0(c.queries * m), keys1(c.queries * m);
   DeviceArray<int32_t> rows0(c.queries * m), rows1(c.queries * m);
-  QS_ASSERT_CUDA(launch_topk_scores(d_scores.get(), c.n, c.n, c.queries, 0, d_live.get(),
-                                    c.filtered ? d_ptrs.get() : nullptr,
-                                    c.l2 ? d_norms.get() : nullptr, c.k, c.slice, keys0.get(),
-                                    rows0.get(), m, nullptr));
+  QS_ASSERT_CUDA(launch_topk_scores(
+      d_scores.get(), c.n, c.n, c.queries, 0, d_live.get(), c.filtered ? d_ptrs.get() : nullptr,
+      c.l2 ? d_norms.get() : nullptr, c.k, c.slice, keys0.get(), rows0.get(), m, nullptr));
   DeviceArray<float>* kin = &keys0;
   DeviceArray<float>* kout = &keys1;
   DeviceArray<int32_t>* rin = &rows0;
@@ -95,7 +94,7 @@ TEST(TopkKernel, MatchesCpuReference) {
   run_case({50000, 2, 100, 16384, true, true});
   run_case({70000, 2, 1500, 16384, false, false});
   run_case({40000, 2, 4096, 16384, false, true});  // 64 KB of shared memory
-  run_case({300, 4, 80, 16384, false, true});       // fewer matches than k for a filtered query
+  run_case({300, 4, 80, 16384, false, true});      // fewer matches than k for a filtered query
 }
 
 TEST(TopkKernel, RejectsBadArguments) {
