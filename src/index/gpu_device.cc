@@ -52,6 +52,7 @@ Status GpuDevice::search(int64_t, int, const float*, const uint32_t* const*, int
                          int32_t*) {
   return unavailable("no CUDA");
 }
+Status GpuDevice::score_all(int64_t, int, const float*, float*) { return unavailable("no CUDA"); }
 int64_t GpuDevice::bytes_reserved() const { return 0; }
 std::string GpuDevice::device_name() const { return {}; }
 
@@ -411,6 +412,48 @@ Status GpuDevice::search(int64_t rows, int nq, const float* query_rows,
   CUDA_CHECK(cudaStreamSynchronize(m.stream));
   std::memcpy(out_keys, h_keys, static_cast<size_t>(nq) * k * 4);
   std::memcpy(out_rows, h_rows, static_cast<size_t>(nq) * k * 4);
+  return Status::ok();
+}
+
+Status GpuDevice::score_all(int64_t rows, int nq, const float* query_rows, float* out) {
+  Impl& m = *impl_;
+  if (nq < 1 || nq > m.opt.max_batch) return invalid_argument("gpu index: bad batch size");
+  if (rows <= 0) return Status::ok();
+  CUDA_CHECK(cudaSetDevice(m.opt.device));
+  const int d = m.opt.dimension;
+  for (int b = 0; b < nq; ++b) {
+    for (int j = 0; j < d; ++j)
+      m.pinned[b * m.ld + j] = to_bf16(query_rows[static_cast<int64_t>(b) * d + j]);
+    for (int64_t j = d; j < m.ld; ++j) m.pinned[b * m.ld + j] = 0;
+  }
+  CUDA_CHECK(
+      cudaMemcpyAsync(m.queries.ptr, m.pinned, nq * m.row_bytes, cudaMemcpyHostToDevice, m.stream));
+  const int64_t score_rows = std::min(m.opt.chunk_rows, round_up(rows, 1024));
+  if (m.scores_ld < score_rows) {
+    QS_RETURN_IF_ERROR(
+        grow(&m.scores, static_cast<size_t>(m.opt.max_batch) * score_rows * 4, false));
+    m.scores_ld = score_rows;
+  }
+  const float one = 1.0f, zero = 0.0f;
+  for (int64_t base = 0, c = 0; base < rows; base += m.opt.chunk_rows, ++c) {
+    const int64_t n = std::min(m.opt.chunk_rows, rows - base);
+    CUBLAS_CHECK(cublasGemmEx(m.cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), nq, d, &one,
+                              m.chunks[c].ptr, CUDA_R_16BF, static_cast<int>(m.ld), m.queries.ptr,
+                              CUDA_R_16BF, static_cast<int>(m.ld), &zero, m.scores.ptr, CUDA_R_32F,
+                              static_cast<int>(m.scores_ld), CUBLAS_COMPUTE_32F,
+                              CUBLAS_GEMM_DEFAULT));
+    for (int b = 0; b < nq; ++b)
+      CUDA_CHECK(cudaMemcpyAsync(out + b * rows + base,
+                                 static_cast<const float*>(m.scores.ptr) + b * m.scores_ld, n * 4,
+                                 cudaMemcpyDeviceToHost, m.stream));
+    CUDA_CHECK(cudaStreamSynchronize(m.stream));  // the score buffer is reused by the next chunk
+  }
+  if (m.opt.l2) {
+    std::vector<float> norms(rows);
+    CUDA_CHECK(cudaMemcpy(norms.data(), m.norms.ptr, rows * 4, cudaMemcpyDeviceToHost));
+    for (int b = 0; b < nq; ++b)
+      for (int64_t r = 0; r < rows; ++r) out[b * rows + r] = 2.0f * out[b * rows + r] - norms[r];
+  }
   return Status::ok();
 }
 

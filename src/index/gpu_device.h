@@ -54,6 +54,11 @@ class GpuDevice {
   Status search(int64_t rows, int queries, const float* query_rows, const uint32_t* const* filters,
                 int k, float* out_keys, int32_t* out_rows);
 
+  // Every row's key (as search() defines it) for `queries` (<= max_batch) query vectors, into
+  // out (queries x rows, row-major), tombstones included: the path for k > kTopkMaxK, where the
+  // caller selects on the host.
+  Status score_all(int64_t rows, int queries, const float* query_rows, float* out);
+
   int64_t bytes_reserved() const;  // device memory held now
   std::string device_name() const;
 

@@ -207,7 +207,6 @@ Status GpuIndex::search(int64_t n, const float* queries, int k, const IndexSearc
                         float* out_distances) const {
   if (fallback_) return fallback_->search(n, queries, k, params, filter, out_labels, out_distances);
   if (k < 1) return invalid_argument("k must be >= 1");
-  if (k > kMaxK) return invalid_argument("the gpu index answers k up to " + std::to_string(kMaxK));
   if (n <= 0) return Status::ok();
   // The filter as a bitmap over rows (shared by the n queries of this call).
   std::vector<uint32_t> bits;
@@ -224,6 +223,8 @@ Status GpuIndex::search(int64_t n, const float* queries, int k, const IndexSearc
         if (labels_[r] >= 0 && filter->accepts(labels_[r])) bits[r >> 5] |= 1u << (r & 31);
     }
   }
+  if (k > kMaxK)
+    return search_large_k(n, queries, k, filter ? bits.data() : nullptr, out_labels, out_distances);
   std::vector<Request> requests(static_cast<size_t>(n));
   const auto now = std::chrono::steady_clock::now();
   {
@@ -246,6 +247,46 @@ Status GpuIndex::search(int64_t n, const float* queries, int k, const IndexSearc
     return std::all_of(requests.begin(), requests.end(), [](const Request& r) { return r.done; });
   });
   for (const Request& r : requests) QS_RETURN_IF_ERROR(r.status);
+  return Status::ok();
+}
+
+// k past the device selection's limit (a chunked collection widening its fetch): every key
+// comes back to the host, which keeps the best k live rows that pass the filter.
+Status GpuIndex::search_large_k(int64_t n, const float* queries, int k, const uint32_t* filter,
+                                int64_t* out_labels, float* out_distances) const {
+  const int d = config_.dimension;
+  const bool l2 = config_.metric == IndexMetric::kL2;
+  const int64_t rows = static_cast<int64_t>(labels_.size());
+  std::vector<float> keys(static_cast<size_t>(rows));
+  std::vector<std::pair<float, int64_t>> cand;
+  for (int64_t qi = 0; qi < n; ++qi) {
+    const float* q = queries + qi * d;
+    {
+      std::lock_guard<std::mutex> lock(device_mu_);
+      QS_RETURN_IF_ERROR(device_->score_all(rows, 1, q, keys.data()));
+    }
+    cand.clear();
+    for (int64_t r = 0; r < rows; ++r) {
+      if (labels_[r] < 0 || (filter && !((filter[r >> 5] >> (r & 31)) & 1u))) continue;
+      cand.emplace_back(-keys[r], r);
+    }
+    const size_t take = std::min(cand.size(), static_cast<size_t>(k));
+    std::partial_sort(cand.begin(), cand.begin() + take, cand.end());
+    float qn = 0.f;
+    if (l2)
+      for (int j = 0; j < d; ++j) qn += q[j] * q[j];
+    for (int i = 0; i < k; ++i) {
+      int64_t* lab = out_labels + qi * k;
+      float* dis = out_distances + qi * k;
+      if (i < static_cast<int>(take)) {
+        lab[i] = labels_[cand[i].second];
+        dis[i] = l2 ? std::max(0.f, qn + cand[i].first) : -cand[i].first;
+      } else {
+        lab[i] = -1;
+        dis[i] = l2 ? FLT_MAX : -FLT_MAX;
+      }
+    }
+  }
   return Status::ok();
 }
 

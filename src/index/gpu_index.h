@@ -9,7 +9,8 @@
 // Batching: search() of one query queues it; a worker thread takes up to max_batch queued
 // queries at once and runs them as one product. While searches arrive concurrently (the last
 // batch held more than one) the worker waits up to batch_wait_us after the first for company;
-// a lone search starts at once.
+// a lone search starts at once. k above 4096 (kTopkMaxK) is rare (a chunked collection widening
+// its fetch): such a search brings every score to the host and selects there.
 //
 // Fallback: without a usable GPU (none, built without CUDA, device ordinal absent) or when the
 // rows stop fitting in device memory, the index becomes a CPU FlatIndex (type() "flat") and
@@ -79,6 +80,8 @@ class GpuIndex : public VectorIndex {
   void start_fallback(const std::string& reason);
   void worker_loop();
   void run_batch(const std::vector<Request*>& batch) const;
+  Status search_large_k(int64_t n, const float* queries, int k, const uint32_t* filter,
+                        int64_t* out_labels, float* out_distances) const;
   void set_live(int64_t row, bool live);
   Status upload_live(int64_t first_row, int64_t last_row);
   Status compact();

@@ -80,7 +80,8 @@ void expect_same(const Result& gpu, const Result& cpu, int nq, int k, const char
           << what << " query " << q << ": label " << cpu.labels[at] << " missing";
     }
   }
-  EXPECT_LE(swapped, nq) << what;  // near-ties are rare
+  // Near-ties at the cut: a few per query when k is a good share of the rows.
+  EXPECT_LE(swapped, nq * std::max(1, k / 20)) << what;
 }
 
 bool have_gpu(std::string* why) {
@@ -148,7 +149,7 @@ TEST_F(GpuIndexVsFlat, RandomDataWithAndWithoutFilters) {
   EXPECT_EQ(gpu.size(), 20000);
   const int nq = 40;
   auto q = unit_vectors(nq, kDim, 4);
-  for (int k : {1, 10, 100, 1000}) {
+  for (int k : {1, 10, 100, 1000, 5000}) {  // 5000: past the device selection (host path)
     expect_same(run(gpu, q, nq, k), run(flat, q, nq, k), nq, k, "unfiltered");
   }
   PredicateFilter third([](int64_t l) { return l % 3 == 2 && (l / 3) % 3 == 0; });
