@@ -138,6 +138,13 @@ struct GpuDevice::Impl {
       if (chunks[c].bytes >= need) continue;
       size_t cap = std::max<size_t>(need, std::max<size_t>(chunks[c].bytes * 2, 1024 * row_bytes));
       cap = std::min<size_t>(cap, static_cast<size_t>(opt.chunk_rows) * row_bytes);
+      size_t free_b = 0, total_b = 0;
+      CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+      if (static_cast<int64_t>(free_b) - static_cast<int64_t>(cap) < opt.headroom_bytes)
+        return resource_exhausted("growing the rows by " + std::to_string(cap >> 20) +
+                                  " MiB would leave less than " +
+                                  std::to_string(opt.headroom_bytes >> 20) + " MiB of the " +
+                                  std::to_string(free_b >> 20) + " MiB free on the device");
       QS_RETURN_IF_ERROR(grow(&chunks[c], cap, true));
       ptrs_changed = true;
     }

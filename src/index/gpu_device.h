@@ -26,6 +26,9 @@ struct GpuDeviceOptions {
   bool l2 = false;         // squared L2 (keeps row norms) instead of inner product
   int64_t chunk_rows = 0;  // rows a chunk (0: about 1 GiB of bf16 rows, a multiple of 1024)
   int max_batch = 64;      // most queries one search() takes
+  // Row storage never grows into the last `headroom_bytes` of free device memory (left to the
+  // embedding engine and to cuBLAS); past that write_rows answers kResourceExhausted.
+  int64_t headroom_bytes = int64_t{1} << 30;
 };
 
 class GpuDevice {

@@ -14,9 +14,10 @@
 //
 // Fallback: without a usable GPU (none, built without CUDA, device ordinal absent) or when the
 // rows stop fitting in device memory, the index becomes a CPU FlatIndex (type() "flat") and
-// fallback_reason() says why; the log says so too. After an out-of-memory hand-over the CPU
-// copy holds the bf16 values of the rows that were on the device; a restart rebuilds it from
-// the store in fp32.
+// fallback_reason() says why; the log says so too ("stop fitting": growing them would leave
+// less than 1 GiB of device memory free, the headroom of gpu_device.h). After an out-of-memory
+// hand-over the CPU copy holds the bf16 values of the rows that were on the device (scores
+// within the bf16 tolerance above) and fp32 for the rest; a restart tries the GPU again.
 //
 // Persistence: serialize() writes only a marker: the device copy is derived and rebuilt from
 // the stored embeddings at every start (collection_recovery.cc).
