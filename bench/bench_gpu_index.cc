@@ -16,6 +16,8 @@
 //
 //   qsearch-bench-gpu-index --sizes 1000000,10000000 --dim 1024 --flat-n 1000000 --hnsw-n 100000
 #include <cblas.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <atomic>
@@ -332,6 +334,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bad arguments\n");
     return 2;
   }
+  spdlog::set_default_logger(spdlog::stderr_color_mt("bench"));  // stdout holds only JSON lines
   if (gpu) bench_gpu(a);
   if (a.faiss_flat_n > 0) bench_cpu(a, "flat", "cpu-flat", a.faiss_flat_n, 30);
   if (a.hnsw_n > 0) bench_cpu(a, "hnsw", "cpu-hnsw", a.hnsw_n, a.queries);
