@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cfloat>
 #include <cstring>
+#include <stdexcept>
 
 namespace qsearch {
 
@@ -308,7 +309,11 @@ void GpuIndex::worker_loop() {
     }
     last_batch_ = static_cast<int>(batch.size());
     lock.unlock();
-    run_batch(batch);
+    try {
+      run_batch(batch);
+    } catch (const std::exception& e) {  // e.g. bad_alloc: answer, never leave searches waiting
+      for (Request* r : batch) r->status = internal_error(std::string("gpu search: ") + e.what());
+    }
     lock.lock();
     for (Request* r : batch) r->done = true;
     done_cv_.notify_all();
