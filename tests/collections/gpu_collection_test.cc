@@ -67,7 +67,10 @@ TEST(GpuCollection, WorksAsFlatReportsItsTypeAndRebuildsAfterKill) {
       EXPECT_FALSE(info->index_fallback_reason.empty());
       std::cout << "[ INFO     ] gpu collection fell back: " << info->index_fallback_reason << "\n";
     }
-    EXPECT_EQ(info->index_vectors, s->get_collection("f")->index_vectors);
+    // The same documents; the gpu index may still hold the rows of replaced documents as
+    // tombstones (compacted past a quarter), as HNSW does, so it holds at least as many.
+    EXPECT_EQ(info->document_count, s->get_collection("f")->document_count);
+    EXPECT_GE(info->index_vectors, s->get_collection("f")->index_vectors);
     expect_same_hits(s.get(), top_k(10));
     expect_same_hits(s.get(), top_k(5, {{"even", true}}));
     expect_same_hits(s.get(), top_k(3, {{"i", {{"$lt", 50}}}}));
