@@ -25,7 +25,7 @@ json running_jobs(const std::string& collection) {
 
 json collection_json(const CollectionInfo& info) {
   const CollectionSpec& s = info.spec;
-  return {{"name", s.name},
+  json j = {{"name", s.name},
           {"dimension", s.dimension},
           {"metric", metric_name(s.metric)},
           {"index", s.index.to_json()},
@@ -37,6 +37,8 @@ json collection_json(const CollectionInfo& info) {
           {"index_size", info.index_vectors},
           {"options", s.options_json()},
           {"jobs", running_jobs(s.name)}};
+  if (!info.index_fallback_reason.empty()) j["fallback_reason"] = info.index_fallback_reason;
+  return j;
 }
 
 // A collection with the model rule's view (service.h check_model): "model_matches" and, when a

@@ -79,6 +79,17 @@ Status RocksCollectionStore::load_collections() {
 }
 
 Status RocksCollectionStore::load_index(CollectionState* c) {
+  if (c->index_config.type == "gpu") {
+    // Derived: the device copy is rebuilt from the stored embeddings at every start (logged
+    // with progress and time by rebuild_index); its index file is only a marker.
+    QS_RETURN_IF_ERROR(rebuild_index(c));
+    if (!c->index->fallback_reason().empty())
+      spdlog::warn("store: collection '{}': index gpu runs as {}: {}", c->spec.name, c->index->type(),
+                   c->index->fallback_reason());
+    std::unique_lock<std::shared_mutex> lock(collections_mu_);
+    origins_[c->spec.name] = IndexOrigin::kRebuilt;
+    return Status::ok();
+  }
   const std::string path = index_path(c->id);
   IndexFileHeader header;
   std::string payload;

@@ -147,6 +147,7 @@ CollectionInfo RocksCollectionStore::info_of(const CollectionState& c) const {
   std::shared_lock<std::shared_mutex> lock(c.index_mu);
   info.index_vectors = c.index->stored();
   info.index_type = c.index->type();
+  info.index_fallback_reason = c.index->fallback_reason();
   return info;
 }
 
@@ -195,6 +196,9 @@ Status RocksCollectionStore::create_collection(const CollectionSpec& spec_in) {
   if (spec.lexical) lexical_origins_[spec.name] = IndexOrigin::kCreated;
   spdlog::info("store: created collection '{}' (dimension {}, metric {}, index {})", spec.name,
                spec.dimension, metric_name(spec.metric), state->index_config.type);
+  if (!state->index->fallback_reason().empty())
+    spdlog::warn("store: collection '{}': index {} runs as {}: {}", spec.name, state->index_config.type,
+                 state->index->type(), state->index->fallback_reason());
   return Status::ok();
 }
 

@@ -35,6 +35,7 @@ struct CollectionInfo {
   // The collection instance (its numeric id in the store): a collection deleted and re-created
   // under the same name is another instance. UpsertOptions::instance binds a write to one.
   uint64_t instance = 0;
+  std::string index_fallback_reason;  // why index_type differs from the spec's ("gpu" without a GPU)
 };
 
 // kConflict: the collection `name` was deleted (and maybe re-created) since a bound write began.

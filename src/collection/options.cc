@@ -103,8 +103,8 @@ StatusOr<IndexSpec> IndexSpec::from_json(const nlohmann::json& j) {
     QS_RETURN_IF_ERROR(read_int(j, "nlist", 0, 1 << 20, &s.ivf_nlist, "index."));
     QS_RETURN_IF_ERROR(read_int(j, "nprobe", 1, 1 << 20, &s.ivf_nprobe, "index."));
     QS_RETURN_IF_ERROR(read_int(j, "train_min", 0, 1 << 30, &s.ivf_train_min, "index."));
-  } else if (s.type != "flat") {
-    return unprocessable("unknown index type '" + s.type + "' (flat, hnsw, ivf)");
+  } else if (s.type != "flat" && s.type != "gpu") {
+    return unprocessable("unknown index type '" + s.type + "' (flat, hnsw, ivf, gpu)");
   }
   return s;
 }

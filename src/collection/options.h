@@ -38,7 +38,7 @@ inline constexpr int kMaxMaxTokens = 1 << 20;
 
 // Index type and parameters, as in the API's "index" object. Defaults documented here.
 struct IndexSpec {
-  std::string type = "flat";      // "flat" (exact), "hnsw", "ivf"
+  std::string type = "flat";      // "flat" (exact), "hnsw", "ivf", "gpu" (exact, GPU-resident)
   int hnsw_m = 32;                // HNSW graph degree
   int hnsw_ef_construction = 200;
   int hnsw_ef_search = 128;

@@ -1,6 +1,7 @@
 #include "index/vector_index.h"
 
 #include "index/flat_index.h"
+#include "index/gpu_index.h"
 #include "index/hnsw_index.h"
 #include "index/index_util.h"
 #include "index/ivf_index.h"
@@ -28,19 +29,27 @@ static Status validate(const VectorIndexConfig& c) {
     if (c.ivf_train_min < 0) return invalid_argument("ivf train_min must be >= 0");
     return Status::ok();
   }
-  return invalid_argument("unknown index type '" + c.type + "' (flat, hnsw, ivf)");
+  if (c.type == "gpu") {
+    if (c.gpu_max_batch < 1 || c.gpu_max_batch > 1024) return invalid_argument("gpu max batch must be in 1..1024");
+    if (c.gpu_chunk_rows < 0 || c.gpu_batch_wait_us < 0) return invalid_argument("gpu chunk rows and batch wait must be >= 0");
+    return Status::ok();
+  }
+  return invalid_argument("unknown index type '" + c.type + "' (flat, hnsw, ivf, gpu)");
 }
 
 StatusOr<std::unique_ptr<VectorIndex>> make_vector_index(const VectorIndexConfig& config) {
   QS_RETURN_IF_ERROR(validate(config));
   if (config.type == "hnsw") return std::unique_ptr<VectorIndex>(new HnswIndex(config));
   if (config.type == "ivf") return std::unique_ptr<VectorIndex>(new IvfIndex(config));
+  if (config.type == "gpu") return std::unique_ptr<VectorIndex>(new GpuIndex(config));
   return std::unique_ptr<VectorIndex>(new FlatIndex(config.dimension, config.metric));
 }
 
 StatusOr<std::unique_ptr<VectorIndex>> make_vector_index_from(const VectorIndexConfig& config,
                                                               std::string_view bytes) {
   QS_RETURN_IF_ERROR(validate(config));
+  // The gpu index is derived: its device copy is rebuilt from the stored embeddings.
+  if (config.type == "gpu") return not_found("a gpu index is rebuilt from the store, not loaded");
   ByteReader r(bytes);
   uint8_t kind = 0;
   if (!r.get(&kind)) return corruption("empty index bytes");

@@ -30,7 +30,7 @@ namespace qsearch {
 enum class IndexMetric { kInnerProduct, kL2 };
 
 struct VectorIndexConfig {
-  std::string type = "flat";       // "flat" (exact), "hnsw", "ivf"
+  std::string type = "flat";       // "flat" (exact), "hnsw", "ivf", "gpu" (exact, on the GPU)
   int dimension = 0;               // >= 1
   IndexMetric metric = IndexMetric::kInnerProduct;
   int hnsw_m = 32;                 // HNSW graph degree
@@ -40,6 +40,13 @@ struct VectorIndexConfig {
   int ivf_nlist = 0;               // 0: chosen at training time, about 4*sqrt(n) (>= 1)
   int ivf_nprobe = 16;             // default lists probed per query
   int ivf_train_min = 0;           // vectors needed before training (0: 39*nlist); flat until then
+  // "gpu" (gpu_index.h): the CUDA device, rows a device chunk (0: about 1 GiB of bf16 rows),
+  // most queries one batched product takes, and how long a search waits for company while
+  // searches arrive concurrently.
+  int gpu_device = 0;
+  int64_t gpu_chunk_rows = 0;
+  int gpu_max_batch = 64;
+  int gpu_batch_wait_us = 200;
 };
 
 // Per-call search knobs; 0 means the index's configured default.
@@ -67,7 +74,10 @@ class VectorIndex {
   virtual int64_t size() const = 0;        // live vectors
   virtual int64_t stored() const = 0;      // vectors held, incl. tombstones not yet compacted
   virtual bool contains(int64_t label) const = 0;
-  virtual std::string type() const = 0;    // effective type now: "flat", "hnsw", "ivf"
+  virtual std::string type() const = 0;    // effective type now: "flat", "hnsw", "ivf", "gpu"
+  // Why the index runs as another type than configured ("gpu" without a usable GPU runs as
+  // "flat"); empty when it does not.
+  virtual std::string fallback_reason() const { return {}; }
   virtual int dimension() const = 0;
 
   // Serialised form (FAISS index bytes plus our label maps); see make_vector_index_from().

@@ -77,6 +77,28 @@ TEST_F(Collections, CreateGetListDelete) {
   EXPECT_EQ(s().get(path()).json_body()["error"]["code"], "not_found");
 }
 
+// Index "gpu": on a server without a usable GPU (CI) the collection searches as flat and GET
+// says so ("index_type": "flat" and a "fallback_reason"); with one, "index_type" is "gpu".
+TEST_F(Collections, GpuIndexReportsItsEffectiveType) {
+  create({{"dimension", 64}, {"index", {{"type", "gpu"}}}});
+  put("a", "Beijing is the capital of China.");
+  put("b", "Cats are mammals.");
+  HttpResult r = s().post(path("/search"), json{{"query", "capital of China"}, {"k", 2}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  ASSERT_EQ(r.json_body()["results"].size(), 2u);
+  json got = s().get(path()).json_body();
+  EXPECT_EQ(got["index"]["type"], "gpu");
+  EXPECT_EQ(got["index_size"], 2);
+  if (got["index_type"] == "gpu") {
+    EXPECT_FALSE(got.contains("fallback_reason")) << got;
+  } else {
+    EXPECT_EQ(got["index_type"], "flat") << got;
+    ASSERT_TRUE(got.contains("fallback_reason")) << got;
+    EXPECT_FALSE(got["fallback_reason"].get<std::string>().empty());
+  }
+  EXPECT_EQ(s().post("/collections", json{{"name", name_ + "x"}, {"index", {{"type", "gpu"}, {"m", 4}}}}).status, 422);
+}
+
 TEST_F(Collections, CreateValidation) {
   auto status = [&](json body) { return s().post("/collections", body).status; };
   EXPECT_EQ(status({{"dimension", 64}}), 400);                       // no name
