@@ -35,6 +35,7 @@ json collection_json(const CollectionInfo& info) {
           {"document_count", info.document_count},
           {"index_type", info.index_type},
           {"index_size", info.index_vectors},
+          {"index_pending", info.index_pending},
           {"options", s.options_json()},
           {"jobs", running_jobs(s.name)}};
 }

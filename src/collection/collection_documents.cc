@@ -195,6 +195,7 @@ Status RocksCollectionStore::remove_locked(CollectionState* c,
     std::unique_lock<std::shared_mutex> lock(c->index_mu);
     s = c->index->remove(static_cast<int64_t>(old_labels.size()), old_labels.data());
     if (s.is_ok()) c->applied_seq = seq;
+    note_pending(c);
   }
   if (!s.is_ok()) {
     spdlog::error("store: index removal in '{}' failed ({}); rebuilding", c->spec.name,

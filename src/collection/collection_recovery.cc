@@ -100,6 +100,7 @@ Status RocksCollectionStore::load_index(CollectionState* c) {
       bool changed = false;
       s = catch_up(c, c->index.get(), header.sequence, &changed);
       if (s.is_ok()) c->applied_seq = c->log_seq;
+      c->pending = c->index->pending();  // the inserter thread starts after open
       if (s.is_ok() && c->index->size() != c->vectors.load()) {
         s = corruption("index holds " + std::to_string(c->index->size()) + " vectors, store " +
                        std::to_string(c->vectors.load()) + " vectors of " +
@@ -255,6 +256,8 @@ Status RocksCollectionStore::rebuild_index_into(CollectionState* c, Job* job, in
   auto flush = [&]() {
     if (labels.empty()) return Status::ok();
     Status s = index->add(static_cast<int64_t>(labels.size()), labels.data(), rows.data());
+    // Not shared yet: straight into the graph (HNSW), batch by batch.
+    if (s.is_ok()) s = index->absorb_pending(index->pending());
     labels.clear();
     rows.clear();
     return s;
@@ -304,6 +307,7 @@ Status RocksCollectionStore::rebuild_index_into(CollectionState* c, Job* job, in
   std::unique_lock<std::shared_mutex> lock(c->index_mu);
   c->index = std::move(index);
   c->applied_seq = c->log_seq;
+  c->pending = c->index->pending();
   c->saved_seq = 0;
   c->file_present = false;
   return Status::ok();
@@ -357,10 +361,19 @@ Status RocksCollectionStore::optimize_index(CollectionState* c) {
   spdlog::info("store: collection '{}': optimising the {} index of {} vectors", c->spec.name,
                c->index_config.type, labels.size());
   QS_ASSIGN_OR_RETURN(std::unique_ptr<VectorIndex> fresh, make_vector_index(c->index_config));
-  if (Status s = fresh->add(static_cast<int64_t>(labels.size()), labels.data(), vectors.data());
-      !s.is_ok()) {
-    job.finish(s);
-    return s;
+  // In batches, each moved into the graph at once (HNSW: no second full copy in the buffer).
+  constexpr size_t kBatch = 16384;
+  const size_t d = static_cast<size_t>(c->spec.dimension);
+  for (size_t start = 0; start < labels.size(); start += kBatch) {
+    const size_t count = std::min(kBatch, labels.size() - start);
+    Status s = fresh->add(static_cast<int64_t>(count), labels.data() + start,
+                          vectors.data() + start * d);
+    if (s.is_ok()) s = fresh->absorb_pending(fresh->pending());
+    if (!s.is_ok()) {
+      job.finish(s);
+      return s;
+    }
+    job->set_done(static_cast<int64_t>(start + count));
   }
   job->set_phase("optimising");
   if (Status s = fresh->optimize(); !s.is_ok()) {
@@ -389,6 +402,7 @@ Status RocksCollectionStore::optimize_index(CollectionState* c) {
     std::unique_lock<std::shared_mutex> lock(c->index_mu);
     c->index = std::move(fresh);
     c->applied_seq = c->log_seq;
+    note_pending(c);
   }
   c->writes_since_save.fetch_add(1);  // save the optimised index soon
   spdlog::info("store: collection '{}': optimised {} index of {} vectors in {} ms", c->spec.name,

@@ -64,6 +64,8 @@ struct CollectionState {
 
   std::atomic<int64_t> documents{0};
   std::atomic<int64_t> vectors{0};         // index entries the store holds (chunks count each)
+  std::atomic<int64_t> pending{0};         // index->pending() after the last index change
+  int64_t insert_batch = 0;                // inserter thread only: vectors per slice (adaptive)
   std::atomic<bool> dropped_flag{false};
   std::atomic<uint64_t> saved_seq{0};      // sequence of the index file on disk
   std::atomic<bool> file_present{false};
@@ -177,6 +179,17 @@ class RocksCollectionStore : public CollectionStore {
                        int64_t* labels_removed);
   void remove_stale_index_files();
   void saver_loop();
+  // Background HNSW inserter (collection_insert.cc): moves pending vectors into the graphs in
+  // slices of about options_.index_insert_slice_ms under the exclusive index lock.
+  void inserter_loop();
+  // One slice for `c`; false when nothing was pending.
+  bool insert_slice(CollectionState* c);
+  // Called with the exclusive index lock held after the index changed: refreshes c->pending
+  // and wakes the inserter when there is work.
+  void note_pending(CollectionState* c);
+  // Without the background inserter: moves everything pending into the graph (exclusive lock).
+  // With it: waits while more than index_pending_max vectors are pending (backpressure).
+  void settle_pending(CollectionState* c);
 
   // The lexical index (collection_lexical.cc). Callers hold write_mu or are single-threaded.
   std::string lexical_path(uint64_t cid) const;
@@ -208,6 +221,13 @@ class RocksCollectionStore : public CollectionStore {
   std::condition_variable saver_cv_;
   bool stop_saver_ = false;
   bool save_on_close_ = true;
+
+  std::thread inserter_;
+  std::mutex inserter_mu_;
+  std::condition_variable inserter_cv_;  // work arrived (or stop)
+  std::condition_variable drained_cv_;   // a slice finished (writers waiting on backpressure)
+  bool stop_inserter_ = false;
+  bool insert_work_ = false;             // guarded by inserter_mu_
 };
 
 // The index settings of a collection.

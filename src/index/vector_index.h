@@ -80,9 +80,18 @@ class VectorIndex {
   // this work themselves: it takes seconds to minutes at 1024 dims, so the owner runs it off the
   // hot path (CollectionStore builds a replacement in the background and swaps it in).
   virtual bool wants_optimize() const { return false; }
-  // HNSW: rebuilds the graph from the live vectors (no tombstones); IVF: trains (when due) on
-  // the vectors it holds and moves them into the inverted lists; flat: nothing.
+  // HNSW: rebuilds the graph from the live vectors (no tombstones) and inserts every pending
+  // vector; IVF: trains (when due) on the vectors it holds and moves them into the inverted
+  // lists; flat: nothing.
   virtual Status optimize() { return Status::ok(); }
+
+  // Vectors accepted by add() but not yet in the approximate structure (HNSW: the pending
+  // buffer, searched exactly until then, so a write is visible to the next search).
+  virtual int64_t pending() const { return 0; }
+  // Moves up to max_vectors pending vectors into the approximate structure (HNSW: one FAISS
+  // batch insert, parallel over OpenMP threads). A mutation: the owner holds it exclusively, and
+  // bounds the time it holds the lock through max_vectors (CollectionStore's inserter thread).
+  virtual Status absorb_pending(int64_t /*max_vectors*/) { return Status::ok(); }
 };
 
 // A new empty index. kInvalidArgument on an unknown type or bad parameters.

@@ -169,6 +169,10 @@ TEST(Hnsw, RecallTombstonesAndRebuild) {
   c.hnsw_ef_search = 64;
   auto index = make(c);
   ASSERT_TRUE(index->add(n, labels.data(), x.data()).is_ok());
+  // add() only fills the pending buffer; absorb_pending() builds the graph.
+  EXPECT_EQ(index->pending(), n);
+  ASSERT_TRUE(index->absorb_pending(n).is_ok());
+  EXPECT_EQ(index->pending(), 0);
   auto q = random_vectors(nq, d, 4);
   const double r = recall_at_k(*index, x, labels, q, nq, d, k, IndexMetric::kL2);
   EXPECT_GE(r, 0.9);
@@ -210,6 +214,77 @@ TEST(Hnsw, RecallTombstonesAndRebuild) {
   std::set<int64_t> allowed(rest_l.begin(), rest_l.begin() + 50);
   PredicateFilter f([&](int64_t l) { return allowed.count(l) > 0; });
   for (int64_t l : search_labels(*index, &q[5 * d], k, &f)) EXPECT_EQ(allowed.count(l), 1u);
+}
+
+// The pending buffer (vectors added but not yet in the graph) is searched exactly and merged
+// with the graph's results; removal, replacement, filters and serialisation cover it.
+TEST(Hnsw, PendingBufferSearchedExactlyRemovedAndSaved) {
+  const int d = 16, n = 2000, in_graph = 1500, k = 10;
+  for (IndexMetric m : {IndexMetric::kL2, IndexMetric::kInnerProduct}) {
+    auto x = random_vectors(n, d, 21);
+    auto labels = make_labels(n);
+    VectorIndexConfig c = config("hnsw", d, m);
+    c.hnsw_m = 16;
+    c.hnsw_ef_search = 4000;  // exhaustive on this graph: results comparable to brute force
+    auto index = make(c);
+    ASSERT_TRUE(index->add(in_graph, labels.data(), x.data()).is_ok());
+    ASSERT_TRUE(index->absorb_pending(in_graph).is_ok());
+    ASSERT_TRUE(index->add(n - in_graph, labels.data() + in_graph, x.data() + in_graph * d).is_ok());
+    EXPECT_EQ(index->pending(), n - in_graph);
+    EXPECT_EQ(index->size(), n);
+    // Replace a graph vector (moves to pending) and a pending one (replaced in place); remove
+    // one of each.
+    auto fresh = random_vectors(2, d, 22);
+    std::copy(fresh.begin(), fresh.begin() + d, x.begin() + 10 * d);
+    std::copy(fresh.begin() + d, fresh.end(), x.begin() + (in_graph + 10) * d);
+    ASSERT_TRUE(index->add(1, &labels[10], &x[10 * d]).is_ok());
+    ASSERT_TRUE(index->add(1, &labels[in_graph + 10], &x[(in_graph + 10) * d]).is_ok());
+    const int64_t gone[2] = {labels[20], labels[in_graph + 20]};
+    ASSERT_TRUE(index->remove(2, gone).is_ok());
+    EXPECT_FALSE(index->contains(gone[0]));
+    EXPECT_FALSE(index->contains(gone[1]));
+    EXPECT_EQ(index->size(), n - 2);
+    EXPECT_EQ(index->pending(), n - in_graph + 1 - 1);
+    auto live = [&](int64_t l) { return l != gone[0] && l != gone[1]; };
+    std::vector<int64_t> set;
+    for (int i = 0; i < n; i += 7) set.push_back(labels[i]);
+    LabelSetFilter selective(set);
+    PredicateFilter even([](int64_t l) { return l % 2 == 0; });
+    auto q = random_vectors(20, d, 23);
+    auto check = [&](const VectorIndex& idx, const char* when) {
+      for (int i = 0; i < 20; ++i) {
+        EXPECT_EQ(search_labels(idx, &q[i * d], k), brute_force(x, labels, &q[i * d], d, k, m, live)) << when;
+        EXPECT_EQ(search_labels(idx, &q[i * d], k, &even),
+                  brute_force(x, labels, &q[i * d], d, k, m,
+                              [&](int64_t l) { return live(l) && l % 2 == 0; })) << when;
+        EXPECT_EQ(search_labels(idx, &q[i * d], k, &selective),
+                  brute_force(x, labels, &q[i * d], d, k, m,
+                              [&](int64_t l) { return live(l) && selective.accepts(l); })) << when;
+      }
+      // Each replaced vector is found first by itself (L2: its own nearest neighbour).
+      if (m == IndexMetric::kL2) {
+        EXPECT_EQ(search_labels(idx, &x[10 * d], 1)[0], labels[10]) << when;
+        EXPECT_EQ(search_labels(idx, &x[(in_graph + 10) * d], 1)[0], labels[in_graph + 10]) << when;
+      }
+    };
+    check(*index, "graph + pending");
+    // Saved and restored with its pending vectors.
+    std::string bytes;
+    ASSERT_TRUE(index->serialize(&bytes).is_ok());
+    auto back = make_vector_index_from(c, bytes);
+    ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+    EXPECT_EQ((*back)->pending(), index->pending());
+    EXPECT_EQ((*back)->size(), index->size());
+    check(**back, "restored");
+    // Absorbed in slices: the same results at every step.
+    ASSERT_TRUE(index->absorb_pending(100).is_ok());
+    EXPECT_EQ(index->pending(), n - in_graph - 100);
+    check(*index, "after a slice");
+    ASSERT_TRUE(index->optimize().is_ok());  // rebuild (tombstones) + everything pending
+    EXPECT_EQ(index->pending(), 0);
+    EXPECT_EQ(index->size(), n - 2);
+    check(*index, "optimised");
+  }
 }
 
 TEST(Ivf, FlatUntilTrainedThenRecallRemoveAndFilter) {
