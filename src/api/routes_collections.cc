@@ -36,6 +36,7 @@ json collection_json(const CollectionInfo& info) {
           {"index_type", info.index_type},
           {"index_size", info.index_vectors},
           {"index_pending", info.index_pending},
+          {"index_trained_on", info.index_trained_on},
           {"options", s.options_json()},
           {"jobs", running_jobs(s.name)}};
 }

@@ -14,6 +14,21 @@
 
 namespace qsearch {
 
+IndexMutex::IndexMutex() {
+  pthread_rwlockattr_t attr;
+  pthread_rwlockattr_init(&attr);
+  pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+  pthread_rwlock_init(&rw_, &attr);
+  pthread_rwlockattr_destroy(&attr);
+}
+IndexMutex::~IndexMutex() { pthread_rwlock_destroy(&rw_); }
+void IndexMutex::lock() { pthread_rwlock_wrlock(&rw_); }
+bool IndexMutex::try_lock() { return pthread_rwlock_trywrlock(&rw_) == 0; }
+void IndexMutex::unlock() { pthread_rwlock_unlock(&rw_); }
+void IndexMutex::lock_shared() { pthread_rwlock_rdlock(&rw_); }
+bool IndexMutex::try_lock_shared() { return pthread_rwlock_tryrdlock(&rw_) == 0; }
+void IndexMutex::unlock_shared() { pthread_rwlock_unlock(&rw_); }
+
 static int64_t now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -36,7 +51,7 @@ void RocksCollectionStore::settle_pending(CollectionState* c) {
   if (!options_.background_insert) {
     Status s;
     {
-      std::unique_lock<std::shared_mutex> lock(c->index_mu);
+      std::unique_lock<IndexMutex> lock(c->index_mu);
       if (c->index->pending() == 0) return;
       s = c->index->absorb_pending(c->index->pending());
       c->pending = c->index->pending();
@@ -67,7 +82,7 @@ bool RocksCollectionStore::insert_slice(CollectionState* c) {
   int64_t took_us = 0;
   Status s;
   {
-    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    std::unique_lock<IndexMutex> lock(c->index_mu);
     const int64_t pending = c->index->pending();
     if (pending == 0) {
       c->pending = 0;

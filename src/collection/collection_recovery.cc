@@ -304,7 +304,7 @@ Status RocksCollectionStore::rebuild_index_into(CollectionState* c, Job* job, in
     c->documents = count;
     c->vectors = vector_count;
   }
-  std::unique_lock<std::shared_mutex> lock(c->index_mu);
+  std::unique_lock<IndexMutex> lock(c->index_mu);
   c->index = std::move(index);
   c->applied_seq = c->log_seq;
   c->pending = c->index->pending();
@@ -319,7 +319,7 @@ Status RocksCollectionStore::save_collection(CollectionState* c) {
   std::string payload;
   uint64_t seq = 0;
   {
-    std::shared_lock<std::shared_mutex> lock(c->index_mu);
+    std::shared_lock<IndexMutex> lock(c->index_mu);
     seq = c->applied_seq;
     if (c->file_present && seq == c->saved_seq) return Status::ok();
     QS_RETURN_IF_ERROR(c->index->serialize(&payload));
@@ -349,7 +349,7 @@ Status RocksCollectionStore::optimize_index(CollectionState* c) {
   std::vector<float> vectors;
   uint64_t seq = 0;
   {
-    std::shared_lock<std::shared_mutex> lock(c->index_mu);
+    std::shared_lock<IndexMutex> lock(c->index_mu);
     if (!c->index->wants_optimize()) return Status::ok();
     QS_RETURN_IF_ERROR(c->index->export_live(&labels, &vectors));
     seq = c->applied_seq;
@@ -399,7 +399,7 @@ Status RocksCollectionStore::optimize_index(CollectionState* c) {
   }
   job.finish(Status::ok());
   {
-    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    std::unique_lock<IndexMutex> lock(c->index_mu);
     c->index = std::move(fresh);
     c->applied_seq = c->log_seq;
     note_pending(c);
@@ -509,7 +509,7 @@ Status RocksCollectionStore::check_consistency(const std::string& name) {
   auto c = find(name);
   if (!c) return not_found("collection '" + name + "' not found");
   std::lock_guard<std::mutex> write_lock(c->write_mu);
-  std::shared_lock<std::shared_mutex> index_lock(c->index_mu);
+  std::shared_lock<IndexMutex> index_lock(c->index_mu);
   int64_t count = 0;
   Status problem;
   std::vector<std::pair<int64_t, std::string>> labels;

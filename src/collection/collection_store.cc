@@ -154,9 +154,10 @@ CollectionInfo RocksCollectionStore::info_of(const CollectionState& c) const {
   CollectionInfo info;
   info.spec = c.spec;
   info.document_count = c.documents.load();
-  std::shared_lock<std::shared_mutex> lock(c.index_mu);
+  std::shared_lock<IndexMutex> lock(c.index_mu);
   info.index_vectors = c.index->stored();
   info.index_pending = c.index->pending();
+  info.index_trained_on = c.index->trained_size();
   info.index_type = c.index->type();
   return info;
 }
@@ -230,7 +231,7 @@ Status RocksCollectionStore::delete_collection(const std::string& name) {
     lexical_origins_.erase(name);
   }
   {
-    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    std::unique_lock<IndexMutex> lock(c->index_mu);
     c->lexical.reset();
   }
   LexicalIndex::remove_files(lexical_path(c->id));
@@ -395,7 +396,7 @@ Status RocksCollectionStore::upsert(const std::string& collection,
   Status s;
   bool want_optimize = false;
   {
-    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    std::unique_lock<IndexMutex> lock(c->index_mu);
     s = c->index->remove(static_cast<int64_t>(old_labels.size()), old_labels.data());
     if (s.is_ok()) {
       s = c->index->add(static_cast<int64_t>(new_labels.size()), new_labels.data(), vectors.data());
@@ -490,7 +491,7 @@ Status RocksCollectionStore::remove(const std::string& collection, const std::st
   c->vectors = vectors_now;
   bool want_optimize = false;
   {
-    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    std::unique_lock<IndexMutex> lock(c->index_mu);
     s = c->index->remove(static_cast<int64_t>(old_labels.size()), old_labels.data());
     if (s.is_ok()) c->applied_seq = seq;
     want_optimize = s.is_ok() && c->index->wants_optimize();

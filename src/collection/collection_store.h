@@ -15,6 +15,8 @@
 // waiting for a collection lock except in delete_collection (create_mu_ -> save_mu -> ...).
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -37,6 +39,28 @@ namespace qsearch {
 
 class Job;
 
+// The per-collection index lock: a reader-writer lock that prefers writers. glibc's default
+// (std::shared_mutex) prefers readers, so a stream of overlapping searches could starve the
+// HNSW inserter and writers indefinitely; here a waiting writer holds off new readers, so a
+// search waits at most for the searches already running plus one bounded write or insert
+// slice. Not recursive: a thread holding it shared must not take it shared again.
+class IndexMutex {
+ public:
+  IndexMutex();
+  ~IndexMutex();
+  IndexMutex(const IndexMutex&) = delete;
+  IndexMutex& operator=(const IndexMutex&) = delete;
+  void lock();
+  bool try_lock();
+  void unlock();
+  void lock_shared();
+  bool try_lock_shared();
+  void unlock_shared();
+
+ private:
+  pthread_rwlock_t rw_;
+};
+
 struct CollectionState {
   uint64_t id = 0;
   CollectionSpec spec;
@@ -44,7 +68,7 @@ struct CollectionState {
 
   std::mutex save_mu;                // one index save at a time; delete waits for it
   std::mutex write_mu;               // serialises writers of this collection
-  mutable std::shared_mutex index_mu;  // shared: search, serialise; exclusive: mutation
+  mutable IndexMutex index_mu;       // shared: search, serialise; exclusive: mutation
 
   // Guarded by write_mu (mirrors of the persisted counters).
   int64_t next_label = 0;

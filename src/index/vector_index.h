@@ -40,6 +40,10 @@ struct VectorIndexConfig {
   int ivf_nlist = 0;               // 0: chosen at training time, about 4*sqrt(n) (>= 1)
   int ivf_nprobe = 16;             // default lists probed per query
   int ivf_train_min = 0;           // vectors needed before training (0: 39*nlist); flat until then
+  // A trained IVF index retrains (optimize(), in the background) once it holds this many times
+  // the vectors it was trained on: its centroids (and an nlist chosen from n) then fit the
+  // collection again. 0: never.
+  double ivf_retrain_factor = 4.0;
 };
 
 // Per-call search knobs; 0 means the index's configured default.
@@ -76,7 +80,8 @@ class VectorIndex {
   virtual Status export_live(std::vector<int64_t>* labels, std::vector<float>* vectors) const = 0;
 
   // True when optimize() is due: HNSW tombstones above hnsw_rebuild_fraction of the stored
-  // vectors, or an untrained IVF holding enough vectors to train. add() and remove() never do
+  // vectors, an untrained IVF holding enough vectors to train, or a trained one holding
+  // ivf_retrain_factor times the vectors it was trained on. add() and remove() never do
   // this work themselves: it takes seconds to minutes at 1024 dims, so the owner runs it off the
   // hot path (CollectionStore builds a replacement in the background and swaps it in).
   virtual bool wants_optimize() const { return false; }
@@ -88,6 +93,8 @@ class VectorIndex {
   // Vectors accepted by add() but not yet in the approximate structure (HNSW: the pending
   // buffer, searched exactly until then, so a write is visible to the next search).
   virtual int64_t pending() const { return 0; }
+  // IVF: the number of vectors its centroids were trained on (0 while untrained, other types).
+  virtual int64_t trained_size() const { return 0; }
   // Moves up to max_vectors pending vectors into the approximate structure (HNSW: one FAISS
   // batch insert, parallel over OpenMP threads). A mutation: the owner holds it exclusively, and
   // bounds the time it holds the lock through max_vectors (CollectionStore's inserter thread).

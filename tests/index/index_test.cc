@@ -372,6 +372,47 @@ TEST(Ivf, TrainingOnALargeFirstBatchUsesAllOfIt) {
   }
 }
 
+// Retraining: once the index holds ivf_retrain_factor times the vectors it was trained on,
+// optimize() trains again on all of them; results stay right and the count survives a save.
+TEST(Ivf, RetrainsWhenGrownPastTheFactor) {
+  const int d = 16, k = 5;
+  auto x = random_vectors(800, d, 31);
+  auto labels = make_labels(800);
+  VectorIndexConfig c = config("ivf", d, IndexMetric::kL2);
+  c.ivf_nlist = 4;
+  c.ivf_train_min = 200;
+  c.ivf_nprobe = 4;  // every list: exact
+  auto index = make(c);
+  ASSERT_TRUE(index->add(200, labels.data(), x.data()).is_ok());
+  ASSERT_TRUE(index->wants_optimize());
+  ASSERT_TRUE(index->optimize().is_ok());
+  EXPECT_EQ(index->type(), "ivf");
+  EXPECT_EQ(index->trained_size(), 200);
+  ASSERT_TRUE(index->add(599, labels.data() + 200, x.data() + 200 * d).is_ok());
+  EXPECT_FALSE(index->wants_optimize());  // 799 < 4 * 200
+  ASSERT_TRUE(index->add(1, labels.data() + 799, x.data() + 799 * d).is_ok());
+  EXPECT_TRUE(index->wants_optimize());
+  ASSERT_TRUE(index->optimize().is_ok());
+  EXPECT_FALSE(index->wants_optimize());
+  EXPECT_EQ(index->trained_size(), 800);
+  EXPECT_EQ(index->size(), 800);
+  auto q = random_vectors(10, d, 32);
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(search_labels(*index, &q[i * d], k), brute_force(x, labels, &q[i * d], d, k, c.metric));
+  std::string bytes;
+  ASSERT_TRUE(index->serialize(&bytes).is_ok());
+  auto back = make_vector_index_from(c, bytes);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ((*back)->trained_size(), 800);
+  // Factor 0: never retrains.
+  c.ivf_retrain_factor = 0;
+  auto fixed = make(c);
+  ASSERT_TRUE(fixed->add(200, labels.data(), x.data()).is_ok());
+  ASSERT_TRUE(fixed->optimize().is_ok());
+  ASSERT_TRUE(fixed->add(600, labels.data() + 200, x.data() + 200 * d).is_ok());
+  EXPECT_FALSE(fixed->wants_optimize());
+}
+
 TEST(Ivf, DefaultThresholdAndNlist) {
   VectorIndexConfig c = config("ivf", 8);
   IvfIndex a(c);
