@@ -187,7 +187,7 @@ json run_mode(const Options& o, const std::string& mode, const std::vector<float
             {"search_p99_ms", percentile(all, 99)},
             {"search_max_ms", percentile(all, 100)},
             {"max_pending", max_pending.load()}};
-  spdlog::info("{}: {}", mode, r.dump());
+  std::fprintf(stderr, "%s\n", r.dump().c_str());  // each mode as it completes
   store.reset();
   fs::remove_all(dir);
   return r;

@@ -37,6 +37,8 @@ json collection_json(const CollectionInfo& info) {
           {"index_size", info.index_vectors},
           {"index_pending", info.index_pending},
           {"index_trained_on", info.index_trained_on},
+          {"index_bytes", info.index_bytes},
+          {"bytes_per_vector", info.index_vectors > 0 ? info.index_bytes / info.index_vectors : 0},
           {"options", s.options_json()},
           {"jobs", running_jobs(s.name)}};
 }

@@ -158,6 +158,7 @@ CollectionInfo RocksCollectionStore::info_of(const CollectionState& c) const {
   info.index_vectors = c.index->stored();
   info.index_pending = c.index->pending();
   info.index_trained_on = c.index->trained_size();
+  info.index_bytes = c.index->memory_bytes();
   info.index_type = c.index->type();
   return info;
 }

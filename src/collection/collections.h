@@ -33,6 +33,7 @@ struct CollectionInfo {
   int64_t index_vectors = 0;      // vectors in the FAISS index (incl. not yet compacted)
   int64_t index_pending = 0;      // HNSW: vectors searchable but not yet in the graph
   int64_t index_trained_on = 0;   // IVF: vectors its centroids were trained on (0: untrained)
+  int64_t index_bytes = 0;        // index memory (VectorIndex::memory_bytes())
   std::string index_type;         // effective type now (e.g. "flat" while IVF is untrained)
 };
 

@@ -210,6 +210,20 @@ Status HnswIndex::search_graph(int64_t n, const float* queries, int k,
   return Status::ok();
 }
 
+int64_t HnswIndex::memory_bytes() const {
+  const faiss::HNSW& h = index_->hnsw;
+  int64_t bytes = 0;
+  if (auto* codes = dynamic_cast<const faiss::IndexFlatCodes*>(index_->storage)) {
+    bytes += static_cast<int64_t>(codes->codes.size());
+  }
+  bytes += static_cast<int64_t>(h.neighbors.size() * sizeof(h.neighbors[0]) +
+                                h.levels.size() * sizeof(h.levels[0]) +
+                                h.offsets.size() * sizeof(h.offsets[0]));
+  bytes += static_cast<int64_t>(labels_.size() * sizeof(int64_t) + dead_.size());
+  bytes += static_cast<int64_t>(positions_.size()) * index_internal::kHashEntryBytes;
+  return bytes + pending_->memory_bytes();
+}
+
 Status HnswIndex::serialize(std::string* out) const {
   out->clear();
   ByteWriter w(out);

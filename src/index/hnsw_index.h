@@ -54,6 +54,7 @@ class HnswIndex : public VectorIndex {
   Status optimize() override;
   int64_t pending() const override { return pending_->size(); }
   Status absorb_pending(int64_t max_vectors) override;
+  int64_t memory_bytes() const override;
 
   static StatusOr<std::unique_ptr<HnswIndex>> read_payload(const VectorIndexConfig& config,
                                                            index_internal::ByteReader* r);

@@ -227,6 +227,18 @@ Status IvfIndex::export_live(std::vector<int64_t>* labels, std::vector<float>* v
   return Status::ok();
 }
 
+int64_t IvfIndex::memory_bytes() const {
+  if (!trained()) return flat_->memory_bytes();
+  int64_t bytes = 0;
+  for (size_t list = 0; list < ivf_->nlist; ++list) {
+    bytes += static_cast<int64_t>(ivf_->invlists->list_size(list) *
+                                  (ivf_->invlists->code_size + sizeof(faiss::Index::idx_t)));
+  }
+  bytes += static_cast<int64_t>(ivf_->nlist) * config_.dimension * static_cast<int64_t>(sizeof(float));
+  // The live label set and the hashtable direct map (label -> list, offset).
+  return bytes + 2 * static_cast<int64_t>(live_.size()) * index_internal::kHashEntryBytes;
+}
+
 Status IvfIndex::serialize(std::string* out) const {
   out->clear();
   ByteWriter w(out);

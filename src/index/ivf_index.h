@@ -41,6 +41,7 @@ class IvfIndex : public VectorIndex {
   // Trains when due; retrains (from the vectors it holds) when it grew past the factor.
   Status optimize() override;
   int64_t trained_size() const override { return trained_size_; }
+  int64_t memory_bytes() const override;
 
   static StatusOr<std::unique_ptr<IvfIndex>> read_payload(const VectorIndexConfig& config,
                                                           index_internal::IndexKind kind,

@@ -95,6 +95,10 @@ class VectorIndex {
   virtual int64_t pending() const { return 0; }
   // IVF: the number of vectors its centroids were trained on (0 while untrained, other types).
   virtual int64_t trained_size() const { return 0; }
+  // Bytes the index holds in memory: FAISS codes (vectors), graph links or inverted lists,
+  // centroids, and our label maps (hash tables counted at index_internal::kHashEntryBytes per
+  // entry, an estimate). 0 where unknown.
+  virtual int64_t memory_bytes() const { return 0; }
   // Moves up to max_vectors pending vectors into the approximate structure (HNSW: one FAISS
   // batch insert, parallel over OpenMP threads). A mutation: the owner holds it exclusively, and
   // bounds the time it holds the lock through max_vectors (CollectionStore's inserter thread).

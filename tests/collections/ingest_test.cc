@@ -164,6 +164,10 @@ TEST(HnswIngest, SearchLatencyBoundedWhileABigBatchIsInserted) {
             << during[during.size() / 2] << " ms, max " << max_ms << " ms\n";
   EXPECT_LT(max_ms, 1000.0);
   EXPECT_EQ(top1(*s, "h", vector_for("x", 1234, d)), "x1234");
+  // Index memory per vector: at least the fp32 vector and its level-0 links (2 * m = 32).
+  auto info = s->get_collection("h");
+  ASSERT_TRUE(info.is_ok());
+  EXPECT_GE(info->index_bytes / info->index_vectors, d * 4 + 32 * 4);
 }
 
 // Kill -9 during HNSW ingestion. The child (this binary re-executed) upserts batches and

@@ -413,6 +413,41 @@ TEST(Ivf, RetrainsWhenGrownPastTheFactor) {
   EXPECT_FALSE(fixed->wants_optimize());
 }
 
+// memory_bytes(): what each type holds per vector, within bounds computed from its layout.
+TEST(Memory, BytesPerVectorFollowTheLayout) {
+  const int d = 64, n = 2000;
+  auto x = random_vectors(n, d, 41);
+  auto labels = make_labels(n);
+  auto per_vector = [&](VectorIndex& index) {
+    return static_cast<double>(index.memory_bytes()) / static_cast<double>(index.stored());
+  };
+  auto flat = make(config("flat", d));
+  ASSERT_TRUE(flat->add(n, labels.data(), x.data()).is_ok());
+  EXPECT_GE(per_vector(*flat), d * 4.0 + 12);  // the vector, its label and norm
+  EXPECT_LE(per_vector(*flat), d * 4.0 + 12 + 64);
+  VectorIndexConfig hc = config("hnsw", d);
+  hc.hnsw_m = 16;
+  hc.hnsw_ef_construction = 40;
+  auto hnsw = make(hc);
+  ASSERT_TRUE(hnsw->add(n, labels.data(), x.data()).is_ok());
+  const double pending = per_vector(*hnsw);  // all pending: a flat buffer
+  EXPECT_NEAR(pending, per_vector(*flat), 1.0);
+  ASSERT_TRUE(hnsw->absorb_pending(n).is_ok());
+  // Level 0 holds 2*M links of 4 bytes for every vector; upper levels add a little.
+  EXPECT_GE(per_vector(*hnsw), d * 4.0 + 2 * 16 * 4);
+  EXPECT_LE(per_vector(*hnsw), d * 4.0 + 2 * 16 * 4 * 1.5 + 128);
+  VectorIndexConfig ic = config("ivf", d);
+  ic.ivf_nlist = 16;
+  ic.ivf_train_min = 1000;
+  auto ivf = make(ic);
+  ASSERT_TRUE(ivf->add(n, labels.data(), x.data()).is_ok());
+  ASSERT_TRUE(ivf->optimize().is_ok());
+  ASSERT_EQ(ivf->type(), "ivf");
+  // The vector and its id in a list, centroids shared, two hash entries.
+  EXPECT_GE(per_vector(*ivf), d * 4.0 + 8);
+  EXPECT_LE(per_vector(*ivf), d * 4.0 + 8 + 16.0 * d * 4 / n + 2 * 64);
+}
+
 TEST(Ivf, DefaultThresholdAndNlist) {
   VectorIndexConfig c = config("ivf", 8);
   IvfIndex a(c);
