@@ -170,6 +170,35 @@ TEST(HnswIngest, SearchLatencyBoundedWhileABigBatchIsInserted) {
   EXPECT_GE(info->index_bytes / info->index_vectors, d * 4 + 32 * 4);
 }
 
+// Backpressure: a writer returns only once the pending buffer is back under
+// index_pending_max, so the buffer every search scans stays bounded.
+TEST(HnswIngest, WritersWaitWhileTooManyVectorsArePending) {
+  const int d = 64;
+  StoreOptions o;
+  o.data_dir = make_temp_dir("ingest-backpressure");
+  o.index_save_interval_s = 0;
+  o.index_insert_slice_ms = 2;
+  o.index_pending_max = 50;  // below one write (100): every write must wait
+  auto opened = CollectionStore::open(o);
+  ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+  auto& s = *opened;
+  ASSERT_TRUE(s->create_collection(hnsw_spec("h", d)).is_ok());
+  int64_t max_after = 0;
+  for (int b = 0; b < 20; ++b) {
+    std::vector<Document> docs;
+    for (int j = 0; j < 100; ++j) {
+      const std::string id = "p" + std::to_string(b) + "-" + std::to_string(j);
+      docs.push_back(doc(id, vector_for(id, 0, d)));
+    }
+    ASSERT_TRUE(s->upsert("h", docs).is_ok());
+    max_after = std::max(max_after, pending_of(*s, "h"));  // one writer: only the inserter moves it
+  }
+  EXPECT_LE(max_after, 50);
+  ASSERT_TRUE(wait_drained(*s, "h", 60));
+  EXPECT_EQ(s->get_collection("h")->document_count, 2000);
+  EXPECT_TRUE(rocks(s.get())->check_consistency("h").is_ok());
+}
+
 // Kill -9 during HNSW ingestion. The child (this binary re-executed) upserts batches and
 // acknowledges each on a pipe with the pending count; the parent kills it, reopens the store
 // and checks that index and store agree and that every acknowledged document is there and
