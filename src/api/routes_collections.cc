@@ -35,6 +35,10 @@ json collection_json(const CollectionInfo& info) {
           {"document_count", info.document_count},
           {"index_type", info.index_type},
           {"index_size", info.index_vectors},
+          {"index_pending", info.index_pending},
+          {"index_trained_on", info.index_trained_on},
+          {"index_bytes", info.index_bytes},
+          {"bytes_per_vector", info.index_vectors > 0 ? info.index_bytes / info.index_vectors : 0},
           {"options", s.options_json()},
           {"jobs", running_jobs(s.name)}};
   if (!info.index_fallback_reason.empty()) j["fallback_reason"] = info.index_fallback_reason;

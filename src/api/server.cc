@@ -376,6 +376,12 @@ std::string ApiServer::render_metrics(Service* service) const {
       Metrics::render_sample(&out, "qsearch_documents",
                              "collection=\"" + Metrics::label_value(name) + "\"",
                              static_cast<double>(n));
+    Metrics::render_header(&out, "qsearch_index_pending_vectors", "gauge",
+                           "Vectors written but not yet in the HNSW graph (searched exactly).");
+    for (const CollectionInfo& info : s->store().list_collections())
+      Metrics::render_sample(&out, "qsearch_index_pending_vectors",
+                             "collection=\"" + Metrics::label_value(info.spec.name) + "\"",
+                             static_cast<double>(info.index_pending));
     Metrics::render_header(&out, "qsearch_engine_memory_bytes", "gauge",
                            "Engine memory by backend and kind (device_* on GPUs only).");
     for (size_t i = 0; i < s->embedder().num_backends(); ++i) {

@@ -196,9 +196,10 @@ Status RocksCollectionStore::remove_locked(CollectionState* c,
   c->vectors = vectors_now;
   Status s;
   {
-    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    std::unique_lock<IndexMutex> lock(c->index_mu);
     s = c->index->remove(static_cast<int64_t>(old_labels.size()), old_labels.data());
     if (s.is_ok()) c->applied_seq = seq;
+    note_pending(c);
   }
   if (!s.is_ok()) {
     spdlog::error("store: index removal in '{}' failed ({}); rebuilding", c->spec.name,
@@ -242,7 +243,7 @@ StatusOr<int64_t> RocksCollectionStore::remove_documents(const std::string& coll
       QS_RETURN_IF_ERROR(remove_locked(c.get(), docs, &labels));
       removed += static_cast<int64_t>(docs.size());
     }
-    std::shared_lock<std::shared_mutex> lock(c->index_mu);
+    std::shared_lock<IndexMutex> lock(c->index_mu);
     want_optimize = c->index->wants_optimize();
   }
   after_write(c.get(), labels, want_optimize);
@@ -289,7 +290,7 @@ StatusOr<int64_t> RocksCollectionStore::remove_matching(const std::string& colle
       QS_RETURN_IF_ERROR(remove_locked(c.get(), docs, &labels));
       removed += static_cast<int64_t>(docs.size());
     }
-    std::shared_lock<std::shared_mutex> lock(c->index_mu);
+    std::shared_lock<IndexMutex> lock(c->index_mu);
     want_optimize = c->index->wants_optimize();
   }
   after_write(c.get(), labels, want_optimize);

@@ -169,7 +169,7 @@ Status RocksCollectionStore::rebuild_lexical(CollectionState* c) {
   QS_RETURN_IF_ERROR(fresh->finish_bulk());
   fresh.reset();
   // Swap: no search is inside the old index while it is closed and replaced on disk.
-  std::unique_lock<std::shared_mutex> lock(c->index_mu);
+  std::unique_lock<IndexMutex> lock(c->index_mu);
   c->lexical.reset();
   LexicalIndex::remove_files(path);
   std::error_code ec;
@@ -266,7 +266,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search_lexical(const std:
   for (;;) {
     std::vector<LexicalIndex::Match> matches;
     {
-      std::shared_lock<std::shared_mutex> lock(c->index_mu);
+      std::shared_lock<IndexMutex> lock(c->index_mu);
       if (!c->lexical) return unavailable("the lexical index of '" + collection + "' is not open");
       QS_RETURN_IF_ERROR(c->lexical->search(q, fetch, &matches));
     }

@@ -113,6 +113,7 @@ Status RocksCollectionStore::load_index(CollectionState* c) {
       bool changed = false;
       s = catch_up(c, c->index.get(), header.sequence, &changed);
       if (s.is_ok()) c->applied_seq = c->log_seq;
+      c->pending = c->index->pending();  // the inserter thread starts after open
       if (s.is_ok() && c->index->size() != c->vectors.load()) {
         s = corruption("index holds " + std::to_string(c->index->size()) + " vectors, store " +
                        std::to_string(c->vectors.load()) + " vectors of " +
@@ -268,6 +269,8 @@ Status RocksCollectionStore::rebuild_index_into(CollectionState* c, Job* job, in
   auto flush = [&]() {
     if (labels.empty()) return Status::ok();
     Status s = index->add(static_cast<int64_t>(labels.size()), labels.data(), rows.data());
+    // Not shared yet: straight into the graph (HNSW), batch by batch.
+    if (s.is_ok()) s = index->absorb_pending(index->pending());
     labels.clear();
     rows.clear();
     return s;
@@ -314,9 +317,10 @@ Status RocksCollectionStore::rebuild_index_into(CollectionState* c, Job* job, in
     c->documents = count;
     c->vectors = vector_count;
   }
-  std::unique_lock<std::shared_mutex> lock(c->index_mu);
+  std::unique_lock<IndexMutex> lock(c->index_mu);
   c->index = std::move(index);
   c->applied_seq = c->log_seq;
+  c->pending = c->index->pending();
   c->saved_seq = 0;
   c->file_present = false;
   return Status::ok();
@@ -328,7 +332,7 @@ Status RocksCollectionStore::save_collection(CollectionState* c) {
   std::string payload;
   uint64_t seq = 0;
   {
-    std::shared_lock<std::shared_mutex> lock(c->index_mu);
+    std::shared_lock<IndexMutex> lock(c->index_mu);
     seq = c->applied_seq;
     if (c->file_present && seq == c->saved_seq) return Status::ok();
     QS_RETURN_IF_ERROR(c->index->serialize(&payload));
@@ -358,7 +362,7 @@ Status RocksCollectionStore::optimize_index(CollectionState* c) {
   std::vector<float> vectors;
   uint64_t seq = 0;
   {
-    std::shared_lock<std::shared_mutex> lock(c->index_mu);
+    std::shared_lock<IndexMutex> lock(c->index_mu);
     if (!c->index->wants_optimize()) return Status::ok();
     QS_RETURN_IF_ERROR(c->index->export_live(&labels, &vectors));
     seq = c->applied_seq;
@@ -370,10 +374,19 @@ Status RocksCollectionStore::optimize_index(CollectionState* c) {
   spdlog::info("store: collection '{}': optimising the {} index of {} vectors", c->spec.name,
                c->index_config.type, labels.size());
   QS_ASSIGN_OR_RETURN(std::unique_ptr<VectorIndex> fresh, make_vector_index(c->index_config));
-  if (Status s = fresh->add(static_cast<int64_t>(labels.size()), labels.data(), vectors.data());
-      !s.is_ok()) {
-    job.finish(s);
-    return s;
+  // In batches, each moved into the graph at once (HNSW: no second full copy in the buffer).
+  constexpr size_t kBatch = 16384;
+  const size_t d = static_cast<size_t>(c->spec.dimension);
+  for (size_t start = 0; start < labels.size(); start += kBatch) {
+    const size_t count = std::min(kBatch, labels.size() - start);
+    Status s = fresh->add(static_cast<int64_t>(count), labels.data() + start,
+                          vectors.data() + start * d);
+    if (s.is_ok()) s = fresh->absorb_pending(fresh->pending());
+    if (!s.is_ok()) {
+      job.finish(s);
+      return s;
+    }
+    job->set_done(static_cast<int64_t>(start + count));
   }
   job->set_phase("optimising");
   if (Status s = fresh->optimize(); !s.is_ok()) {
@@ -399,9 +412,10 @@ Status RocksCollectionStore::optimize_index(CollectionState* c) {
   }
   job.finish(Status::ok());
   {
-    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    std::unique_lock<IndexMutex> lock(c->index_mu);
     c->index = std::move(fresh);
     c->applied_seq = c->log_seq;
+    note_pending(c);
   }
   c->writes_since_save.fetch_add(1);  // save the optimised index soon
   spdlog::info("store: collection '{}': optimised {} index of {} vectors in {} ms", c->spec.name,
@@ -508,7 +522,7 @@ Status RocksCollectionStore::check_consistency(const std::string& name) {
   auto c = find(name);
   if (!c) return not_found("collection '" + name + "' not found");
   std::lock_guard<std::mutex> write_lock(c->write_mu);
-  std::shared_lock<std::shared_mutex> index_lock(c->index_mu);
+  std::shared_lock<IndexMutex> index_lock(c->index_mu);
   int64_t count = 0;
   Status problem;
   std::vector<std::pair<int64_t, std::string>> labels;

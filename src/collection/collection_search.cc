@@ -127,7 +127,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
     std::vector<int64_t> labels;
     std::vector<float> dist;
     {
-      std::shared_lock<std::shared_mutex> lock(c->index_mu);
+      std::shared_lock<IndexMutex> lock(c->index_mu);
       total = c->index->size();
       if (total == 0) break;
       is_ivf = c->index->type() == "ivf";

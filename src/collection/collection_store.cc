@@ -108,6 +108,10 @@ StatusOr<std::unique_ptr<CollectionStore>> RocksCollectionStore::open(const Stor
   QS_RETURN_IF_ERROR(s->load_collections());
   s->remove_stale_index_files();
   s->remove_stale_lexical_files();
+  if (options.background_insert) {
+    s->insert_work_ = true;  // loaded indexes may hold pending vectors
+    s->inserter_ = std::thread([raw = s.get()] { raw->inserter_loop(); });
+  }
   if (options.index_save_interval_s > 0) {
     s->saver_ = std::thread([raw = s.get()] { raw->saver_loop(); });
   } else {
@@ -123,6 +127,14 @@ RocksCollectionStore::~RocksCollectionStore() {
   }
   saver_cv_.notify_all();
   if (saver_.joinable()) saver_.join();
+  {
+    std::lock_guard<std::mutex> lock(inserter_mu_);
+    stop_inserter_ = true;
+  }
+  inserter_cv_.notify_all();
+  drained_cv_.notify_all();
+  if (inserter_.joinable()) inserter_.join();
+  // What is still pending is saved with the index (HnswIndex::serialize).
   if (!save_on_close_) return;
   Status s = save_indexes();
   if (!s.is_ok()) spdlog::error("store: saving indexes at shutdown: {}", s.to_string());
@@ -144,8 +156,11 @@ CollectionInfo RocksCollectionStore::info_of(const CollectionState& c) const {
   info.spec.model = c.model();
   info.document_count = c.documents.load();
   info.instance = c.id;
-  std::shared_lock<std::shared_mutex> lock(c.index_mu);
+  std::shared_lock<IndexMutex> lock(c.index_mu);
   info.index_vectors = c.index->stored();
+  info.index_pending = c.index->pending();
+  info.index_trained_on = c.index->trained_size();
+  info.index_bytes = c.index->memory_bytes();
   info.index_type = c.index->type();
   info.index_fallback_reason = c.index->fallback_reason();
   return info;
@@ -225,7 +240,7 @@ Status RocksCollectionStore::delete_collection(const std::string& name) {
     lexical_origins_.erase(name);
   }
   {
-    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    std::unique_lock<IndexMutex> lock(c->index_mu);
     c->lexical.reset();
   }
   LexicalIndex::remove_files(lexical_path(c->id));
@@ -422,13 +437,14 @@ Status RocksCollectionStore::upsert(const std::string& collection,
   Status s;
   bool want_optimize = false;
   {
-    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    std::unique_lock<IndexMutex> lock(c->index_mu);
     s = c->index->remove(static_cast<int64_t>(old_labels.size()), old_labels.data());
     if (s.is_ok()) {
       s = c->index->add(static_cast<int64_t>(new_labels.size()), new_labels.data(), vectors.data());
     }
     if (s.is_ok()) c->applied_seq = seq;
     want_optimize = s.is_ok() && c->index->wants_optimize();
+    note_pending(c.get());
   }
   if (!s.is_ok()) {
     // The write is durable; bring the index back in line from the stored embeddings.
@@ -437,6 +453,7 @@ Status RocksCollectionStore::upsert(const std::string& collection,
   }
   QS_RETURN_IF_ERROR(update_lexical(c.get(), old_labels, lexical_added, seq));
   write_lock.unlock();
+  settle_pending(c.get());
   after_write(c.get(), static_cast<int64_t>(new_labels.size()), want_optimize);
   return Status::ok();
 }
@@ -516,10 +533,11 @@ Status RocksCollectionStore::remove(const std::string& collection, const std::st
   c->vectors = vectors_now;
   bool want_optimize = false;
   {
-    std::unique_lock<std::shared_mutex> lock(c->index_mu);
+    std::unique_lock<IndexMutex> lock(c->index_mu);
     s = c->index->remove(static_cast<int64_t>(old_labels.size()), old_labels.data());
     if (s.is_ok()) c->applied_seq = seq;
     want_optimize = s.is_ok() && c->index->wants_optimize();
+    note_pending(c.get());
   }
   if (!s.is_ok()) {
     spdlog::error("store: index removal in '{}' failed ({}); rebuilding", collection, s.to_string());

@@ -15,6 +15,8 @@
 // waiting for a collection lock except in delete_collection (create_mu_ -> save_mu -> ...).
 #pragma once
 
+#include <pthread.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -38,6 +40,28 @@ namespace qsearch {
 
 class Job;
 
+// The per-collection index lock: a reader-writer lock that prefers writers. glibc's default
+// (std::shared_mutex) prefers readers, so a stream of overlapping searches could starve the
+// HNSW inserter and writers indefinitely; here a waiting writer holds off new readers, so a
+// search waits at most for the searches already running plus one bounded write or insert
+// slice. Not recursive: a thread holding it shared must not take it shared again.
+class IndexMutex {
+ public:
+  IndexMutex();
+  ~IndexMutex();
+  IndexMutex(const IndexMutex&) = delete;
+  IndexMutex& operator=(const IndexMutex&) = delete;
+  void lock();
+  bool try_lock();
+  void unlock();
+  void lock_shared();
+  bool try_lock_shared();
+  void unlock_shared();
+
+ private:
+  pthread_rwlock_t rw_;
+};
+
 struct CollectionState {
   uint64_t id = 0;
   CollectionSpec spec;               // spec.model as created or loaded; model() is the current one
@@ -56,7 +80,7 @@ struct CollectionState {
 
   std::mutex save_mu;                // one index save at a time; delete waits for it
   std::mutex write_mu;               // serialises writers of this collection
-  mutable std::shared_mutex index_mu;  // shared: search, serialise; exclusive: mutation
+  mutable IndexMutex index_mu;       // shared: search, serialise; exclusive: mutation
 
   // Guarded by write_mu (mirrors of the persisted counters).
   int64_t next_label = 0;
@@ -79,6 +103,8 @@ struct CollectionState {
 
   std::atomic<int64_t> documents{0};
   std::atomic<int64_t> vectors{0};         // index entries the store holds (chunks count each)
+  std::atomic<int64_t> pending{0};         // index->pending() after the last index change
+  int64_t insert_batch = 0;                // inserter thread only: vectors per slice (adaptive)
   std::atomic<bool> dropped_flag{false};
   std::atomic<uint64_t> saved_seq{0};      // sequence of the index file on disk
   std::atomic<bool> file_present{false};
@@ -222,6 +248,17 @@ class RocksCollectionStore : public CollectionStore {
                        int64_t* labels_removed);
   void remove_stale_index_files();
   void saver_loop();
+  // Background HNSW inserter (collection_insert.cc): moves pending vectors into the graphs in
+  // slices of about options_.index_insert_slice_ms under the exclusive index lock.
+  void inserter_loop();
+  // One slice for `c`; false when nothing was pending.
+  bool insert_slice(CollectionState* c);
+  // Called with the exclusive index lock held after the index changed: refreshes c->pending
+  // and wakes the inserter when there is work.
+  void note_pending(CollectionState* c);
+  // Without the background inserter: moves everything pending into the graph (exclusive lock).
+  // With it: waits while more than index_pending_max vectors are pending (backpressure).
+  void settle_pending(CollectionState* c);
 
   // The lexical index (collection_lexical.cc). Callers hold write_mu or are single-threaded.
   std::string lexical_path(uint64_t cid) const;
@@ -253,6 +290,13 @@ class RocksCollectionStore : public CollectionStore {
   std::condition_variable saver_cv_;
   bool stop_saver_ = false;
   bool save_on_close_ = true;
+
+  std::thread inserter_;
+  std::mutex inserter_mu_;
+  std::condition_variable inserter_cv_;  // work arrived (or stop)
+  std::condition_variable drained_cv_;   // a slice finished (writers waiting on backpressure)
+  bool stop_inserter_ = false;
+  bool insert_work_ = false;             // guarded by inserter_mu_
 };
 
 // The index settings of a collection.

@@ -31,6 +31,9 @@ struct CollectionInfo {
   CollectionSpec spec;
   int64_t document_count = 0;
   int64_t index_vectors = 0;      // vectors in the FAISS index (incl. not yet compacted)
+  int64_t index_pending = 0;      // HNSW: vectors searchable but not yet in the graph
+  int64_t index_trained_on = 0;   // IVF: vectors its centroids were trained on (0: untrained)
+  int64_t index_bytes = 0;        // index memory (VectorIndex::memory_bytes())
   std::string index_type;         // effective type now (e.g. "flat" while IVF is untrained)
   // The collection instance (its numeric id in the store): a collection deleted and re-created
   // under the same name is another instance. UpsertOptions::instance binds a write to one.
@@ -160,6 +163,15 @@ struct StoreOptions {
   size_t remove_batch_documents = kRemoveBatchDocuments;
   // Seconds between progress lines (info) of an index rebuild; 0: none.
   int progress_log_interval_s = 5;
+  // HNSW ingestion: a write puts its vectors in the index's pending buffer (searched exactly)
+  // and a background inserter thread moves them into the graph in batches, holding the
+  // collection's index lock for about index_insert_slice_ms per batch (the batch size adapts
+  // to that), so searches never wait longer. A writer waits (backpressure) while more than
+  // index_pending_max vectors are pending. false: each write inserts into the graph itself
+  // (the index lock held for the whole insert; deterministic, for tests).
+  bool background_insert = true;
+  int index_insert_slice_ms = 10;
+  int64_t index_pending_max = 16384;
 };
 
 class CollectionStore {

@@ -178,6 +178,12 @@ Status FlatIndex::export_live(std::vector<int64_t>* labels, std::vector<float>* 
   return Status::ok();
 }
 
+int64_t FlatIndex::memory_bytes() const {
+  const int64_t n = size();
+  return static_cast<int64_t>(index_->codes.size()) + n * static_cast<int64_t>(sizeof(int64_t) + sizeof(float)) +
+         static_cast<int64_t>(positions_.size()) * index_internal::kHashEntryBytes;
+}
+
 Status FlatIndex::serialize(std::string* out) const {
   out->clear();
   ByteWriter w(out);

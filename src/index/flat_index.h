@@ -35,6 +35,7 @@ class FlatIndex : public VectorIndex {
   int dimension() const override { return dimension_; }
   Status serialize(std::string* out) const override;
   Status export_live(std::vector<int64_t>* labels, std::vector<float>* vectors) const override;
+  int64_t memory_bytes() const override;
 
   // Payload without the common header (used inside the IVF index's untrained form).
   Status write_payload(index_internal::ByteWriter* w) const;

@@ -3,6 +3,7 @@
 #include <faiss/IndexFlat.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cstring>
 
 #include "index/distances.h"
@@ -15,7 +16,10 @@ using index_internal::ByteWriter;
 using index_internal::FunctionSelector;
 using index_internal::guard_faiss;
 
-HnswIndex::HnswIndex(const VectorIndexConfig& config) : config_(config), index_(new_graph()) {}
+HnswIndex::HnswIndex(const VectorIndexConfig& config)
+    : config_(config),
+      index_(new_graph()),
+      pending_(std::make_unique<FlatIndex>(config.dimension, config.metric)) {}
 
 std::unique_ptr<faiss::IndexHNSWFlat> HnswIndex::new_graph() const {
   auto g = std::make_unique<faiss::IndexHNSWFlat>(config_.dimension, config_.hnsw_m,
@@ -35,33 +39,18 @@ const float* HnswIndex::stored_vectors() const {
 }
 
 Status HnswIndex::add(int64_t n, const int64_t* labels, const float* vectors) {
-  const int d = config_.dimension;
-  // Last occurrence of a label in this call wins.
-  std::unordered_map<int64_t, int64_t> last;
   for (int64_t i = 0; i < n; ++i) {
     if (labels[i] < 0) return invalid_argument("index labels must be >= 0");
-    last[labels[i]] = i;
   }
-  std::vector<float> rows;
-  std::vector<int64_t> new_labels;
-  rows.reserve(last.size() * d);
+  // A label already in the graph is replaced: tombstone its old vector there; the new one goes
+  // to the pending buffer (which replaces a pending vector of the same label in place).
   for (int64_t i = 0; i < n; ++i) {
-    if (last[labels[i]] != i) continue;
-    new_labels.push_back(labels[i]);
-    rows.insert(rows.end(), vectors + i * d, vectors + (i + 1) * d);
+    auto it = positions_.find(labels[i]);
+    if (it == positions_.end()) continue;
+    dead_[it->second] = 1;
+    positions_.erase(it);
   }
-  if (new_labels.empty()) return Status::ok();
-  QS_RETURN_IF_ERROR(guard_faiss("IndexHNSWFlat::add", [&] {
-    index_->add(static_cast<faiss::Index::idx_t>(new_labels.size()), rows.data());
-  }));
-  for (int64_t label : new_labels) {
-    auto it = positions_.find(label);
-    if (it != positions_.end()) dead_[it->second] = 1;  // replaced: tombstone the old vector
-    positions_[label] = static_cast<int64_t>(labels_.size());
-    labels_.push_back(label);
-    dead_.push_back(0);
-  }
-  return Status::ok();
+  return pending_->add(n, labels, vectors);
 }
 
 Status HnswIndex::remove(int64_t n, const int64_t* labels) {
@@ -71,7 +60,27 @@ Status HnswIndex::remove(int64_t n, const int64_t* labels) {
     dead_[it->second] = 1;
     positions_.erase(it);
   }
-  return Status::ok();
+  return pending_->remove(n, labels);  // ignores labels it does not hold
+}
+
+Status HnswIndex::absorb_pending(int64_t max_vectors) {
+  const int64_t m = std::min<int64_t>(max_vectors, pending_->size());
+  if (m <= 0) return Status::ok();
+  const int d = config_.dimension;
+  // The last m rows of the buffer: removing them afterwards is a truncation (no row moves).
+  const int64_t first = pending_->size() - m;
+  std::vector<int64_t> moved(pending_->labels().begin() + first, pending_->labels().end());
+  std::vector<float> rows(pending_->vectors() + first * d, pending_->vectors() + (first + m) * d);
+  QS_RETURN_IF_ERROR(guard_faiss("IndexHNSWFlat::add", [&] {
+    index_->add(static_cast<faiss::Index::idx_t>(m), rows.data());
+  }));
+  for (int64_t label : moved) {
+    positions_[label] = static_cast<int64_t>(labels_.size());
+    labels_.push_back(label);
+    dead_.push_back(0);
+  }
+  std::reverse(moved.begin(), moved.end());  // last row first: each removal pops the tail
+  return pending_->remove(m, moved.data());
 }
 
 bool HnswIndex::wants_optimize() const {
@@ -92,11 +101,14 @@ Status HnswIndex::export_live(std::vector<int64_t>* labels, std::vector<float>* 
     labels->push_back(labels_[pos]);
     vectors->insert(vectors->end(), xb + pos * d, xb + (pos + 1) * d);
   }
+  const std::vector<int64_t>& pl = pending_->labels();
+  labels->insert(labels->end(), pl.begin(), pl.end());
+  vectors->insert(vectors->end(), pending_->vectors(), pending_->vectors() + pl.size() * d);
   return Status::ok();
 }
 
 Status HnswIndex::optimize() {
-  if (tombstones() == 0) return Status::ok();
+  if (tombstones() == 0) return absorb_pending(pending_->size());
   std::vector<int64_t> live;
   std::vector<float> rows;
   QS_RETURN_IF_ERROR(export_live(&live, &rows));
@@ -105,6 +117,7 @@ Status HnswIndex::optimize() {
     if (!live.empty()) graph->add(static_cast<faiss::Index::idx_t>(live.size()), rows.data());
   }));
   index_ = std::move(graph);
+  pending_ = std::make_unique<FlatIndex>(config_.dimension, config_.metric);
   labels_ = live;
   dead_.assign(live.size(), 0);
   positions_.clear();
@@ -116,11 +129,52 @@ Status HnswIndex::search(int64_t n, const float* queries, int k, const IndexSear
                          const LabelFilter* filter, int64_t* out_labels,
                          float* out_distances) const {
   if (k < 1) return invalid_argument("k must be >= 1");
+  if (pending_->size() == 0) {
+    return search_graph(n, queries, k, params, filter, out_labels, out_distances);
+  }
+  if (labels_.empty()) {
+    return pending_->search(n, queries, k, params, filter, out_labels, out_distances);
+  }
+  // Both: the graph's best k and the pending buffer's exact best k, merged per query.
+  const size_t nk = static_cast<size_t>(n) * k;
+  std::vector<int64_t> gl(nk), pl(nk);
+  std::vector<float> gd(nk), pd(nk);
+  QS_RETURN_IF_ERROR(search_graph(n, queries, k, params, filter, gl.data(), gd.data()));
+  QS_RETURN_IF_ERROR(pending_->search(n, queries, k, params, filter, pl.data(), pd.data()));
+  const bool ip = config_.metric == IndexMetric::kInnerProduct;
+  for (int64_t qi = 0; qi < n; ++qi) {
+    const size_t base = static_cast<size_t>(qi) * k;
+    size_t a = base, b = base;
+    for (int i = 0; i < k; ++i) {
+      const bool a_ok = a < base + k && gl[a] >= 0;
+      const bool b_ok = b < base + k && pl[b] >= 0;
+      bool take_a;
+      if (a_ok && b_ok) {
+        take_a = ip ? gd[a] >= pd[b] : gd[a] <= pd[b];
+      } else {
+        take_a = a_ok;
+        if (!a_ok && !b_ok) {
+          out_labels[base + i] = -1;
+          out_distances[base + i] = ip ? -FLT_MAX : FLT_MAX;
+          continue;
+        }
+      }
+      out_labels[base + i] = take_a ? gl[a] : pl[b];
+      out_distances[base + i] = take_a ? gd[a++] : pd[b++];
+    }
+  }
+  return Status::ok();
+}
+
+Status HnswIndex::search_graph(int64_t n, const float* queries, int k,
+                               const IndexSearchParams& params, const LabelFilter* filter,
+                               int64_t* out_labels, float* out_distances) const {
+  const int64_t graph_live = static_cast<int64_t>(positions_.size());
   faiss::SearchParametersHNSW sp;
   sp.efSearch = std::max(params.ef_search > 0 ? params.ef_search : config_.hnsw_ef_search, k);
   if (const std::vector<int64_t>* set = filter ? filter->sorted_labels() : nullptr) {
     const int64_t m = static_cast<int64_t>(set->size());
-    if (m <= index_internal::exact_scan_limit(size())) {
+    if (m <= index_internal::exact_scan_limit(graph_live)) {
       // A selective filter: the graph would be walked mostly through non-matches (and lose
       // recall); scoring the matches exactly is cheaper and exact.
       const float* xb = stored_vectors();
@@ -137,7 +191,7 @@ Status HnswIndex::search(int64_t n, const float* queries, int k, const IndexSear
     }
     // A wider filter: the graph with the filter as a selector, the beam widened by the share
     // of non-matches so that k matches are still found (capped).
-    const int64_t widened = static_cast<int64_t>(sp.efSearch) * std::max<int64_t>(1, size() / std::max<int64_t>(1, m));
+    const int64_t widened = static_cast<int64_t>(sp.efSearch) * std::max<int64_t>(1, graph_live / std::max<int64_t>(1, m));
     sp.efSearch = static_cast<int>(std::min<int64_t>(std::max<int64_t>(sp.efSearch, widened), 2048));
   }
   const bool has_dead = tombstones() > 0;
@@ -156,6 +210,20 @@ Status HnswIndex::search(int64_t n, const float* queries, int k, const IndexSear
   return Status::ok();
 }
 
+int64_t HnswIndex::memory_bytes() const {
+  const faiss::HNSW& h = index_->hnsw;
+  int64_t bytes = 0;
+  if (auto* codes = dynamic_cast<const faiss::IndexFlatCodes*>(index_->storage)) {
+    bytes += static_cast<int64_t>(codes->codes.size());
+  }
+  bytes += static_cast<int64_t>(h.neighbors.size() * sizeof(h.neighbors[0]) +
+                                h.levels.size() * sizeof(h.levels[0]) +
+                                h.offsets.size() * sizeof(h.offsets[0]));
+  bytes += static_cast<int64_t>(labels_.size() * sizeof(int64_t) + dead_.size());
+  bytes += static_cast<int64_t>(positions_.size()) * index_internal::kHashEntryBytes;
+  return bytes + pending_->memory_bytes();
+}
+
 Status HnswIndex::serialize(std::string* out) const {
   out->clear();
   ByteWriter w(out);
@@ -165,7 +233,8 @@ Status HnswIndex::serialize(std::string* out) const {
   std::string graph;
   QS_RETURN_IF_ERROR(index_internal::faiss_to_bytes(index_.get(), &graph));
   w.put_bytes(graph);
-  return Status::ok();
+  // The pending buffer follows the graph (files written before it had none end here).
+  return pending_->write_payload(&w);
 }
 
 StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::read_payload(const VectorIndexConfig& config,
@@ -197,6 +266,14 @@ StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::read_payload(const VectorIndexCo
     if (index->dead_[pos]) continue;
     if (!index->positions_.emplace(index->labels_[pos], static_cast<int64_t>(pos)).second) {
       return corruption("HNSW index payload has a live label twice");
+    }
+  }
+  if (!r->done()) {
+    QS_ASSIGN_OR_RETURN(index->pending_,
+                        FlatIndex::read_payload(config.dimension, config.metric, r));
+    for (int64_t label : index->pending_->labels()) {
+      if (index->positions_.count(label))
+        return corruption("HNSW index payload has a label both in the graph and pending");
     }
   }
   return index;

@@ -80,6 +80,10 @@ class ByteReader {
   bool ok_ = true;
 };
 
+// Estimated bytes of one entry of a std::unordered_map<int64_t, int64_t> or set (node, hash,
+// bucket pointer) in memory_bytes().
+inline constexpr int64_t kHashEntryBytes = 40;
+
 // Kinds in the serialised header.
 enum class IndexKind : uint8_t { kFlat = 1, kHnsw = 2, kIvfUntrained = 3, kIvfTrained = 4 };
 

@@ -108,6 +108,36 @@ Status IvfIndex::train_from_flat() {
   live_ = std::unordered_set<int64_t>(flat_->labels().begin(), flat_->labels().end());
   ivf_ = std::move(ivf);
   flat_.reset();
+  trained_size_ = n;
+  return Status::ok();
+}
+
+bool IvfIndex::wants_optimize() const {
+  if (!trained()) return flat_->size() >= train_threshold();
+  return config_.ivf_retrain_factor > 0 &&
+         static_cast<double>(size()) >=
+             config_.ivf_retrain_factor * static_cast<double>(std::max<int64_t>(trained_size_, 1));
+}
+
+Status IvfIndex::optimize() {
+  if (!wants_optimize()) return Status::ok();
+  if (trained()) {
+    // Retrain: back to an exact index of the live vectors, then train on all of them.
+    std::vector<int64_t> labels;
+    std::vector<float> rows;
+    QS_RETURN_IF_ERROR(export_live(&labels, &rows));
+    auto flat = std::make_unique<FlatIndex>(config_.dimension, config_.metric);
+    QS_RETURN_IF_ERROR(flat->add(static_cast<int64_t>(labels.size()), labels.data(), rows.data()));
+    auto old = std::move(ivf_);
+    flat_ = std::move(flat);
+    if (Status s = train_from_flat(); !s.is_ok()) {
+      ivf_ = std::move(old);  // keep serving the old one
+      flat_.reset();
+      return s;
+    }
+  } else {
+    QS_RETURN_IF_ERROR(train_from_flat());
+  }
   return Status::ok();
 }
 
@@ -197,6 +227,18 @@ Status IvfIndex::export_live(std::vector<int64_t>* labels, std::vector<float>* v
   return Status::ok();
 }
 
+int64_t IvfIndex::memory_bytes() const {
+  if (!trained()) return flat_->memory_bytes();
+  int64_t bytes = 0;
+  for (size_t list = 0; list < ivf_->nlist; ++list) {
+    bytes += static_cast<int64_t>(ivf_->invlists->list_size(list) *
+                                  (ivf_->invlists->code_size + sizeof(faiss::Index::idx_t)));
+  }
+  bytes += static_cast<int64_t>(ivf_->nlist) * config_.dimension * static_cast<int64_t>(sizeof(float));
+  // The live label set and the hashtable direct map (label -> list, offset).
+  return bytes + 2 * static_cast<int64_t>(live_.size()) * index_internal::kHashEntryBytes;
+}
+
 Status IvfIndex::serialize(std::string* out) const {
   out->clear();
   ByteWriter w(out);
@@ -208,6 +250,7 @@ Status IvfIndex::serialize(std::string* out) const {
   std::string bytes;
   QS_RETURN_IF_ERROR(index_internal::faiss_to_bytes(ivf_.get(), &bytes));
   w.put_bytes(bytes);
+  w.put<uint64_t>(static_cast<uint64_t>(trained_size_));  // absent in files written before
   return Status::ok();
 }
 
@@ -258,6 +301,14 @@ StatusOr<std::unique_ptr<IvfIndex>> IvfIndex::read_payload(const VectorIndexConf
   index->ivf_ = std::move(fast);
   index->flat_.reset();
   QS_RETURN_IF_ERROR(index->finish_load());
+  uint64_t trained_size = 0;
+  if (r->done()) {
+    index->trained_size_ = index->ivf_->ntotal;  // a file from before retraining: as if now
+  } else if (r->get(&trained_size)) {
+    index->trained_size_ = static_cast<int64_t>(trained_size);
+  } else {
+    return corruption("IVF index payload is truncated");
+  }
   return index;
 }
 

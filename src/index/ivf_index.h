@@ -5,7 +5,9 @@
 //
 // Training threshold: ivf_train_min if set, else 39*ivf_nlist if set, else 24336 (the n at which
 // n = 39 * 4*sqrt(n), FAISS's minimum of 39 training points per list). nlist when not set:
-// 4*sqrt(n), at most n/39, at least 1.
+// 4*sqrt(n), at most n/39, at least 1. Retraining: once the index holds ivf_retrain_factor (4)
+// times the vectors it was trained on, wants_optimize() asks for a new training on all of them
+// (CollectionStore builds it beside the live index and swaps it in).
 #pragma once
 
 #include <faiss/IndexIVFFlat.h>
@@ -35,8 +37,11 @@ class IvfIndex : public VectorIndex {
   int dimension() const override { return config_.dimension; }
   Status serialize(std::string* out) const override;
   Status export_live(std::vector<int64_t>* labels, std::vector<float>* vectors) const override;
-  bool wants_optimize() const override { return !trained() && flat_->size() >= train_threshold(); }
-  Status optimize() override { return wants_optimize() ? train_from_flat() : Status::ok(); }
+  bool wants_optimize() const override;
+  // Trains when due; retrains (from the vectors it holds) when it grew past the factor.
+  Status optimize() override;
+  int64_t trained_size() const override { return trained_size_; }
+  int64_t memory_bytes() const override;
 
   static StatusOr<std::unique_ptr<IvfIndex>> read_payload(const VectorIndexConfig& config,
                                                           index_internal::IndexKind kind,
@@ -53,6 +58,7 @@ class IvfIndex : public VectorIndex {
   std::unique_ptr<FlatIndex> flat_;           // before training
   std::unique_ptr<faiss::IndexIVFFlat> ivf_;  // after training (owns its quantizer)
   std::unordered_set<int64_t> live_;          // labels in ivf_
+  int64_t trained_size_ = 0;                  // vectors the centroids were trained on
 };
 
 }  // namespace qsearch

@@ -47,6 +47,10 @@ struct VectorIndexConfig {
   int64_t gpu_chunk_rows = 0;
   int gpu_max_batch = 64;
   int gpu_batch_wait_us = 200;
+  // A trained IVF index retrains (optimize(), in the background) once it holds this many times
+  // the vectors it was trained on: its centroids (and an nlist chosen from n) then fit the
+  // collection again. 0: never.
+  double ivf_retrain_factor = 4.0;
 };
 
 // Per-call search knobs; 0 means the index's configured default.
@@ -86,13 +90,29 @@ class VectorIndex {
   virtual Status export_live(std::vector<int64_t>* labels, std::vector<float>* vectors) const = 0;
 
   // True when optimize() is due: HNSW tombstones above hnsw_rebuild_fraction of the stored
-  // vectors, or an untrained IVF holding enough vectors to train. add() and remove() never do
+  // vectors, an untrained IVF holding enough vectors to train, or a trained one holding
+  // ivf_retrain_factor times the vectors it was trained on. add() and remove() never do
   // this work themselves: it takes seconds to minutes at 1024 dims, so the owner runs it off the
   // hot path (CollectionStore builds a replacement in the background and swaps it in).
   virtual bool wants_optimize() const { return false; }
-  // HNSW: rebuilds the graph from the live vectors (no tombstones); IVF: trains (when due) on
-  // the vectors it holds and moves them into the inverted lists; flat: nothing.
+  // HNSW: rebuilds the graph from the live vectors (no tombstones) and inserts every pending
+  // vector; IVF: trains (when due) on the vectors it holds and moves them into the inverted
+  // lists; flat: nothing.
   virtual Status optimize() { return Status::ok(); }
+
+  // Vectors accepted by add() but not yet in the approximate structure (HNSW: the pending
+  // buffer, searched exactly until then, so a write is visible to the next search).
+  virtual int64_t pending() const { return 0; }
+  // IVF: the number of vectors its centroids were trained on (0 while untrained, other types).
+  virtual int64_t trained_size() const { return 0; }
+  // Bytes the index holds in memory: FAISS codes (vectors), graph links or inverted lists,
+  // centroids, and our label maps (hash tables counted at index_internal::kHashEntryBytes per
+  // entry, an estimate). 0 where unknown.
+  virtual int64_t memory_bytes() const { return 0; }
+  // Moves up to max_vectors pending vectors into the approximate structure (HNSW: one FAISS
+  // batch insert, parallel over OpenMP threads). A mutation: the owner holds it exclusively, and
+  // bounds the time it holds the lock through max_vectors (CollectionStore's inserter thread).
+  virtual Status absorb_pending(int64_t /*max_vectors*/) { return Status::ok(); }
 };
 
 // A new empty index. kInvalidArgument on an unknown type or bad parameters.

@@ -53,6 +53,8 @@ TEST_F(Collections, CreateGetListDelete) {
   json got = s().get(path()).json_body();
   EXPECT_EQ(got["name"], name_);
   EXPECT_TRUE(got.contains("index_type") && got.contains("index_size"));
+  EXPECT_EQ(got["index_pending"], 0) << got;  // flat: nothing waits for a graph
+  EXPECT_EQ(got["bytes_per_vector"], 0) << got;  // empty
   bool listed = false;
   json list = s().get("/collections").json_body();
   for (const auto& x : list["collections"]) listed |= x["name"] == name_;

@@ -54,6 +54,7 @@ TEST(Server, MetricsInPrometheusFormat) {
         "qsearch_http_request_duration_seconds_bucket{route=\"/v1/embeddings\",le=\"+Inf\"} 2",
         "# TYPE qsearch_batch_tokens histogram", "qsearch_queue_tokens 0",
         "qsearch_documents{collection=\"m\"} 1",
+        "qsearch_index_pending_vectors{collection=\"m\"} 0",
         "qsearch_engine_memory_bytes{backend=\"cpu\",kind=\"weights\"}",
         "qsearch_sequences_embedded_total 3", "qsearch_documents_written_total 1"})
     EXPECT_NE(r.body.find(s), std::string::npos) << s << "\n" << r.body;

@@ -169,6 +169,10 @@ TEST(Hnsw, RecallTombstonesAndRebuild) {
   c.hnsw_ef_search = 64;
   auto index = make(c);
   ASSERT_TRUE(index->add(n, labels.data(), x.data()).is_ok());
+  // add() only fills the pending buffer; absorb_pending() builds the graph.
+  EXPECT_EQ(index->pending(), n);
+  ASSERT_TRUE(index->absorb_pending(n).is_ok());
+  EXPECT_EQ(index->pending(), 0);
   auto q = random_vectors(nq, d, 4);
   const double r = recall_at_k(*index, x, labels, q, nq, d, k, IndexMetric::kL2);
   EXPECT_GE(r, 0.9);
@@ -210,6 +214,77 @@ TEST(Hnsw, RecallTombstonesAndRebuild) {
   std::set<int64_t> allowed(rest_l.begin(), rest_l.begin() + 50);
   PredicateFilter f([&](int64_t l) { return allowed.count(l) > 0; });
   for (int64_t l : search_labels(*index, &q[5 * d], k, &f)) EXPECT_EQ(allowed.count(l), 1u);
+}
+
+// The pending buffer (vectors added but not yet in the graph) is searched exactly and merged
+// with the graph's results; removal, replacement, filters and serialisation cover it.
+TEST(Hnsw, PendingBufferSearchedExactlyRemovedAndSaved) {
+  const int d = 16, n = 2000, in_graph = 1500, k = 10;
+  for (IndexMetric m : {IndexMetric::kL2, IndexMetric::kInnerProduct}) {
+    auto x = random_vectors(n, d, 21);
+    auto labels = make_labels(n);
+    VectorIndexConfig c = config("hnsw", d, m);
+    c.hnsw_m = 16;
+    c.hnsw_ef_search = 4000;  // exhaustive on this graph: results comparable to brute force
+    auto index = make(c);
+    ASSERT_TRUE(index->add(in_graph, labels.data(), x.data()).is_ok());
+    ASSERT_TRUE(index->absorb_pending(in_graph).is_ok());
+    ASSERT_TRUE(index->add(n - in_graph, labels.data() + in_graph, x.data() + in_graph * d).is_ok());
+    EXPECT_EQ(index->pending(), n - in_graph);
+    EXPECT_EQ(index->size(), n);
+    // Replace a graph vector (moves to pending) and a pending one (replaced in place); remove
+    // one of each.
+    auto fresh = random_vectors(2, d, 22);
+    std::copy(fresh.begin(), fresh.begin() + d, x.begin() + 10 * d);
+    std::copy(fresh.begin() + d, fresh.end(), x.begin() + (in_graph + 10) * d);
+    ASSERT_TRUE(index->add(1, &labels[10], &x[10 * d]).is_ok());
+    ASSERT_TRUE(index->add(1, &labels[in_graph + 10], &x[(in_graph + 10) * d]).is_ok());
+    const int64_t gone[2] = {labels[20], labels[in_graph + 20]};
+    ASSERT_TRUE(index->remove(2, gone).is_ok());
+    EXPECT_FALSE(index->contains(gone[0]));
+    EXPECT_FALSE(index->contains(gone[1]));
+    EXPECT_EQ(index->size(), n - 2);
+    EXPECT_EQ(index->pending(), n - in_graph + 1 - 1);
+    auto live = [&](int64_t l) { return l != gone[0] && l != gone[1]; };
+    std::vector<int64_t> set;
+    for (int i = 0; i < n; i += 7) set.push_back(labels[i]);
+    LabelSetFilter selective(set);
+    PredicateFilter even([](int64_t l) { return l % 2 == 0; });
+    auto q = random_vectors(20, d, 23);
+    auto check = [&](const VectorIndex& idx, const char* when) {
+      for (int i = 0; i < 20; ++i) {
+        EXPECT_EQ(search_labels(idx, &q[i * d], k), brute_force(x, labels, &q[i * d], d, k, m, live)) << when;
+        EXPECT_EQ(search_labels(idx, &q[i * d], k, &even),
+                  brute_force(x, labels, &q[i * d], d, k, m,
+                              [&](int64_t l) { return live(l) && l % 2 == 0; })) << when;
+        EXPECT_EQ(search_labels(idx, &q[i * d], k, &selective),
+                  brute_force(x, labels, &q[i * d], d, k, m,
+                              [&](int64_t l) { return live(l) && selective.accepts(l); })) << when;
+      }
+      // Each replaced vector is found first by itself (L2: its own nearest neighbour).
+      if (m == IndexMetric::kL2) {
+        EXPECT_EQ(search_labels(idx, &x[10 * d], 1)[0], labels[10]) << when;
+        EXPECT_EQ(search_labels(idx, &x[(in_graph + 10) * d], 1)[0], labels[in_graph + 10]) << when;
+      }
+    };
+    check(*index, "graph + pending");
+    // Saved and restored with its pending vectors.
+    std::string bytes;
+    ASSERT_TRUE(index->serialize(&bytes).is_ok());
+    auto back = make_vector_index_from(c, bytes);
+    ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+    EXPECT_EQ((*back)->pending(), index->pending());
+    EXPECT_EQ((*back)->size(), index->size());
+    check(**back, "restored");
+    // Absorbed in slices: the same results at every step.
+    ASSERT_TRUE(index->absorb_pending(100).is_ok());
+    EXPECT_EQ(index->pending(), n - in_graph - 100);
+    check(*index, "after a slice");
+    ASSERT_TRUE(index->optimize().is_ok());  // rebuild (tombstones) + everything pending
+    EXPECT_EQ(index->pending(), 0);
+    EXPECT_EQ(index->size(), n - 2);
+    check(*index, "optimised");
+  }
 }
 
 TEST(Ivf, FlatUntilTrainedThenRecallRemoveAndFilter) {
@@ -295,6 +370,82 @@ TEST(Ivf, TrainingOnALargeFirstBatchUsesAllOfIt) {
     EXPECT_EQ(search_labels(index, &q[i * d], 10, nullptr, all),
               brute_force(x, labels, &q[i * d], d, 10, c.metric));
   }
+}
+
+// Retraining: once the index holds ivf_retrain_factor times the vectors it was trained on,
+// optimize() trains again on all of them; results stay right and the count survives a save.
+TEST(Ivf, RetrainsWhenGrownPastTheFactor) {
+  const int d = 16, k = 5;
+  auto x = random_vectors(800, d, 31);
+  auto labels = make_labels(800);
+  VectorIndexConfig c = config("ivf", d, IndexMetric::kL2);
+  c.ivf_nlist = 4;
+  c.ivf_train_min = 200;
+  c.ivf_nprobe = 4;  // every list: exact
+  auto index = make(c);
+  ASSERT_TRUE(index->add(200, labels.data(), x.data()).is_ok());
+  ASSERT_TRUE(index->wants_optimize());
+  ASSERT_TRUE(index->optimize().is_ok());
+  EXPECT_EQ(index->type(), "ivf");
+  EXPECT_EQ(index->trained_size(), 200);
+  ASSERT_TRUE(index->add(599, labels.data() + 200, x.data() + 200 * d).is_ok());
+  EXPECT_FALSE(index->wants_optimize());  // 799 < 4 * 200
+  ASSERT_TRUE(index->add(1, labels.data() + 799, x.data() + 799 * d).is_ok());
+  EXPECT_TRUE(index->wants_optimize());
+  ASSERT_TRUE(index->optimize().is_ok());
+  EXPECT_FALSE(index->wants_optimize());
+  EXPECT_EQ(index->trained_size(), 800);
+  EXPECT_EQ(index->size(), 800);
+  auto q = random_vectors(10, d, 32);
+  for (int i = 0; i < 10; ++i)
+    EXPECT_EQ(search_labels(*index, &q[i * d], k), brute_force(x, labels, &q[i * d], d, k, c.metric));
+  std::string bytes;
+  ASSERT_TRUE(index->serialize(&bytes).is_ok());
+  auto back = make_vector_index_from(c, bytes);
+  ASSERT_TRUE(back.is_ok()) << back.status().to_string();
+  EXPECT_EQ((*back)->trained_size(), 800);
+  // Factor 0: never retrains.
+  c.ivf_retrain_factor = 0;
+  auto fixed = make(c);
+  ASSERT_TRUE(fixed->add(200, labels.data(), x.data()).is_ok());
+  ASSERT_TRUE(fixed->optimize().is_ok());
+  ASSERT_TRUE(fixed->add(600, labels.data() + 200, x.data() + 200 * d).is_ok());
+  EXPECT_FALSE(fixed->wants_optimize());
+}
+
+// memory_bytes(): what each type holds per vector, within bounds computed from its layout.
+TEST(Memory, BytesPerVectorFollowTheLayout) {
+  const int d = 64, n = 2000;
+  auto x = random_vectors(n, d, 41);
+  auto labels = make_labels(n);
+  auto per_vector = [&](VectorIndex& index) {
+    return static_cast<double>(index.memory_bytes()) / static_cast<double>(index.stored());
+  };
+  auto flat = make(config("flat", d));
+  ASSERT_TRUE(flat->add(n, labels.data(), x.data()).is_ok());
+  EXPECT_GE(per_vector(*flat), d * 4.0 + 12);  // the vector, its label and norm
+  EXPECT_LE(per_vector(*flat), d * 4.0 + 12 + 64);
+  VectorIndexConfig hc = config("hnsw", d);
+  hc.hnsw_m = 16;
+  hc.hnsw_ef_construction = 40;
+  auto hnsw = make(hc);
+  ASSERT_TRUE(hnsw->add(n, labels.data(), x.data()).is_ok());
+  const double pending = per_vector(*hnsw);  // all pending: a flat buffer
+  EXPECT_NEAR(pending, per_vector(*flat), 1.0);
+  ASSERT_TRUE(hnsw->absorb_pending(n).is_ok());
+  // Level 0 holds 2*M links of 4 bytes for every vector; upper levels add a little.
+  EXPECT_GE(per_vector(*hnsw), d * 4.0 + 2 * 16 * 4);
+  EXPECT_LE(per_vector(*hnsw), d * 4.0 + 2 * 16 * 4 * 1.5 + 128);
+  VectorIndexConfig ic = config("ivf", d);
+  ic.ivf_nlist = 16;
+  ic.ivf_train_min = 1000;
+  auto ivf = make(ic);
+  ASSERT_TRUE(ivf->add(n, labels.data(), x.data()).is_ok());
+  ASSERT_TRUE(ivf->optimize().is_ok());
+  ASSERT_EQ(ivf->type(), "ivf");
+  // The vector and its id in a list, centroids shared, two hash entries.
+  EXPECT_GE(per_vector(*ivf), d * 4.0 + 8);
+  EXPECT_LE(per_vector(*ivf), d * 4.0 + 8 + 16.0 * d * 4 / n + 2 * 64);
 }
 
 TEST(Ivf, DefaultThresholdAndNlist) {
