@@ -76,26 +76,8 @@ Status RocksCollectionStore::load_lexical(CollectionState* c) {
 Status RocksCollectionStore::catch_up_lexical(CollectionState* c, LexicalIndex* lexical,
                                               uint64_t from_seq, bool* changed) {
   std::vector<std::pair<uint64_t, store::ChangeRecord>> log;
-  Status decode_status;
-  QS_RETURN_IF_ERROR(kv_->scan(store::changelog_key(c->id, from_seq + 1),
-                               store::collection_range_end(KeyPrefix::kChangeLog, c->id),
-                               [&](std::string_view key, std::string_view value) {
-                                 uint64_t cid = 0, seq = 0;
-                                 store::ChangeRecord change;
-                                 if (!store::parse_changelog_key(key, &cid, &seq)) return true;
-                                 decode_status = store::decode_change(value, &change);
-                                 if (!decode_status.is_ok()) return false;
-                                 log.emplace_back(seq, change);
-                                 return true;
-                               }));
-  QS_RETURN_IF_ERROR(decode_status);
+  QS_RETURN_IF_ERROR(read_change_log(*c, from_seq, " for the lexical index", &log));
   *changed = !log.empty();
-  if (log.size() != c->log_seq - from_seq ||
-      (!log.empty() && (log.front().first != from_seq + 1 || log.back().first != c->log_seq))) {
-    return corruption("change log after sequence " + std::to_string(from_seq) +
-                      " is incomplete for the lexical index (" + std::to_string(log.size()) +
-                      " entries, counter at " + std::to_string(c->log_seq) + ")");
-  }
   if (log.empty()) return Status::ok();
   // Labels are never reused, so the end state is: every removed label gone, every added label
   // that a stored document still owns present (in any order).

@@ -141,32 +141,40 @@ Status RocksCollectionStore::load_index(CollectionState* c) {
   return Status::ok();
 }
 
-Status RocksCollectionStore::catch_up(CollectionState* c, VectorIndex* index, uint64_t from_seq,
-                                      bool* changed) {
-  std::vector<std::pair<uint64_t, store::ChangeRecord>> log;
+// The change log after from_seq: exactly the entries from_seq+1 .. log_seq (sequences are
+// contiguous); a gap means the derived index (vector or lexical: `what`) is older than the
+// trimmed log and cannot be caught up.
+Status RocksCollectionStore::read_change_log(
+    const CollectionState& c, uint64_t from_seq, const std::string& what,
+    std::vector<std::pair<uint64_t, store::ChangeRecord>>* log) {
   Status decode_status;
   QS_RETURN_IF_ERROR(kv_->scan(
-      store::changelog_key(c->id, from_seq + 1),
-      store::collection_range_end(KeyPrefix::kChangeLog, c->id),
+      store::changelog_key(c.id, from_seq + 1),
+      store::collection_range_end(KeyPrefix::kChangeLog, c.id),
       [&](std::string_view key, std::string_view value) {
         uint64_t cid = 0, seq = 0;
         store::ChangeRecord change;
         if (!store::parse_changelog_key(key, &cid, &seq)) return true;
         decode_status = store::decode_change(value, &change);
         if (!decode_status.is_ok()) return false;
-        log.emplace_back(seq, change);
+        log->emplace_back(seq, change);
         return true;
       }));
   QS_RETURN_IF_ERROR(decode_status);
-  *changed = !log.empty();
-  // The log must hold exactly the entries from_seq+1 .. log_seq (sequences are contiguous); a
-  // gap means the file is older than the trimmed log and cannot be caught up.
-  if (log.size() != c->log_seq - from_seq ||
-      (!log.empty() && (log.front().first != from_seq + 1 || log.back().first != c->log_seq))) {
-    return corruption("change log after sequence " + std::to_string(from_seq) + " is incomplete (" +
-                      std::to_string(log.size()) + " entries, counter at " +
-                      std::to_string(c->log_seq) + ")");
+  if (log->size() != c.log_seq - from_seq ||
+      (!log->empty() && (log->front().first != from_seq + 1 || log->back().first != c.log_seq))) {
+    return corruption("change log after sequence " + std::to_string(from_seq) + " is incomplete" +
+                      what + " (" + std::to_string(log->size()) + " entries, counter at " +
+                      std::to_string(c.log_seq) + ")");
   }
+  return Status::ok();
+}
+
+Status RocksCollectionStore::catch_up(CollectionState* c, VectorIndex* index, uint64_t from_seq,
+                                      bool* changed) {
+  std::vector<std::pair<uint64_t, store::ChangeRecord>> log;
+  QS_RETURN_IF_ERROR(read_change_log(*c, from_seq, "", &log));
+  *changed = !log.empty();
   if (log.empty()) return Status::ok();
   // Embeddings of the added labels that are still current (label -> id -> record.label == label).
   std::vector<std::string> label_keys;

@@ -206,6 +206,10 @@ class RocksCollectionStore : public CollectionStore {
   // Replays change-log entries after from_seq (through c->log_seq) onto `index`. Callers hold
   // write_mu or are single-threaded (open).
   Status catch_up(CollectionState* c, VectorIndex* index, uint64_t from_seq, bool* changed);
+  // The change log entries after from_seq, checked complete up to log_seq (kCorruption naming
+  // `what` otherwise).
+  Status read_change_log(const CollectionState& c, uint64_t from_seq, const std::string& what,
+                         std::vector<std::pair<uint64_t, store::ChangeRecord>>* log);
   // Rebuilds from the stored embeddings, registered as an "index_rebuild" job (common/jobs.h)
   // and logged at info with progress every progress_log_interval_s.
   Status rebuild_index(CollectionState* c);
