@@ -14,14 +14,17 @@ namespace qsearch::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: qsearch embed --model DIR [--device cpu|cuda|auto] [--instruction TEXT] [--dim N]\n"
-    "                     [--max-tokens N] [--ids] [--batch-tokens N] [--threads N]\n"
+    "usage: qsearch embed --model DIR [--device cpu|cuda|auto] [--dtype bf16|fp8]\n"
+    "                     [--instruction TEXT] [--dim N] [--max-tokens N] [--ids]\n"
+    "                     [--batch-tokens N] [--threads N]\n"
     "\n"
     "Reads one JSON string per line from stdin and writes one JSON array of floats per line\n"
     "(float32, L2-normalised, printed with %.9g) to stdout, in the same order.\n"
     "\n"
     "  --model DIR         Hugging Face model directory (config.json, tokenizer.json, weights)\n"
     "  --device D          cpu, cuda, cuda:N or auto (default auto: cuda when a GPU is visible)\n"
+    "  --dtype T           CUDA engine GEMMs: bf16 (default) or fp8 (E4M3 on FP8 tensor cores,\n"
+    "                      sm_89+ GPUs only)\n"
     "  --instruction TEXT  embed as queries: \"Instruct: TEXT\\nQuery:{line}\" (default: none,\n"
     "                      as documents)\n"
     "  --dim N             output dimension 32..hidden_size (MRL; default hidden_size)\n"
@@ -53,7 +56,8 @@ int run_embed(const std::vector<std::string>& argv) {
       return 0;
     }
   Args args(argv,
-            {"model", "device", "instruction", "dim", "max-tokens", "batch-tokens", "threads"},
+            {"model", "device", "dtype", "instruction", "dim", "max-tokens", "batch-tokens",
+             "threads"},
             {"ids"});
   auto fail = [](const std::string& msg, int code) {
     std::fprintf(stderr, "qsearch embed: %s\n", msg.c_str());
@@ -78,9 +82,13 @@ int run_embed(const std::vector<std::string>& argv) {
   const bool ids_mode = args.has("ids");
   if (ids_mode && !instruction.empty()) return fail("--instruction does not apply to --ids", 2);
 
+  auto dtype = parse_engine_dtype(args.get_or("dtype", "bf16"));
+  if (!dtype.is_ok()) return fail("--dtype: " + dtype.status().message(), 2);
+
   EmbedderOptions options;
   options.model_dir = *args.get("model");
   options.device = args.get_or("device", "auto");
+  options.dtype = *dtype;
   if (batch_tokens) options.max_batch_tokens = *batch_tokens;
   if (threads) options.threads = static_cast<int>(*threads);
   auto embedder = Embedder::open(options);

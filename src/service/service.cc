@@ -68,6 +68,7 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
   eo.max_batch_tokens = config.max_batch_tokens;
   eo.threads = config.threads;
   eo.gpus = parse_gpus(config.gpus);
+  QS_ASSIGN_OR_RETURN(eo.dtype, parse_engine_dtype(config.dtype));
   auto t0 = std::chrono::steady_clock::now();
   auto embedder = Embedder::open(eo);
   if (!embedder.is_ok()) return embedder.status().with_context("loading the model from " + config.model);
