@@ -216,11 +216,15 @@ Status gemm_ceiling(const ModelConfig& c, const std::string& model, bool fp8, bo
 // Per-kernel profile of one layer at the engine's own kernels and GEMMs (the sequence of
 // enqueue_forward), for a batch of `seqs` sequences of `len` tokens: each step timed alone with
 // CUDA events (median of 20), times the number of layers. Shows where the time goes.
-Status layer_profile(const ModelConfig& c, const std::string& model, int seqs, int len) {
+// fp8: the FP8 engine's sequence (E4M3 GEMM inputs written by the norms / SwiGLU / a quantization
+// pass of the attention output; FP8 GEMMs with per-row scales).
+Status layer_profile(const ModelConfig& c, const std::string& model, int seqs, int len, bool fp8,
+                     bool fast_accum) {
   const int t = seqs * len, h = c.hidden_size, inter = c.intermediate_size;
   const int qkv_w = c.q_width() + 2 * c.kv_width();
   GemmRunner g;
   QS_RETURN_IF_ERROR(g.init());
+  g.set_fp8_fast_accum(fast_accum);
   std::vector<void*> bufs;
   auto alloc = [&bufs](size_t bytes, void** p) -> Status {
     CUDA_CHECK(cudaMalloc(p, bytes));
@@ -253,6 +257,29 @@ Status layer_profile(const ModelConfig& c, const std::string& model, int seqs, i
   QS_RETURN_IF_ERROR(rnd(w_o, size_t(h) * c.q_width(), 0.02f, 8));
   QS_RETURN_IF_ERROR(rnd(w_gu, size_t(2) * inter * h, 0.02f, 9));
   QS_RETURN_IF_ERROR(rnd(w_down, size_t(h) * inter, 0.02f, 10));
+  // fp8: quantized copies of the weights, the E4M3 activation buffer and the scales
+  void *q_qkv, *q_o, *q_gu, *q_down, *q_act, *scales;
+  const int act_cols = std::max({h, c.q_width(), inter});
+  QS_RETURN_IF_ERROR(alloc(size_t(qkv_w) * h, &q_qkv));
+  QS_RETURN_IF_ERROR(alloc(size_t(h) * c.q_width(), &q_o));
+  QS_RETURN_IF_ERROR(alloc(size_t(2) * inter * h, &q_gu));
+  QS_RETURN_IF_ERROR(alloc(size_t(h) * inter, &q_down));
+  QS_RETURN_IF_ERROR(alloc(size_t(t) * act_cols, &q_act));
+  QS_RETURN_IF_ERROR(alloc(size_t(t + qkv_w + 2 * h + 2 * inter) * 4, &scales));
+  auto Q = [](void* p) { return static_cast<fp8e4*>(p); };
+  float* s_act = static_cast<float*>(scales);
+  float* s_qkv = s_act + t;
+  float* s_o = s_qkv + qkv_w;
+  float* s_gu = s_o + h;
+  float* s_down = s_gu + 2 * inter;
+  if (fp8) {
+    auto bp = [](void* p) { return static_cast<bf16*>(p); };
+    QS_RETURN_IF_ERROR(launch_quantize_rows_fp8(bp(w_qkv), qkv_w, h, Q(q_qkv), s_qkv, 0));
+    QS_RETURN_IF_ERROR(launch_quantize_rows_fp8(bp(w_o), h, c.q_width(), Q(q_o), s_o, 0));
+    QS_RETURN_IF_ERROR(launch_quantize_rows_fp8(bp(w_gu), 2 * inter, h, Q(q_gu), s_gu, 0));
+    QS_RETURN_IF_ERROR(launch_quantize_rows_fp8(bp(w_down), h, inter, Q(q_down), s_down, 0));
+    QS_RETURN_IF_ERROR(launch_quantize_rows_fp8(bp(act), t, inter, Q(q_act), s_act, 0));
+  }
   QS_RETURN_IF_ERROR(launch_fill_f32(static_cast<float*>(resid), int64_t(t) * h, 0.5f, 0));
   QS_RETURN_IF_ERROR(launch_fill_f32(static_cast<float*>(vec), h + 256, 1.0f, 0));
   std::vector<int32_t> cu(seqs + 1), pos(t);
@@ -278,7 +305,7 @@ Status layer_profile(const ModelConfig& c, const std::string& model, int seqs, i
     std::function<Status()> run;
   };
   const double attn_flops = 2.0 * 2.0 * double(len) * len / 2.0 * c.head_dim * c.num_heads * seqs;
-  std::vector<Step> steps = {
+  std::vector<Step> bf16_steps = {
       {"add_rms_norm", 0,
        [&] {
          return launch_add_rms_norm(static_cast<float*>(resid), B(delta), fv, B(normed), t, h,
@@ -309,12 +336,38 @@ Status layer_profile(const ModelConfig& c, const std::string& model, int seqs, i
       {"gemm_down", 2.0 * t * inter * h,
        [&] { return g.gemm(B(act), B(w_down), B(delta), t, h, inter, 0); }},
   };
+  std::vector<Step> fp8_steps = {
+      {"add_rms_norm8", 0,
+       [&] {
+         return launch_add_rms_norm_fp8(static_cast<float*>(resid), B(delta), fv, Q(q_act), s_act,
+                                        t, h, 1e-6f, 0);
+       }},
+      {"gemm_qkv8", 2.0 * t * h * qkv_w,
+       [&] { return g.gemm_fp8(Q(q_act), s_act, Q(q_qkv), s_qkv, B(qkv), t, qkv_w, h, 0); }},
+      bf16_steps[2],
+      bf16_steps[3],
+      {"quantize_attn", 0,
+       [&] { return launch_quantize_rows_fp8(B(attn), t, c.q_width(), Q(q_act), s_act, 0); }},
+      {"gemm_o8", 2.0 * t * c.q_width() * h,
+       [&] { return g.gemm_fp8(Q(q_act), s_act, Q(q_o), s_o, B(delta), t, h, c.q_width(), 0); }},
+      {"add_rms_norm8", 0,
+       [&] {
+         return launch_add_rms_norm_fp8(static_cast<float*>(resid), B(delta), fv, Q(q_act), s_act,
+                                        t, h, 1e-6f, 0);
+       }},
+      {"gemm_gate_up8", 2.0 * t * h * 2.0 * inter,
+       [&] { return g.gemm_fp8(Q(q_act), s_act, Q(q_gu), s_gu, B(gu), t, 2 * inter, h, 0); }},
+      {"swiglu8", 0, [&] { return launch_swiglu_fp8(B(gu), t, inter, Q(q_act), s_act, 0); }},
+      {"gemm_down8", 2.0 * t * inter * h,
+       [&] { return g.gemm_fp8(Q(q_act), s_act, Q(q_down), s_down, B(delta), t, h, inter, 0); }},
+  };
+  const std::vector<Step>& steps = fp8 ? fp8_steps : bf16_steps;
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
   double total = 0;
-  std::printf("\nlayer profile: %s, %d x %d tokens (block_m %d), times x %d layers\n",
-              model.c_str(), seqs, len, block_m, c.num_layers);
+  std::printf("\nlayer profile: %s %s, %d x %d tokens (block_m %d), times x %d layers\n",
+              model.c_str(), fp8 ? "fp8" : "bf16", seqs, len, block_m, c.num_layers);
   std::printf("%-14s %10s %8s %9s\n", "step", "us/layer", "share", "TFLOP/s");
   std::vector<double> us(steps.size());
   for (size_t i = 0; i < steps.size(); ++i) {
@@ -336,9 +389,9 @@ Status layer_profile(const ModelConfig& c, const std::string& model, int seqs, i
     const double tf = steps[i].flops > 0 ? steps[i].flops / (us[i] * 1e-6) / 1e12 : 0;
     std::printf("%-14s %10.1f %7.1f%% %9.1f\n", steps[i].name, us[i], 100 * us[i] / total, tf);
     std::printf(
-        "{\"model\":\"%s\",\"profile_step\":\"%s\",\"tokens\":%d,\"seq_len\":%d,\"us_per_layer\":%."
-        "1f,\"tflops\":%.1f}\n",
-        model.c_str(), steps[i].name, t, len, us[i], tf);
+        "{\"model\":\"%s\",\"dtype\":\"%s\",\"profile_step\":\"%s\",\"tokens\":%d,\"seq_len\":%d,"
+        "\"us_per_layer\":%.1f,\"tflops\":%.1f}\n",
+        model.c_str(), fp8 ? "fp8" : "bf16", steps[i].name, t, len, us[i], tf);
   }
   const double tok_s = t / (total * 1e-6 * c.num_layers);
   std::printf("%-14s %10.1f  -> %.0f tok/s for the layers alone (%d layers)\n", "sum", total, tok_s,
@@ -432,8 +485,10 @@ int main(int argc, char** argv) {
       }
     }
     if (want("profile")) {
-      Status st = layer_profile(*cfg, model, 32, 512);
-      if (!st.is_ok()) std::fprintf(stderr, "profile: %s\n", st.to_string().c_str());
+      for (EngineDType d : dtypes) {
+        Status st = layer_profile(*cfg, model, 32, 512, d == EngineDType::kFP8, fast_accum);
+        if (!st.is_ok()) std::fprintf(stderr, "profile: %s\n", st.to_string().c_str());
+      }
     }
     if (workload == "gemm" || workload == "profile") continue;
     for (EngineDType dtype : dtypes) {

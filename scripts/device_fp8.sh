@@ -2,8 +2,8 @@
 # The FP8 engine's device run (issue 13, FP8 half), in one call on the GPU machine (H200/H100,
 # ~6-8 minutes): the FP8 kernel and engine tests (fidelity per length bucket against the CPU fp32
 # engine, bf16 beside it), then the engine benchmark at the 0.6B/4B/8B shapes with bf16 and fp8
-# side by side (512-token documents, mixed lengths, single requests, the GEMM ceilings, fp8 with
-# cuBLASLt's fast accumulation too), Hugging Face's baseline for the same shapes, and summary.md.
+# side by side (512-token documents, mixed lengths, single requests, the GEMM ceilings, a per-step
+# layer profile, fp8 with cuBLASLt's fast accumulation too), Hugging Face's baseline for the same shapes, and summary.md.
 #
 # Bundle here first (a Release build with CUDA: `make build` in this checkout gives build/):
 #   /work/shared/tools/devpack .devpack build/qsearch build/tests/test_kernels \
@@ -45,7 +45,7 @@ SHAPES=${FP8_SHAPES:-0.6B 4B 8B}
 stamp "qsearch-bench-engine-cuda --dtype both ($SHAPES)"
 : > "$OUT/bench_engine.txt"
 for m in $SHAPES; do
-  for w in gemm fixed512 mixed single; do
+  for w in gemm profile fixed512 mixed single; do
     timeout 150 $P qsearch-bench-engine-cuda --model $m --workload $w --dtype both \
       >> "$OUT/bench_engine.txt" 2>&1 || status=1
   done
@@ -132,6 +132,14 @@ for r in ours:
         print(f"- {r['model']} {r.get('dtype', 'bf16')}: {r['gemm_tflops']}{extra}")
 for r in hf:
     if "gemm_tflops" in r: print(f"- torch {r['model']} bf16: {r['gemm_tflops']}")
+print("\n## One layer, step by step (us per layer, 32 x 512 tokens; TFLOP/s for GEMMs and attention)\n")
+for m in ("0.6B", "4B", "8B"):
+    for d in ("bf16", "fp8"):
+        steps = [r for r in ours if r.get("model") == m and r.get("dtype", "bf16") == d and "profile_step" in r]
+        if steps:
+            total = sum(r["us_per_layer"] for r in steps)
+            cells = ", ".join(f"{r['profile_step']} {r['us_per_layer']:.0f}" + (f" ({r['tflops']:.0f})" if r["tflops"] else "") for r in steps)
+            print(f"- {m} {d}: total {total:.0f} us: {cells}")
 PY
 stamp "done (status $status)"
 exit $status

@@ -96,9 +96,10 @@ int run_embed(const std::vector<std::string>& argv) {
   Embedder& e = **embedder;
   const ModelConfig& c = e.config();
   std::fprintf(stderr,
-               "qsearch embed: model %s (hidden %d, %d layers, %.2fB parameters), device %s\n",
+               "qsearch embed: model %s (hidden %d, %d layers, %.2fB parameters), device %s%s\n",
                options.model_dir.c_str(), c.hidden_size, c.num_layers,
-               static_cast<double>(c.num_parameters()) / 1e9, e.device_name().c_str());
+               static_cast<double>(c.num_parameters()) / 1e9, e.device_name().c_str(),
+               options.dtype == EngineDType::kFP8 ? " (fp8)" : "");
   const int out_dim = dim ? static_cast<int>(*dim) : 0;
   if (out_dim != 0 && (out_dim < 32 || out_dim > c.hidden_size))
     return fail(

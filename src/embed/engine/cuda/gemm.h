@@ -73,6 +73,7 @@ class GemmRunner {
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   size_t workspace_bytes_ = 0;
+  float* dummy_scales_ = nullptr;  // 256 bytes: the scale pointers while the heuristic runs
   bool fp8_outer_ = true;
   bool fp8_fast_accum_ = false;
   std::map<std::tuple<int, int, int, bool>, Plan> plans_;
