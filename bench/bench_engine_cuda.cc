@@ -169,9 +169,8 @@ Status gemm_ceiling(const ModelConfig& c, const std::string& model, bool fp8, bo
       CUDA_CHECK(cudaMalloc(&xq, static_cast<size_t>(m) * s.k));
       CUDA_CHECK(cudaMalloc(&wq, static_cast<size_t>(s.n) * s.k));
       CUDA_CHECK(cudaMalloc(&sc, static_cast<size_t>(m + s.n) * 4));
-      QS_RETURN_IF_ERROR(launch_quantize_rows_fp8(static_cast<bf16*>(x), m, s.k,
-                                                  static_cast<fp8e4*>(xq), static_cast<float*>(sc),
-                                                  0));
+      QS_RETURN_IF_ERROR(launch_quantize_rows_fp8(
+          static_cast<bf16*>(x), m, s.k, static_cast<fp8e4*>(xq), static_cast<float*>(sc), 0));
       QS_RETURN_IF_ERROR(launch_quantize_rows_fp8(static_cast<bf16*>(w), s.n, s.k,
                                                   static_cast<fp8e4*>(wq),
                                                   static_cast<float*>(sc) + m, 0));
@@ -505,7 +504,8 @@ int main(int argc, char** argv) {
         return 1;
       }
       Backend& b = **eng;
-      std::fprintf(stderr, "%s %s: engine ready in %.1f s\n", model.c_str(), engine_dtype_name(dtype),
+      std::fprintf(stderr, "%s %s: engine ready in %.1f s\n", model.c_str(),
+                   engine_dtype_name(dtype),
                    std::chrono::duration<double>(Clock::now() - t0).count());
       auto report = [&](const Status& st, const Result& r) {
         if (!st.is_ok()) {
@@ -542,13 +542,12 @@ int main(int argc, char** argv) {
       }
     }
   }
-  std::printf("\n%-6s %-5s %-20s %7s %9s %10s %9s %8s %9s %9s %8s\n", "model", "dtype",
-              "workload", "docs", "tokens", "tok/s", "docs/s", "TFLOP/s", "ms mean", "ms p50",
-              "GPU GiB");
+  std::printf("\n%-6s %-5s %-20s %7s %9s %10s %9s %8s %9s %9s %8s\n", "model", "dtype", "workload",
+              "docs", "tokens", "tok/s", "docs/s", "TFLOP/s", "ms mean", "ms p50", "GPU GiB");
   for (const auto& r : results)
     std::printf("%-6s %-5s %-20s %7lld %9lld %10.0f %9.1f %8.1f %9.3f %9.3f %8.2f\n",
-                r.model.c_str(), r.dtype.c_str(), r.workload.c_str(), static_cast<long long>(r.docs),
-                static_cast<long long>(r.tokens), r.tok_s, r.docs_s, r.tflops, r.ms_mean, r.ms_p50,
-                r.gpu_gib);
+                r.model.c_str(), r.dtype.c_str(), r.workload.c_str(),
+                static_cast<long long>(r.docs), static_cast<long long>(r.tokens), r.tok_s, r.docs_s,
+                r.tflops, r.ms_mean, r.ms_p50, r.gpu_gib);
   return 0;
 }

@@ -31,12 +31,12 @@ static __global__ void fill_f32_kernel(float* out, int64_t n, float value) {
     out[i] = value;
 }
 
-Status launch_fill_random_bf16(bf16* out, int64_t n, float std, uint64_t seed,
-                               cudaStream_t stream, int64_t first) {
+Status launch_fill_random_bf16(bf16* out, int64_t n, float std, uint64_t seed, cudaStream_t stream,
+                               int64_t first) {
   if (n == 0) return Status::ok();
   const int64_t blocks = std::min<int64_t>(ceil_div(n, 256), 132 * 32);
   fill_random_bf16_kernel<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(out, n, std, seed,
-                                                                           first);
+                                                                             first);
   QS_CHECK_LAUNCH();
   return Status::ok();
 }

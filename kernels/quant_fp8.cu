@@ -29,12 +29,10 @@ __device__ __forceinline__ uint2 quant8(const float* f, float inv) {
   uint32_t w[2];
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
-    const __nv_fp8x2_storage_t lo =
-        __nv_cvt_float2_to_fp8x2(make_float2(f[4 * h] * inv, f[4 * h + 1] * inv), __NV_SATFINITE,
-                                 __NV_E4M3);
-    const __nv_fp8x2_storage_t hi =
-        __nv_cvt_float2_to_fp8x2(make_float2(f[4 * h + 2] * inv, f[4 * h + 3] * inv),
-                                 __NV_SATFINITE, __NV_E4M3);
+    const __nv_fp8x2_storage_t lo = __nv_cvt_float2_to_fp8x2(
+        make_float2(f[4 * h] * inv, f[4 * h + 1] * inv), __NV_SATFINITE, __NV_E4M3);
+    const __nv_fp8x2_storage_t hi = __nv_cvt_float2_to_fp8x2(
+        make_float2(f[4 * h + 2] * inv, f[4 * h + 3] * inv), __NV_SATFINITE, __NV_E4M3);
     w[h] = static_cast<uint32_t>(lo) | (static_cast<uint32_t>(hi) << 16);
   }
   return make_uint2(w[0], w[1]);
@@ -195,7 +193,7 @@ Status launch_quantize_rows_fp8(const bf16* x, int64_t rows, int cols, fp8e4* ou
   if (rows == 0) return Status::ok();
   if (rows > 0x7fffffff) return invalid_argument("quantize_rows_fp8: too many rows");
   quantize_rows_kernel<<<static_cast<unsigned>(rows), kQuantThreads, 0, stream>>>(x, cols, out,
-                                                                                 scales);
+                                                                                  scales);
   QS_CHECK_LAUNCH();
   return Status::ok();
 }
@@ -208,10 +206,10 @@ Status launch_add_rms_norm_fp8(float* residual, const bf16* delta, const float* 
   if (num_tokens == 0) return Status::ok();
   const int vpt = static_cast<int>(ceil_div(hidden / 8, kNormThreads));
   switch (vpt) {
-#define QS_RMS8_CASE(N)                                                                    \
-  case N:                                                                                  \
-    add_rms_norm_fp8_kernel<N><<<num_tokens, kNormThreads, 0, stream>>>(                   \
-        residual, delta, weight, out, scales, hidden, eps);                                \
+#define QS_RMS8_CASE(N)                                                                            \
+  case N:                                                                                          \
+    add_rms_norm_fp8_kernel<N><<<num_tokens, kNormThreads, 0, stream>>>(residual, delta, weight,   \
+                                                                        out, scales, hidden, eps); \
     break;
     QS_RMS8_CASE(1)
     QS_RMS8_CASE(2)
@@ -229,15 +227,15 @@ Status launch_add_rms_norm_fp8(float* residual, const bf16* delta, const float* 
   return Status::ok();
 }
 
-Status launch_swiglu_fp8(const bf16* gate_up, int num_tokens, int inter, fp8e4* out,
-                         float* scales, cudaStream_t stream) {
+Status launch_swiglu_fp8(const bf16* gate_up, int num_tokens, int inter, fp8e4* out, float* scales,
+                         cudaStream_t stream) {
   if (inter % 8 != 0 || inter <= 0 || inter > 16384)
     return invalid_argument("swiglu_fp8: intermediate size must be a multiple of 8 in 8..16384");
   if (num_tokens == 0) return Status::ok();
   const int vpt = static_cast<int>(ceil_div(inter / 8, kQuantThreads));
   switch (vpt) {
-#define QS_SWIGLU8_CASE(N)                                                                   \
-  case N:                                                                                    \
+#define QS_SWIGLU8_CASE(N)                                                                       \
+  case N:                                                                                        \
     swiglu_fp8_kernel<N><<<num_tokens, kQuantThreads, 0, stream>>>(gate_up, inter, out, scales); \
     break;
     QS_SWIGLU8_CASE(1)
@@ -263,8 +261,8 @@ Status launch_scale_outer(bf16* y, const float* row_scale, const float* col_scal
   const int64_t vecs = static_cast<int64_t>(m) * (n / 8);
   const int threads = 256;
   const int64_t blocks = std::min<int64_t>(ceil_div(vecs, threads), 132 * 16);
-  scale_outer_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(y, row_scale,
-                                                                            col_scale, vecs, n / 8);
+  scale_outer_kernel<<<static_cast<unsigned>(blocks), threads, 0, stream>>>(y, row_scale, col_scale,
+                                                                            vecs, n / 8);
   QS_CHECK_LAUNCH();
   return Status::ok();
 }

@@ -40,8 +40,8 @@ Status launch_add_rms_norm_fp8(float* residual, const bf16* delta, const float* 
                                float* scales, int num_tokens, int hidden, float eps,
                                cudaStream_t stream);
 
-Status launch_swiglu_fp8(const bf16* gate_up, int num_tokens, int inter, fp8e4* out,
-                         float* scales, cudaStream_t stream);
+Status launch_swiglu_fp8(const bf16* gate_up, int num_tokens, int inter, fp8e4* out, float* scales,
+                         cudaStream_t stream);
 
 Status launch_scale_outer(bf16* y, const float* row_scale, const float* col_scale, int m, int n,
                           cudaStream_t stream);

@@ -71,8 +71,8 @@ temporary files and renamed when complete). Exit codes: 0 done, 1 error, 2 bad u
 int run_dedup(const std::vector<std::string>& raw) {
   Args args(raw,
             {"model", "input", "output", "threshold", "text-field", "id-field", "keep", "keep-list",
-             "dim", "instruction", "device", "dtype", "max-tokens", "batch-tokens", "threads", "cache-dir",
-             "max-pairs", "pairs-per-cluster"},
+             "dim", "instruction", "device", "dtype", "max-tokens", "batch-tokens", "threads",
+             "cache-dir", "max-pairs", "pairs-per-cluster"},
             {"help", "no-cache", "quiet"});
   if (args.has("help")) {
     std::fputs(kUsage, stdout);

@@ -55,10 +55,10 @@ int run_embed(const std::vector<std::string>& argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-  Args args(argv,
-            {"model", "device", "dtype", "instruction", "dim", "max-tokens", "batch-tokens",
-             "threads"},
-            {"ids"});
+  Args args(
+      argv,
+      {"model", "device", "dtype", "instruction", "dim", "max-tokens", "batch-tokens", "threads"},
+      {"ids"});
   auto fail = [](const std::string& msg, int code) {
     std::fprintf(stderr, "qsearch embed: %s\n", msg.c_str());
     return code;

@@ -47,7 +47,8 @@ int run_rerank(const std::vector<std::string>& argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-  Args args(argv, {"model", "device", "dtype", "instruction", "max-tokens", "batch-tokens", "threads"},
+  Args args(argv,
+            {"model", "device", "dtype", "instruction", "max-tokens", "batch-tokens", "threads"},
             {});
   auto fail = [](const std::string& msg, int code) {
     std::fprintf(stderr, "qsearch rerank: %s\n", msg.c_str());

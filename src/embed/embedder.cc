@@ -115,9 +115,9 @@ StatusOr<std::vector<std::unique_ptr<Backend>>> make_backends(const EmbedderOpti
 
   std::vector<std::unique_ptr<Backend>> backends;
   if (options.dtype == EngineDType::kFP8 && device == "cpu")
-    return unavailable(std::string(kFp8NeedsGpuMessage) +
-                       (options.device == "cpu" ? "; the CPU engine is fp32 only"
-                                                : "; no CUDA GPU is visible"));
+    return unavailable(std::string(kFp8NeedsGpuMessage) + (options.device == "cpu"
+                                                               ? "; the CPU engine is fp32 only"
+                                                               : "; no CUDA GPU is visible"));
   if (device == "cpu") {
     QS_ASSIGN_OR_RETURN(auto b,
                         make_cpu_backend(dir, config, options.max_batch_tokens, options.threads));

@@ -83,9 +83,9 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
                identity->identity, static_cast<double>(identity->bytes_hashed) / 1e6,
                identity->seconds);
   spdlog::info("model {} loaded in {:.1f} s: hidden size {}, {} engine replica(s) on {}{}",
-               svc->model_identity_, load_s,
-               svc->embedder_->hidden_size(), svc->embedder_->num_backends(),
-               svc->embedder_->device_name(), eo.dtype == EngineDType::kFP8 ? " (fp8)" : "");
+               svc->model_identity_, load_s, svc->embedder_->hidden_size(),
+               svc->embedder_->num_backends(), svc->embedder_->device_name(),
+               eo.dtype == EngineDType::kFP8 ? " (fp8)" : "");
   if (svc->embedder_->num_backends() == 0) return internal_error("the embedder has no engine");
 
   if (!config.reranker.empty()) {

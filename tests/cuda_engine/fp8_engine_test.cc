@@ -30,9 +30,9 @@ bool gpu_has_fp8() {
   return major * 10 + minor >= 89;
 }
 
-#define QS_REQUIRE_FP8_GPU()                                                          \
-  do {                                                                                \
-    QS_REQUIRE_GPU();                                                                 \
+#define QS_REQUIRE_FP8_GPU()                                                      \
+  do {                                                                            \
+    QS_REQUIRE_GPU();                                                             \
     if (!gpu_has_fp8()) GTEST_SKIP() << "GPU 0 has no FP8 tensor cores (sm_89+)"; \
   } while (0)
 

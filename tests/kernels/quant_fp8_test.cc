@@ -29,7 +29,8 @@ using namespace qsearch::testing;
 double e4m3_value(uint8_t b) {
   const int sign = b >> 7, e = (b >> 3) & 15, m = b & 7;
   if (e == 15 && m == 7) return std::nan("");
-  const double mag = e == 0 ? m / 8.0 * std::ldexp(1.0, -6) : (1.0 + m / 8.0) * std::ldexp(1.0, e - 7);
+  const double mag =
+      e == 0 ? m / 8.0 * std::ldexp(1.0, -6) : (1.0 + m / 8.0) * std::ldexp(1.0, e - 7);
   return sign ? -mag : mag;
 }
 
@@ -82,7 +83,8 @@ TEST(QuantizeRowsFp8, RoundTripWithinE4M3Precision) {
   // with a single spike (most of it then lands in E4M3's subnormal range)
   for (int r = 0; r < rows; ++r)
     for (int j = 0; j < cols; ++j)
-      x[size_t(r) * cols + j] = to_bf16(to_float(x[size_t(r) * cols + j]) * std::ldexp(1.0f, r % 9 - 4));
+      x[size_t(r) * cols + j] =
+          to_bf16(to_float(x[size_t(r) * cols + j]) * std::ldexp(1.0f, r % 9 - 4));
   for (int j = 0; j < cols; ++j) x[size_t(5) * cols + j] = to_bf16(0.0f);
   x[size_t(6) * cols + 17] = to_bf16(-3000.0f);
   std::vector<double> want(x.size());
@@ -208,8 +210,8 @@ void check_fp8_gemm(bool outer_scaling) {
     for (int c = 0; c < n; ++c) {
       double s = 0, a = 0;
       for (int j = 0; j < k; ++j) {
-        const double p = e4m3_value(xq[size_t(r) * k + j]) * sx[r] *
-                         (e4m3_value(wq[size_t(c) * k + j]) * sw[c]);
+        const double p =
+            e4m3_value(xq[size_t(r) * k + j]) * sx[r] * (e4m3_value(wq[size_t(c) * k + j]) * sw[c]);
         s += p;
         a += std::fabs(p);
       }
@@ -231,7 +233,8 @@ void check_fp8_gemm(bool outer_scaling) {
   for (int r = 0; r < m; ++r)
     for (int c = 0; c < n; ++c) {
       double s = 0;
-      for (int j = 0; j < k; ++j) s += double(to_float(x[size_t(r) * k + j])) * to_float(w[size_t(c) * k + j]);
+      for (int j = 0; j < k; ++j)
+        s += double(to_float(x[size_t(r) * k + j])) * to_float(w[size_t(c) * k + j]);
       exact[size_t(r) * n + c] = s;
     }
   const double err = rel_l2(y, exact);

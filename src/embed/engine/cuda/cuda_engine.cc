@@ -151,9 +151,9 @@ Status CudaEngine::init(const ModelWeights* weights, uint64_t seed) {
     CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, opt_.device));
     CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, opt_.device));
     if (major * 10 + minor < 89)
-      return unavailable(std::string(kFp8NeedsGpuMessage) + "; cuda:" +
-                         std::to_string(opt_.device) + " is sm_" + std::to_string(major) +
-                         std::to_string(minor));
+      return unavailable(std::string(kFp8NeedsGpuMessage) +
+                         "; cuda:" + std::to_string(opt_.device) + " is sm_" +
+                         std::to_string(major) + std::to_string(minor));
     gemm_.set_fp8_fast_accum(opt_.fp8_fast_accum);
   }
 
@@ -202,8 +202,7 @@ Status CudaEngine::init(const ModelWeights* weights, uint64_t seed) {
   engine_log()->info(
       "{}: {} weights {:.2f} GiB, workspace {:.2f} GiB ({} tokens), {:.2f} of {:.2f} GiB free",
       name(), engine_dtype_name(opt_.dtype), gib(w_.bytes()),
-      gib(ws_bytes_ + static_cast<int64_t>(kGemmWorkspace)), ws_tokens_, gib(free_b),
-      gib(total_b));
+      gib(ws_bytes_ + static_cast<int64_t>(kGemmWorkspace)), ws_tokens_, gib(free_b), gib(total_b));
 
   // Warm-up: loads the kernels, configures shared memory, plans the smallest GEMMs.
   EngineBatch warm;
@@ -342,10 +341,10 @@ Status CudaEngine::enqueue_forward_fp8(int64_t t_run, int64_t grid_tiles, int bl
     QS_RETURN_IF_ERROR(launch_quantize_rows_fp8(buf_b_, t, c_.q_width(), act_q_, act_s_, stream_));
     QS_RETURN_IF_ERROR(
         gemm_.gemm_fp8(act_q_, act_s_, l.o_q, l.o_s, buf_a_, t, h, c_.q_width(), stream_));
-    QS_RETURN_IF_ERROR(launch_add_rms_norm_fp8(resid_, buf_a_, l.post_norm, act_q_, act_s_, t, h,
-                                               eps, stream_));
-    QS_RETURN_IF_ERROR(gemm_.gemm_fp8(act_q_, act_s_, l.gate_up_q, l.gate_up_s, buf_a_, t,
-                                      2 * inter, h, stream_));
+    QS_RETURN_IF_ERROR(
+        launch_add_rms_norm_fp8(resid_, buf_a_, l.post_norm, act_q_, act_s_, t, h, eps, stream_));
+    QS_RETURN_IF_ERROR(
+        gemm_.gemm_fp8(act_q_, act_s_, l.gate_up_q, l.gate_up_s, buf_a_, t, 2 * inter, h, stream_));
     QS_RETURN_IF_ERROR(launch_swiglu_fp8(buf_a_, t, inter, act_q_, act_s_, stream_));
     QS_RETURN_IF_ERROR(
         gemm_.gemm_fp8(act_q_, act_s_, l.down_q, l.down_s, buf_a_, t, h, inter, stream_));

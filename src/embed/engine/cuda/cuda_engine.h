@@ -13,8 +13,9 @@
 // (device_weights.h); activations E4M3 with one scale per token, quantized by the kernel that
 // produces them (the RMSNorms and SwiGLU write E4M3 directly; the attention output gets its own
 // quantization pass), fp32 accumulation and bf16 GEMM outputs (gemm.h). Norms, RoPE, attention
-// and the fp32 residual stream are the same as with bf16. Batches of up to graph_max_tokens tokens replay a CUDA graph captured per
-// (padded tokens, attention tile bucket), so small requests are not launch-bound.
+// and the fp32 residual stream are the same as with bf16. Batches of up to graph_max_tokens tokens
+// replay a CUDA graph captured per (padded tokens, attention tile bucket), so small requests are
+// not launch-bound.
 //
 // Memory: weights + a workspace for max(max_batch_tokens, max_sequence_tokens) tokens, both
 // allocated and logged at creation; if they do not fit, creation fails with kResourceExhausted.

@@ -36,8 +36,8 @@ Sizes sizes_of(const ModelConfig& c, EngineDType dtype) {
   const int64_t scales = fp8 ? pad64(c.q_width() + 2 * c.kv_width()) + pad64(h) +
                                    pad64(2 * static_cast<int64_t>(c.intermediate_size)) + pad64(h)
                              : 0;
-  s.vectors =
-      c.num_layers * (2 * pad64(h) + 2 * pad64(c.head_dim) + scales) + pad64(h) + pad64(c.head_dim / 2);
+  s.vectors = c.num_layers * (2 * pad64(h) + 2 * pad64(c.head_dim) + scales) + pad64(h) +
+              pad64(c.head_dim / 2);
   return s;
 }
 
@@ -163,8 +163,7 @@ Status DeviceWeights::upload(const ModelWeights& w, cudaStream_t stream) {
   const int64_t h = c.hidden_size;
   const bool fp8 = dtype_ == EngineDType::kFP8;
   Staging staging;
-  if (fp8)
-    CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&staging.p), staging_bytes(c, dtype_)));
+  if (fp8) CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&staging.p), staging_bytes(c, dtype_)));
   // A Linear weight [rows, cols] into the bf16 matrix at row `row` of dst, or (kFP8) quantized
   // into the E4M3 matrix q and its scales s at that row. Stream order keeps the staging buffer's
   // reuse safe.
@@ -225,8 +224,8 @@ Status DeviceWeights::randomize(uint64_t seed, cudaStream_t stream) {
       };
       QS_RETURN_IF_ERROR(draw(c.q_width() + 2 * c.kv_width(), h, l.qkv_q, l.qkv_s));
       QS_RETURN_IF_ERROR(draw(h, c.q_width(), l.o_q, l.o_s));
-      QS_RETURN_IF_ERROR(draw(2 * static_cast<int64_t>(c.intermediate_size), h, l.gate_up_q,
-                              l.gate_up_s));
+      QS_RETURN_IF_ERROR(
+          draw(2 * static_cast<int64_t>(c.intermediate_size), h, l.gate_up_q, l.gate_up_s));
       QS_RETURN_IF_ERROR(draw(h, c.intermediate_size, l.down_q, l.down_s));
     }
     CUDA_CHECK(cudaStreamSynchronize(stream));  // staging dies here

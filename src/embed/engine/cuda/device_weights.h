@@ -22,8 +22,8 @@
 #include <vector>
 
 #include "common.cuh"
-#include "embed/model/config.h"
 #include "embed/engine/backend.h"
+#include "embed/model/config.h"
 #include "embed/model/weights.h"
 #include "quant_fp8.cuh"
 

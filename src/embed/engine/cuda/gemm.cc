@@ -36,8 +36,8 @@ Status GemmRunner::make_plan(int m, int n, int k, bool fp8, bool outer, Plan* p)
   CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
   if (fp8) {
     const int8_t fast = fp8_fast_accum_ ? 1 : 0;
-    CUBLAS_CHECK(
-        cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof(fast)));
+    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast,
+                                                sizeof(fast)));
     if (outer) {
       const int32_t mode = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
       CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &mode,
@@ -66,9 +66,8 @@ Status GemmRunner::make_plan(int m, int n, int k, bool fp8, bool outer, Plan* p)
   cublasLtMatmulHeuristicResult_t result{};
   int found = 0;
   if (st.is_ok()) {
-    cublasStatus_t hs =
-        cublasLtMatmulAlgoGetHeuristic(handle_, p->op, p->a, p->b, p->c, p->c, pref, 1, &result,
-                                       &found);
+    cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(handle_, p->op, p->a, p->b, p->c, p->c, pref,
+                                                       1, &result, &found);
     if (hs != CUBLAS_STATUS_SUCCESS || found == 0)
       st = internal_error(std::string("cuBLASLt has no ") +
                           (fp8 ? (outer ? "fp8 (outer-vector scaled)" : "fp8") : "bf16") +
@@ -154,8 +153,7 @@ Status GemmRunner::gemm_fp8(const fp8e4* x, const float* sx, const fp8e4* w, con
     if (rs == CUBLAS_STATUS_SUCCESS) return Status::ok();
     cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
     CUDA_CHECK(cudaStreamIsCapturing(stream, &cap));
-    if (rs != CUBLAS_STATUS_NOT_SUPPORTED || cap != cudaStreamCaptureStatusNone)
-      CUBLAS_CHECK(rs);
+    if (rs != CUBLAS_STATUS_NOT_SUPPORTED || cap != cudaStreamCaptureStatusNone) CUBLAS_CHECK(rs);
     // the heuristic offered an algorithm the library then refused: scale separately from now on
     drop_fp8_plans();
     fp8_outer_ = false;
