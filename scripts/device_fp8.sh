@@ -3,13 +3,15 @@
 # ~6-8 minutes): the FP8 kernel and engine tests (fidelity per length bucket against the CPU fp32
 # engine, bf16 beside it), then the engine benchmark at the 0.6B/4B/8B shapes with bf16 and fp8
 # side by side (512-token documents, mixed lengths, single requests, the GEMM ceilings, a per-step
-# layer profile, fp8 with cuBLASLt's fast accumulation too), Hugging Face's baseline for the same shapes, and summary.md.
+# layer profile, fp8 with cuBLASLt's fast accumulation too), Hugging Face's baseline for the same
+# shapes, and summary.md.
 #
 # Bundle here first (a Release build with CUDA: `make build` in this checkout gives build/):
 #   /work/shared/tools/devpack .devpack build/qsearch build/tests/test_kernels \
 #     build/tests/test_cuda_engine build/bench/qsearch-bench-engine-cuda \
 #     -- .deps/qwen3/tokenizer.json /work/shared/bench/hf_baseline.py
-# then run (device tool, carry [".devpack"]):
+#   tar czf .devpack.tgz .devpack      # 111 MB -> 40 MB: the device call carries at most 64 MiB
+# then run (device tool, carry [".devpack.tgz"]; the script unpacks it):
 #   QSEARCH_COMMIT=<git rev-parse --short HEAD, from here> bash scripts/device_fp8.sh "$OUT"
 # Files written to OUT (5): tests.txt, bench_engine.txt, bench_fast_accum.txt, hf_baseline.txt,
 # summary.md. Exit status: non-zero when a test or a benchmark failed.
@@ -18,6 +20,8 @@ set -uo pipefail
 OUT=${1:-${OUT:-/tmp/qsearch-fp8}}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
+# a carried .devpack.tgz is this call's bundle: it replaces any .devpack an earlier call left
+if [ -f .devpack.tgz ]; then rm -rf .devpack && tar xzf .devpack.tgz || exit 1; fi
 export PYTHONUNBUFFERED=1
 export LD_LIBRARY_PATH=$PWD/.devpack/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 P=.devpack/run.sh
