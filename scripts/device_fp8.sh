@@ -15,7 +15,9 @@
 #   QSEARCH_COMMIT=<git rev-parse --short HEAD, from here> bash scripts/device_fp8.sh "$OUT"
 # Files written to OUT (5): tests.txt, bench_engine.txt, bench_fast_accum.txt, hf_baseline.txt,
 # summary.md. Exit status: non-zero when a test or a benchmark failed.
-# Knobs: FP8_SHAPES (default "0.6B 4B 8B"), SKIP_HF_BASELINE=1, SKIP_FAST_ACCUM=1.
+# Knobs: FP8_SHAPES (default "0.6B 4B 8B"), SKIP_HF_BASELINE=1, SKIP_FAST_ACCUM=1,
+# HF_PARITY_SHAPES="0.6B ..." (off by default, ~1-2 min a shape): tests/reference/hf_parity.py
+# --dtype both against transformers fp32 (writes hf_parity.txt, hf_parity.json).
 set -uo pipefail
 OUT=${1:-${OUT:-/tmp/qsearch-fp8}}
 mkdir -p "$OUT"
@@ -70,6 +72,14 @@ if [ -z "${SKIP_HF_BASELINE:-}" ]; then
   timeout 300 python3 .devpack/extra/hf_baseline.py $SHAPES > "$OUT/hf_baseline.txt" 2>&1 || status=1
 else
   echo '{"skipped": "SKIP_HF_BASELINE"}' > "$OUT/hf_baseline.txt"
+fi
+if [ -n "${HF_PARITY_SHAPES:-}" ]; then
+  stamp "hf_parity --dtype both ($HF_PARITY_SHAPES)"
+  $P qsearch make-test-model --tokenizer .devpack/extra/tokenizer.json --out /tmp/qsearch-tok > /dev/null || status=1
+  timeout 400 python3 tests/reference/hf_parity.py --qsearch "$PWD/$P qsearch" --tokenizer-dir /tmp/qsearch-tok \
+    --shapes $HF_PARITY_SHAPES --dtype both --out "$OUT/hf_parity.json" --workdir /tmp/hf_parity \
+    > "$OUT/hf_parity.txt" 2>&1 || status=1
+  tail -20 "$OUT/hf_parity.txt"
 fi
 stamp "summary"
 
