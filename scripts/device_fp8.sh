@@ -13,11 +13,13 @@
 #   tar czf .devpack.tgz .devpack      # 111 MB -> 40 MB: the device call carries at most 64 MiB
 # then run (device tool, carry [".devpack.tgz"]; the script unpacks it):
 #   QSEARCH_COMMIT=<git rev-parse --short HEAD, from here> bash scripts/device_fp8.sh "$OUT"
-# Files written to OUT (5): tests.txt, bench_engine.txt, bench_fast_accum.txt, hf_baseline.txt,
-# summary.md. Exit status: non-zero when a test or a benchmark failed.
+# Files written to OUT (6): tests.txt, bench_engine.txt, bench_fast_accum.txt, hf_baseline.txt,
+# fp8_overlap.txt, summary.md (+ hf_parity.txt/.json with HF_PARITY_SHAPES). Exit status: non-zero when a test or a benchmark failed.
 # Knobs: FP8_SHAPES (default "0.6B 4B 8B"), SKIP_HF_BASELINE=1, SKIP_FAST_ACCUM=1,
 # HF_PARITY_SHAPES="0.6B ..." (off by default, ~1-2 min a shape): tests/reference/hf_parity.py
-# --dtype both against transformers fp32 (writes hf_parity.txt, hf_parity.json).
+# --dtype both against transformers fp32 (writes hf_parity.txt, hf_parity.json);
+# SKIP_OVERLAP=1: skip tests/reference/fp8_overlap.py (top-10 neighbour overlap of fp8 vs bf16
+# over 5000 texts on a random-weight 0.6B-shape checkpoint, ~30 s; writes fp8_overlap.txt).
 set -uo pipefail
 OUT=${1:-${OUT:-/tmp/qsearch-fp8}}
 mkdir -p "$OUT"
@@ -73,6 +75,14 @@ if [ -z "${SKIP_HF_BASELINE:-}" ]; then
 else
   echo '{"skipped": "SKIP_HF_BASELINE"}' > "$OUT/hf_baseline.txt"
 fi
+if [ -z "${SKIP_OVERLAP:-}" ]; then
+  stamp "fp8_overlap.py (0.6B shape, 5000 texts)"
+  $P qsearch make-test-model --tokenizer .devpack/extra/tokenizer.json --shape 0.6B \
+    --out /tmp/qsearch-m06 > /dev/null || status=1
+  timeout 240 python3 tests/reference/fp8_overlap.py --qsearch "$PWD/$P qsearch" --model /tmp/qsearch-m06 \
+    --n 5000 --out /tmp/fp8_overlap.json > "$OUT/fp8_overlap.txt" 2>&1 || status=1
+  tail -3 "$OUT/fp8_overlap.txt"
+fi
 if [ -n "${HF_PARITY_SHAPES:-}" ]; then
   stamp "hf_parity --dtype both ($HF_PARITY_SHAPES)"
   $P qsearch make-test-model --tokenizer .devpack/extra/tokenizer.json --out /tmp/qsearch-tok > /dev/null || status=1
@@ -113,6 +123,16 @@ targets = {"0.6B": 600e3, "4B": 120e3, "8B": 68e3}
 bf16_today = {"0.6B": 486.6e3, "4B": 78.2e3, "8B": 43.4e3}
 def pick(rows, m, d, w):
     return next((r for r in rows if r.get("model") == m and r.get("dtype") == d and r.get("workload") == w), None)
+try:
+    for line in open(os.path.join(out, "fp8_overlap.txt"), errors="replace"):
+        if line.startswith("{"):
+            o = json.loads(line)
+            print(f"- neighbour overlap (0.6B shape, random weights, {o['texts']} texts): mean overlap@{o['k']} "
+                  f"fp8 vs bf16 {o['overlap_mean']:.4f} (p10 {o['overlap_p10']:.2f}, min {o['overlap_min']:.2f}; "
+                  f"gate >= 0.95 {'ok' if o['ok'] else 'MISSED'}); cosine bf16~fp8 mean {o['cos_bf16_fp8_mean']:.6f} "
+                  f"min {o['cos_bf16_fp8_min']:.6f}; bf16 10th-neighbour cosine mean {o['bf16_kth_neighbour_cos_mean']:.4f}")
+except OSError:
+    pass
 print("\n## Throughput (tokens/s, TFLOP/s counted as the model's FLOPs)\n")
 print("| model | workload | bf16 | fp8 | fp8 / bf16 | fp8 fast-accum | HF sdpa bf16 | fp8 target |")
 print("|---|---|---|---|---|---|---|---|")
