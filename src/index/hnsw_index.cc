@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cfloat>
-#include <cstring>
 
 #include "index/distances.h"
 #include "index/exact_scan.h"
@@ -178,14 +177,12 @@ Status HnswIndex::search_graph(int64_t n, const float* queries, int k,
       // A selective filter: the graph would be walked mostly through non-matches (and lose
       // recall); scoring the matches exactly is cheaper and exact.
       const float* xb = stored_vectors();
-      const size_t row_bytes = static_cast<size_t>(config_.dimension) * sizeof(float);
+      const int d = config_.dimension;
       return index_internal::exact_search(
-          n, queries, config_.dimension, config_.metric, k, *set,
-          [this, xb, row_bytes](int64_t label, float* out) {
+          n, queries, d, config_.metric, k, *set,
+          [this, xb, d](int64_t label, float*) -> const float* {
             auto it = positions_.find(label);
-            if (it == positions_.end() || xb == nullptr) return false;
-            std::memcpy(out, reinterpret_cast<const char*>(xb) + it->second * row_bytes, row_bytes);
-            return true;
+            return it == positions_.end() || xb == nullptr ? nullptr : xb + it->second * d;
           },
           out_labels, out_distances);
     }
