@@ -13,6 +13,7 @@
 // Chunking collections: one label per chunk; a hit's record tells which chunk it is, and each
 // document is returned once with the score and offsets of its best chunk (k distinct documents).
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <unordered_map>
 #include <unordered_set>
@@ -74,6 +75,11 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
   PredicateFilter exclude([excluded_begin, excluded_end](int64_t label) {
     return label < excluded_begin || label >= excluded_end;
   });
+  using Clock = std::chrono::steady_clock;
+  auto us_since = [](Clock::time_point t) {
+    return std::chrono::duration<double, std::micro>(Clock::now() - t).count();
+  };
+  Clock::time_point stage = Clock::now();
   std::shared_ptr<const LabelSetFilter> label_set;
   if (has_filter) {
     // The filter's matching set, from the cache while nothing has been written since it was
@@ -100,6 +106,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
     }
     if (label_set && label_set->sorted_labels()->empty()) return std::vector<SearchHit>();
   }
+  if (params.profile) params.profile->resolve_us = us_since(stage);
   const LabelFilter* index_filter =
       label_set ? static_cast<const LabelFilter*>(label_set.get()) : excluded_begin >= 0 ? &exclude : nullptr;
   // A chunking collection holds several labels per document: the records are always read (to
@@ -126,6 +133,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
     bool is_ivf = false;
     std::vector<int64_t> labels;
     std::vector<float> dist;
+    stage = Clock::now();
     {
       std::shared_lock<IndexMutex> lock(c->index_mu);
       total = c->index->size();
@@ -137,6 +145,10 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
       if (exhaustive) index_params.nprobe = 1 << 30;  // IVF: every list (clamped to nlist)
       QS_RETURN_IF_ERROR(c->index->search(1, q.data(), static_cast<int>(fetch), index_params,
                                           index_filter, labels.data(), dist.data()));
+    }
+    if (params.profile) {
+      params.profile->index_us += us_since(stage);
+      stage = Clock::now();
     }
     int64_t returned = 0;
     std::vector<int64_t> fresh;
@@ -204,6 +216,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
       if (chunked) hit_of_id.emplace(hit.id, hits.size());
       hits.push_back(std::move(hit));
     }
+    if (params.profile) params.profile->assemble_us += us_since(stage);
     if (static_cast<int64_t>(hits.size()) >= k) break;
     if (returned < fetch) {
       // Fewer candidates than asked: the index is exhausted, unless IVF skipped unprobed lists.

@@ -90,6 +90,13 @@ struct Document {
 // inner product or squared distance overflows a float (no non-finite score, ever).
 inline constexpr double kMaxVectorNorm = 1e18;
 
+// Wall time of one search's stages, in microseconds.
+struct SearchProfile {
+  double resolve_us = 0;   // the filter's matching set (cache or metadata index)
+  double index_us = 0;     // the vector index's search (all rounds)
+  double assemble_us = 0;  // reading ids and documents, checking the filter, ordering
+};
+
 struct SearchParams {
   int k = 10;                                           // 1..1000
   int offset = 0;                                       // 0..10000: hits skipped before the k
@@ -104,6 +111,8 @@ struct SearchParams {
   // Resolve the filter through the collection's filter cache (collection/filter_cache.h); off
   // only to measure the first search with a filter (qsearch-bench-filter's "cold" figures).
   bool use_filter_cache = true;
+  // When set, filled with where the search's time went (benchmarks: qsearch-bench-filter).
+  SearchProfile* profile = nullptr;
 };
 
 struct SearchHit {
