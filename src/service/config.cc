@@ -131,7 +131,8 @@ const std::vector<OptionDef>& option_table() {
        string_setter(&ServerConfig::reranker)},
       {"device", Kind::kString, "auto", "engine: auto (CUDA when a GPU is visible), cpu, cuda",
        choice_setter(&ServerConfig::device, {"auto", "cpu", "cuda"}, "device")},
-      {"gpus", Kind::kString, "(all visible)", "CUDA devices for engine replicas, e.g. 0,1",
+      {"gpus", Kind::kString, "(all visible)", "CUDA devices for engine replicas (one per distinct device) and the shards of a gpu index "
+       "(one per entry, a device may repeat), e.g. 0,1",
        [](ServerConfig& c, const std::string& v) -> Status {
          std::stringstream ss(v);
          std::string part;
