@@ -332,14 +332,15 @@ void bench_gpu(const Args& a) {
   std::string devices;
   for (int g : a.gpus) devices += (devices.empty() ? "" : ",") + std::to_string(g);
   g_run_fields = ", \"data\": \"" + a.data + "\", \"precision\": \"" + a.precision +
-                 "\", \"shards\": " + std::to_string(a.gpus.size()) + ", \"gpus\": \"" +
-                 devices + "\"" +
+                 "\", \"shards\": " + std::to_string(a.gpus.size()) + ", \"gpus\": \"" + devices +
+                 "\"" +
                  (a.precision == "int8" ? ", \"rescore\": " + std::to_string(a.rescore) : "");
   auto index = make(a, "gpu");
   if (index->type() != "gpu") {
     std::fprintf(stderr, "gpu index fell back to %s: %s\n", index->type().c_str(),
                  index->fallback_reason().c_str());
     report("qsearch-gpu", 0, "\"fallback_reason\": \"" + index->fallback_reason() + "\"");
+    g_run_fields = ", \"data\": \"" + a.data + "\"";
     return;
   }
   int64_t have = 0;
@@ -412,8 +413,10 @@ int main(int argc, char** argv) {
       a.gpus.clear();
       for (const char* p = v; *p;) {
         a.gpus.push_back(static_cast<int>(std::strtol(p, const_cast<char**>(&p), 10)));
-        if (*p == ',') ++p;
-        else if (*p) break;
+        if (*p == ',')
+          ++p;
+        else if (*p)
+          break;
       }
       ++i;
     } else if (f == "--precision")

@@ -13,8 +13,7 @@ __global__ void scale_scores_kernel(void* __restrict__ buf, long long ld, long l
   const int b = blockIdx.y;
   const long long at = b * ld + r;
   const int32_t v = static_cast<const int32_t*>(buf)[at];
-  static_cast<float*>(buf)[at] =
-      static_cast<float>(v) * query_scales[b] * row_scales[row_base + r];
+  static_cast<float*>(buf)[at] = static_cast<float>(v) * query_scales[b] * row_scales[row_base + r];
 }
 
 }  // namespace
@@ -25,9 +24,9 @@ cudaError_t launch_scale_scores(void* buf, int64_t ld, int64_t n, int queries, i
   if (n <= 0 || queries <= 0) return cudaSuccess;
   if (queries > 65535 || ld < n) return cudaErrorInvalidValue;
   const int threads = 256;
-  const dim3 grid(static_cast<unsigned>((n + threads - 1) / threads), static_cast<unsigned>(queries));
-  scale_scores_kernel<<<grid, threads, 0, stream>>>(buf, ld, n, row_base, row_scales,
-                                                    query_scales);
+  const dim3 grid(static_cast<unsigned>((n + threads - 1) / threads),
+                  static_cast<unsigned>(queries));
+  scale_scores_kernel<<<grid, threads, 0, stream>>>(buf, ld, n, row_base, row_scales, query_scales);
   return cudaGetLastError();
 }
 

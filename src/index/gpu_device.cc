@@ -129,9 +129,9 @@ struct GpuDevice::Impl {
 
   ~Impl() {
     if (stream) cudaStreamSynchronize(stream);
-    for (auto* b : {&chunk_ptrs, &live, &norms, &row_scales, &query_scales, &queries, &scores,
-                    &cand_keys[0], &cand_keys[1], &cand_rows[0], &cand_rows[1], &filters,
-                    &filter_ptrs, &pairs})
+    for (auto* b :
+         {&chunk_ptrs, &live, &norms, &row_scales, &query_scales, &queries, &scores, &cand_keys[0],
+          &cand_keys[1], &cand_rows[0], &cand_rows[1], &filters, &filter_ptrs, &pairs})
       if (b->ptr) cudaFree(b->ptr);
     for (auto& c : chunks)
       if (c.ptr) cudaFree(c.ptr);
@@ -183,8 +183,7 @@ struct GpuDevice::Impl {
     if (opt.l2 && norms.bytes < static_cast<size_t>(rows) * 4)
       QS_RETURN_IF_ERROR(grow(&norms, std::max<size_t>(rows * 4, norms.bytes * 2), true));
     if (opt.int8 && row_scales.bytes < static_cast<size_t>(rows) * 4)
-      QS_RETURN_IF_ERROR(
-          grow(&row_scales, std::max<size_t>(rows * 4, row_scales.bytes * 2), true));
+      QS_RETURN_IF_ERROR(grow(&row_scales, std::max<size_t>(rows * 4, row_scales.bytes * 2), true));
     return Status::ok();
   }
 
@@ -208,8 +207,8 @@ struct GpuDevice::Impl {
     CUDA_CHECK(
         cudaMemcpyAsync(queries.ptr, pinned, nq * row_bytes, cudaMemcpyHostToDevice, stream));
     if (opt.int8) {
-      CUDA_CHECK(cudaMemcpyAsync(query_scales.ptr, scales.data(), nq * 4, cudaMemcpyHostToDevice,
-                                 stream));
+      CUDA_CHECK(
+          cudaMemcpyAsync(query_scales.ptr, scales.data(), nq * 4, cudaMemcpyHostToDevice, stream));
       CUDA_CHECK(cudaStreamSynchronize(stream));  // `scales` is pageable and goes out of scope
     }
     return Status::ok();
@@ -221,22 +220,21 @@ struct GpuDevice::Impl {
   Status score_chunk(int64_t c, int64_t base, int64_t n, int nq) {
     if (!opt.int8) {
       const float one = 1.0f, zero = 0.0f;
-      CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), nq,
-                                opt.dimension, &one, chunks[c].ptr, CUDA_R_16BF,
-                                static_cast<int>(ld), queries.ptr, CUDA_R_16BF,
-                                static_cast<int>(ld), &zero, scores.ptr, CUDA_R_32F,
-                                static_cast<int>(scores_ld), CUBLAS_COMPUTE_32F,
-                                CUBLAS_GEMM_DEFAULT));
+      CUBLAS_CHECK(
+          cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(n), nq, opt.dimension,
+                       &one, chunks[c].ptr, CUDA_R_16BF, static_cast<int>(ld), queries.ptr,
+                       CUDA_R_16BF, static_cast<int>(ld), &zero, scores.ptr, CUDA_R_32F,
+                       static_cast<int>(scores_ld), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
       return Status::ok();
     }
     // m and n rounded up to 4 (the buffers hold the extra rows and columns; their products are
     // never read): cuBLAS's int8 kernels want every dimension a multiple of 4.
     const int32_t one = 1, zero = 0;
-    CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(round_up(n, 4)),
-                              static_cast<int>(round_up(nq, 4)), static_cast<int>(ld), &one, chunks[c].ptr, CUDA_R_8I,
-                              static_cast<int>(ld), queries.ptr, CUDA_R_8I, static_cast<int>(ld),
-                              &zero, scores.ptr, CUDA_R_32I, static_cast<int>(scores_ld),
-                              CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT));
+    CUBLAS_CHECK(cublasGemmEx(
+        cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(round_up(n, 4)),
+        static_cast<int>(round_up(nq, 4)), static_cast<int>(ld), &one, chunks[c].ptr, CUDA_R_8I,
+        static_cast<int>(ld), queries.ptr, CUDA_R_8I, static_cast<int>(ld), &zero, scores.ptr,
+        CUDA_R_32I, static_cast<int>(scores_ld), CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT));
     CUDA_CHECK(launch_scale_scores(scores.ptr, scores_ld, n, nq, base,
                                    static_cast<const float*>(row_scales.ptr),
                                    static_cast<const float*>(query_scales.ptr), stream));
@@ -248,9 +246,8 @@ struct GpuDevice::Impl {
   Status reserve_scores(int64_t rows) {
     const int64_t score_rows = std::min(opt.chunk_rows, round_up(rows, 1024));
     if (scores_ld < score_rows) {
-      QS_RETURN_IF_ERROR(grow(&scores,
-                              static_cast<size_t>(round_up(opt.max_batch, 4)) * score_rows * 4,
-                              false));
+      QS_RETURN_IF_ERROR(
+          grow(&scores, static_cast<size_t>(round_up(opt.max_batch, 4)) * score_rows * 4, false));
       scores_ld = score_rows;
     }
     return Status::ok();

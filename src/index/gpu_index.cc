@@ -145,8 +145,8 @@ GpuIndex::GpuIndex(const VectorIndexConfig& config)
   for (const auto& sh : shards_)
     where += (where.empty() ? "" : ", ") + sh->dev->device_name() + " (device " +
              std::to_string(sh->device) + ")";
-  spdlog::info("index: gpu index, {} shard(s) on {}, dimension {}, {} rows{}", shards_.size(), where,
-               config.dimension, int8_ ? "int8" : "bf16",
+  spdlog::info("index: gpu index, {} shard(s) on {}, dimension {}, {} rows{}", shards_.size(),
+               where, config.dimension, int8_ ? "int8" : "bf16",
                int8_ ? ", rescoring the best " + std::to_string(config.gpu_rescore) : "");
   worker_ = std::thread([this] { worker_loop(); });
 }
@@ -603,9 +603,9 @@ void GpuIndex::run_batch(const std::vector<Request*>& batch) const {
       keys[s].resize(static_cast<size_t>(nq) * kc);
       rows[s].resize(static_cast<size_t>(nq) * kc);
       std::lock_guard<std::mutex> lock(sh.mu);
-      status[s] = sh.dev->search(static_cast<int64_t>(sh.labels.size()), nq, q.data(),
-                                 any_filter ? filters.data() : nullptr, kc, keys[s].data(),
-                                 rows[s].data());
+      status[s] =
+          sh.dev->search(static_cast<int64_t>(sh.labels.size()), nq, q.data(),
+                         any_filter ? filters.data() : nullptr, kc, keys[s].data(), rows[s].data());
     } catch (const std::exception& e) {
       status[s] = internal_error(std::string("gpu search: ") + e.what());
     }

@@ -99,7 +99,8 @@ class HostRows {
   void append(int64_t n, const float* x);
   void truncate(int64_t rows);  // drops rows past `rows` (and the blocks they leave empty)
   int64_t bytes() const {
-    return static_cast<int64_t>(blocks_.size()) * kBlockRows * d_ * static_cast<int64_t>(sizeof(float));
+    return static_cast<int64_t>(blocks_.size()) * kBlockRows * d_ *
+           static_cast<int64_t>(sizeof(float));
   }
 
  private:

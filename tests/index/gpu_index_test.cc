@@ -198,8 +198,11 @@ TEST(GpuIndexShards, FreshRowsFillTheEmptiestShardsFirst) {
     }
     ASSERT_EQ(sum, n);
     // Water-filling: a shard that got rows ends at most one above the least filled one.
-    for (size_t i = 0; i < stored.size(); ++i)
-      if (give[i] > 0) EXPECT_LE(stored[i] + give[i], lowest + 1) << "trial " << t << " shard " << i;
+    for (size_t i = 0; i < stored.size(); ++i) {
+      if (give[i] > 0) {
+        EXPECT_LE(stored[i] + give[i], lowest + 1) << "trial " << t << " shard " << i;
+      }
+    }
   }
 }
 
@@ -534,10 +537,11 @@ TEST(GpuIndexInt8, FiltersCompactionL2AndVectorSource) {
       FlatIndex flat(kDim, metric);
       ASSERT_TRUE(gpu.add(n, labels.data(), x.data()).is_ok());
       ASSERT_TRUE(flat.add(n, labels.data(), x.data()).is_ok());
-      if (hook)
+      if (hook) {
         EXPECT_LT(gpu.memory_bytes(), int64_t{n} * kDim * 4);
-      else
+      } else {
         EXPECT_GE(gpu.memory_bytes(), int64_t{n} * kDim * 4);
+      }
       auto check = [&](const char* what, const LabelFilter* f = nullptr, int k = 10) {
         Result g = run(gpu, q, nq, k, f), w = run(flat, q, nq, k, f);
         if (metric == IndexMetric::kL2)
@@ -567,7 +571,9 @@ TEST(GpuIndexInt8, FiltersCompactionL2AndVectorSource) {
         ASSERT_TRUE(std::equal(want, want + kDim, live_rows.begin() + i * kDim))
             << "label " << live_labels[i];
       }
-      if (hook) EXPECT_GT(fetched.load(), 0);
+      if (hook) {
+        EXPECT_GT(fetched.load(), 0);
+      }
     }
   }
 }

@@ -23,8 +23,8 @@ TEST(ScaleScoresKernel, MatchesCpuReference) {
   for (auto& s : query_scales) s = sv(rng);
   DeviceArray<int32_t> buf(ints);
   DeviceArray<float> d_rows(row_scales), d_queries(query_scales);
-  QS_ASSERT_CUDA(launch_scale_scores(buf.get(), ld, n, queries, base, d_rows.get(),
-                                     d_queries.get(), nullptr));
+  QS_ASSERT_CUDA(
+      launch_scale_scores(buf.get(), ld, n, queries, base, d_rows.get(), d_queries.get(), nullptr));
   std::vector<int32_t> raw = buf.download();
   ASSERT_EQ(raw.size(), ints.size());
   for (int b = 0; b < queries; ++b) {
