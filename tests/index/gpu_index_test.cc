@@ -207,6 +207,58 @@ TEST(GpuIndexShards, FreshRowsFillTheEmptiestShardsFirst) {
   }
 }
 
+// int8 rows as the device stores them (host code): scale absmax / 127, values in [-127, 127],
+// each within half a step of the input; an all-zero row gets scale 1 and zeros.
+TEST(GpuIndexInt8Host, QuantizationIsSymmetricPerRow) {
+  auto x = unit_vectors(50, kDim, 71);
+  std::vector<int8_t> q(kDim);
+  for (int i = 0; i < 50; ++i) {
+    const float* row = x.data() + i * kDim;
+    float amax = 0.f;
+    for (int j = 0; j < kDim; ++j) amax = std::max(amax, std::fabs(row[j]));
+    const float scale = index_internal::quantize_int8(row, kDim, q.data());
+    ASSERT_FLOAT_EQ(scale, amax / 127.f);
+    bool hit_max = false;
+    for (int j = 0; j < kDim; ++j) {
+      ASSERT_LE(std::abs(static_cast<int>(q[j])), 127);
+      hit_max = hit_max || std::abs(static_cast<int>(q[j])) == 127;
+      ASSERT_LE(std::fabs(q[j] * scale - row[j]), 0.5f * scale * 1.0001f) << "row " << i;
+    }
+    EXPECT_TRUE(hit_max);  // the largest component maps to +-127
+  }
+  std::vector<float> zero(kDim, 0.f);
+  EXPECT_EQ(index_internal::quantize_int8(zero.data(), kDim, q.data()), 1.f);
+  EXPECT_TRUE(std::all_of(q.begin(), q.end(), [](int8_t v) { return v == 0; }));
+}
+
+// The int8 index's host fp32 copy: rows across block boundaries read back as written, truncate
+// keeps the first rows (and frees whole blocks), appends continue after it.
+TEST(GpuIndexInt8Host, HostRowsInBlocks) {
+  const int d = 3;
+  HostRows rows(d);
+  const int64_t n = HostRows::kBlockRows * 2 + 5;
+  std::vector<float> x(static_cast<size_t>(n) * d);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i);
+  rows.append(7, x.data());
+  rows.append(n - 7, x.data() + 7 * d);
+  ASSERT_EQ(rows.rows(), n);
+  EXPECT_EQ(rows.bytes(), 3 * HostRows::kBlockRows * d * 4);
+  for (int64_t r :
+       {int64_t{0}, int64_t{6}, int64_t{7}, HostRows::kBlockRows - 1, HostRows::kBlockRows, n - 1})
+    for (int j = 0; j < d; ++j) ASSERT_EQ(rows.row(r)[j], x[r * d + j]) << "row " << r;
+  rows.truncate(HostRows::kBlockRows + 1);
+  EXPECT_EQ(rows.rows(), HostRows::kBlockRows + 1);
+  EXPECT_EQ(rows.bytes(), 2 * HostRows::kBlockRows * d * 4);
+  const float extra[d] = {-1.f, -2.f, -3.f};
+  rows.append(1, extra);
+  EXPECT_EQ(rows.row(HostRows::kBlockRows + 1)[2], -3.f);
+  EXPECT_EQ(rows.row(HostRows::kBlockRows)[0], x[HostRows::kBlockRows * d]);
+  rows.truncate(0);
+  EXPECT_EQ(rows.bytes(), 0);
+  rows.append(1, extra);
+  EXPECT_EQ(rows.row(0)[1], -2.f);
+}
+
 // The host merge of per-shard best lists: best keys first across shards, padding (row -1)
 // skipped, ties to the lower shard, at most `take`.
 TEST(GpuIndexShards, MergeOfShardListsKeepsTheBest) {
