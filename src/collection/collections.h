@@ -24,6 +24,7 @@
 #include "collection/filter.h"
 #include "collection/options.h"
 #include "common/status.h"
+#include "index/vector_index.h"
 
 namespace qsearch {
 
@@ -34,6 +35,8 @@ struct CollectionInfo {
   int64_t index_pending = 0;      // HNSW: vectors searchable but not yet in the graph
   int64_t index_trained_on = 0;   // IVF: vectors its centroids were trained on (0: untrained)
   int64_t index_bytes = 0;        // index memory (VectorIndex::memory_bytes())
+  int64_t index_device_bytes = 0; // GPU memory of a gpu index (VectorIndex::device_bytes())
+  std::vector<VectorIndex::DeviceShardInfo> index_devices;  // a gpu index's shards
   std::string index_type;         // effective type now (e.g. "flat" while IVF is untrained)
   // The collection instance (its numeric id in the store): a collection deleted and re-created
   // under the same name is another instance. UpsertOptions::instance binds a write to one.
@@ -181,6 +184,9 @@ struct StoreOptions {
   bool background_insert = true;
   int index_insert_slice_ms = 10;
   int64_t index_pending_max = 16384;
+  // The CUDA devices a "gpu" index shards its rows over, one shard per entry (an ordinal may
+  // repeat: several shards on one GPU); empty: every visible device. The service passes --gpus.
+  std::vector<int> gpu_devices;
 };
 
 class CollectionStore {

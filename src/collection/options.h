@@ -45,8 +45,11 @@ struct IndexSpec {
   int ivf_nlist = 0;              // 0: chosen at training time, about 4*sqrt(n)
   int ivf_nprobe = 16;
   int ivf_train_min = 0;          // vectors needed before training (0: 39*nlist); flat until then
+  std::string gpu_precision = "bf16";  // gpu: rows as "bf16" or "int8" (+ exact rescoring)
+  int gpu_rescore = 64;           // gpu int8: rows a search rescores exactly, max(k, this); 1..4096
   nlohmann::json to_json() const;
-  // Keys: type; hnsw: m, ef_construction, ef_search; ivf: nlist, nprobe, train_min.
+  // Keys: type; hnsw: m, ef_construction, ef_search; ivf: nlist, nprobe, train_min;
+  // gpu: precision, rescore (int8 only).
   static StatusOr<IndexSpec> from_json(const nlohmann::json& j);
 };
 

@@ -134,7 +134,8 @@ const std::vector<OptionDef>& option_table() {
       {"dtype", Kind::kString, "bf16",
        "CUDA engine GEMMs (model and reranker): bf16, or fp8 (E4M3 on FP8 tensor cores, sm_89+)",
        choice_setter(&ServerConfig::dtype, {"bf16", "fp8"}, "dtype")},
-      {"gpus", Kind::kString, "(all visible)", "CUDA devices for engine replicas, e.g. 0,1",
+      {"gpus", Kind::kString, "(all visible)", "CUDA devices for engine replicas (one per distinct device) and the shards of a gpu index "
+       "(one per entry, a device may repeat), e.g. 0,1",
        [](ServerConfig& c, const std::string& v) -> Status {
          std::stringstream ss(v);
          std::string part;
