@@ -13,7 +13,8 @@
 # Files written to OUT (3): filter_bench.json, filter_bench.log (progress), summary.md (the
 # table). Exit status: non-zero when the benchmark failed or ran out of time.
 # Smaller or partial runs: FILTER_N (default 1000000), FILTER_TYPES (default flat,hnsw,ivf),
-# FILTER_QUERIES (default 200), FILTER_TIMEOUT_S (default 460).
+# FILTER_QUERIES (default 200), FILTER_TIMEOUT_S (default 460), FILTER_EXTRA (more flags, e.g.
+# --sweep: the 1% filter over exact-scan grains and metadata slice sizes).
 set -uo pipefail
 OUT=${1:-${OUT:-/tmp/qsearch-filter-bench}}
 mkdir -p "$OUT"
@@ -25,7 +26,7 @@ TYPES=${FILTER_TYPES:-flat,hnsw,ivf}
 echo "device_filter_bench: commit ${QSEARCH_COMMIT:-unknown}, $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 status=0
 timeout "${FILTER_TIMEOUT_S:-460}" "$P" qsearch-bench-filter --n "$N" --dim 1024 --types "$TYPES" \
-  --queries "${FILTER_QUERIES:-200}" --json "$OUT/filter_bench.json" \
+  --queries "${FILTER_QUERIES:-200}" --json "$OUT/filter_bench.json" ${FILTER_EXTRA:-} \
   > "$OUT/summary.md" 2> "$OUT/filter_bench.log" || status=$?
 {
   echo
