@@ -57,6 +57,9 @@ VectorIndexConfig index_config_of(const CollectionSpec& spec) {
   c.ivf_nlist = spec.index.ivf_nlist;
   c.ivf_nprobe = spec.index.ivf_nprobe;
   c.ivf_train_min = spec.index.ivf_train_min;
+  c.quantizer = spec.index.quantizer;
+  c.pq_m = spec.index.pq_m > 0 ? spec.index.pq_m : IndexSpec::default_pq_m(spec.dimension);
+  c.pq_nbits = spec.index.pq_nbits;
   return c;
 }
 

@@ -45,8 +45,28 @@ struct IndexSpec {
   int ivf_nlist = 0;              // 0: chosen at training time, about 4*sqrt(n)
   int ivf_nprobe = 16;
   int ivf_train_min = 0;          // vectors needed before training (0: 39*nlist); flat until then
+  // Compressed vectors in the index (issue 14): "none" (fp32, the default), for hnsw "sq8"
+  // (8-bit scalar quantizer, 1 byte per component) or "fp16" (2 bytes), for ivf "pq" (product
+  // quantizer: pq_m sub-vectors of pq_nbits bits each).
+  std::string quantizer = "none";
+  int pq_m = 0;                   // ivf + pq: sub-quantizers, must divide the dimension (0: default_pq_m)
+  int pq_nbits = 8;               // ivf + pq: bits per sub-quantizer code, 4..12
+  // Exact rescoring: the search asks the index for max(k + offset, rescore) candidates and
+  // scores them exactly with the stored embeddings (collection_search.cc). 0: off (the default
+  // for quantizer "none"); a quantizer defaults to kDefaultRescore.
+  int rescore = 0;
+  static constexpr int kDefaultRescore = 100;
+  static constexpr int kMaxRescore = 10000;
+  bool quantized() const { return quantizer != "none"; }
+  // pq_m must divide the dimension: kUnprocessable (naming index.pq_m) when it does not.
+  Status check_dimension(int dimension) const;
+  // The pq_m used for a dimension when none was given: d/8 sub-vectors of 8 components
+  // (d/4 bytes per vector at 8 bits), or the largest divisor of d up to that.
+  static int default_pq_m(int dimension);
   nlohmann::json to_json() const;
-  // Keys: type; hnsw: m, ef_construction, ef_search; ivf: nlist, nprobe, train_min.
+  // Keys: type; hnsw: m, ef_construction, ef_search, quantizer, rescore; ivf: nlist, nprobe,
+  // train_min, quantizer, pq_m, pq_nbits, rescore. Keys of the quantizer appear in to_json()
+  // only when a quantizer is set (or rescore is), so specs stored before them read back equal.
   static StatusOr<IndexSpec> from_json(const nlohmann::json& j);
 };
 
