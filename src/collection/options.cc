@@ -90,7 +90,7 @@ nlohmann::json IndexSpec::to_json() const {
 }
 
 int IndexSpec::default_pq_m(int dimension) {
-  for (int m = std::max(1, dimension / 8); m > 1; --m) {
+  for (int m = std::max(1, dimension / 4); m > 1; --m) {
     if (dimension % m == 0) return m;
   }
   return 1;

@@ -49,7 +49,7 @@ struct IndexSpec {
   // (8-bit scalar quantizer, 1 byte per component) or "fp16" (2 bytes), for ivf "pq" (product
   // quantizer: pq_m sub-vectors of pq_nbits bits each).
   std::string quantizer = "none";
-  int pq_m = 0;                   // ivf + pq: sub-quantizers, must divide the dimension (0: default_pq_m)
+  int pq_m = 0;                   // ivf + pq: sub-quantizers, must divide the dimension (0: default_pq_m, d/4)
   int pq_nbits = 8;               // ivf + pq: bits per sub-quantizer code, 4..12
   // Exact rescoring: the search asks the index for max(k + offset, rescore) candidates and
   // scores them exactly with the stored embeddings (collection_search.cc). 0: off (the default
@@ -60,8 +60,9 @@ struct IndexSpec {
   bool quantized() const { return quantizer != "none"; }
   // pq_m must divide the dimension: kUnprocessable (naming index.pq_m) when it does not.
   Status check_dimension(int dimension) const;
-  // The pq_m used for a dimension when none was given: d/8 sub-vectors of 8 components
-  // (d/4 bytes per vector at 8 bits), or the largest divisor of d up to that.
+  // The pq_m used for a dimension when none was given: d/4 sub-vectors of 4 components (d/4
+  // bytes per vector at 8 bits, 1/16 of fp32), or the largest divisor of d up to that. d/8
+  // lost too much: recall@10 0.87 after rescoring 100 at 50k x 128 (clustered), d/4: 0.99.
   static int default_pq_m(int dimension);
   nlohmann::json to_json() const;
   // Keys: type; hnsw: m, ef_construction, ef_search, quantizer, rescore; ivf: nlist, nprobe,

@@ -62,7 +62,7 @@ class HnswIndex : public VectorIndex {
   bool wants_optimize() const override;
   Status optimize() override;
   int64_t pending() const override;
-  bool lossy() const override { return config_.quantizer == "sq8"; }
+  bool lossy() const override { return config_.quantizer == "sq8" && trained(); }
   Status absorb_pending(int64_t max_vectors) override;
   int64_t memory_bytes() const override;
 

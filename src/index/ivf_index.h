@@ -50,7 +50,7 @@ class IvfIndex : public VectorIndex {
   Status optimize() override;
   int64_t trained_size() const override { return trained_size_; }
   int64_t memory_bytes() const override;
-  bool lossy() const override { return config_.quantizer == "pq"; }
+  bool lossy() const override { return config_.quantizer == "pq" && trained(); }
 
   static StatusOr<std::unique_ptr<IvfIndex>> read_payload(const VectorIndexConfig& config,
                                                           index_internal::IndexKind kind,
