@@ -361,3 +361,66 @@ TEST(QuantizedIndex, RescoringUsesEachChunksOwnRow) {
 
 }  // namespace
 }  // namespace qsearch
+
+namespace qsearch {
+namespace {
+
+using namespace testing_util;
+
+// Deletes push an sq8 graph past its tombstone share: the background rebuild (which takes its
+// vectors from the store, the index holding only codes) trains afresh and swaps in; every
+// remaining document is still found by its own vector with the exact score.
+TEST(QuantizedIndex, Sq8RebuildAfterDeletesKeepsEveryDocument) {
+  constexpr int d = 16;
+  const std::string dir = make_temp_dir("sq8-rebuild");
+  auto s = open_store(dir, /*save_interval_s=*/1);  // the background thread runs optimisations
+  ASSERT_NE(s, nullptr);
+  CollectionSpec sp = spec("r", d, "hnsw");
+  sp.index.quantizer = "sq8";
+  sp.index.rescore = 20;
+  sp.index.hnsw_ef_construction = 40;
+  sp.lexical = false;
+  ASSERT_TRUE(s->create_collection(sp).is_ok());
+  const int n = 16000, removed = 5000;  // 31% tombstones (> 25%); 11000 live, enough to train
+  std::vector<Document> docs;
+  for (int i = 0; i < n; ++i) docs.push_back(doc("d" + std::to_string(i), vector_for("d" + std::to_string(i), 0, d)));
+  ASSERT_TRUE(s->upsert("r", docs).is_ok());
+  // All in the graph first (removing pending vectors leaves no tombstones).
+  const auto settle = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < settle) {
+    auto info = s->get_collection("r");
+    if (info.is_ok() && info->index_pending == 0 && info->index_type == "hnsw") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(s->get_collection("r")->index_type, "hnsw");
+  std::vector<std::string> gone;
+  for (int i = 0; i < removed; ++i) gone.push_back("d" + std::to_string(i));
+  auto removed_count = s->remove_documents("r", gone);
+  ASSERT_TRUE(removed_count.is_ok() && *removed_count == removed);
+  EXPECT_EQ(s->get_collection("r")->index_vectors, n) << "tombstones until the rebuild";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int64_t vectors = -1;
+  std::string type;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto info = s->get_collection("r");
+    ASSERT_TRUE(info.is_ok());
+    vectors = info->index_vectors;
+    type = info->index_type;
+    if (vectors == n - removed && type == "hnsw" && info->index_pending == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(vectors, n - removed) << "tombstones were not compacted";
+  EXPECT_EQ(type, "hnsw");
+  for (int i = removed; i < n; i += 500) {
+    const std::string id = "d" + std::to_string(i);
+    auto hits = s->search("r", vector_for(id, 0, d), top_k(1));
+    ASSERT_TRUE(hits.is_ok());
+    ASSERT_EQ(hits->size(), 1u);
+    EXPECT_EQ((*hits)[0].id, id);
+    EXPECT_NEAR((*hits)[0].score, 1.0, 1e-5);
+  }
+  EXPECT_TRUE(rocks(s.get())->check_consistency("r").is_ok());
+}
+
+}  // namespace
+}  // namespace qsearch
