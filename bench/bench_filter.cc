@@ -34,6 +34,8 @@
 #include <vector>
 
 #include "collection/collections.h"
+#include "collection/metadata_index.h"
+#include "index/exact_scan.h"
 
 namespace {
 
@@ -59,6 +61,7 @@ struct Options {
   std::string json_path;
   std::string data_dir;
   uint64_t seed = 1;
+  bool sweep = false;  // --sweep: the 1% filter over a grid of fan-out knobs (see below)
 };
 
 double since(Clock::time_point t0) {
@@ -151,6 +154,8 @@ bool parse(int argc, char** argv, Options* o) {
         o->data_dir = val();
       else if (a == "--seed")
         o->seed = std::stoull(val());
+      else if (a == "--sweep")
+        o->sweep = true;
       else if (a == "--types") {
         o->types.clear();
         std::stringstream ss(val());
@@ -165,7 +170,7 @@ bool parse(int argc, char** argv, Options* o) {
             "usage: qsearch-bench-filter [--n N] [--dim D] [--queries Q] [--k K] [--types "
             "flat,hnsw,ivf]\n"
             "  [--batch B] [--clusters C] [--ef-construction E] [--ef-search E] [--nprobe P]\n"
-            "  [--json FILE] [--data-dir DIR] [--seed S]\n");
+            "  [--json FILE] [--data-dir DIR] [--seed S] [--sweep]\n");
         std::exit(a == "--help" ? 0 : 2);
       }
     } catch (const std::exception&) {
@@ -290,6 +295,15 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "[%.0fs] %s: %lld documents\n", since(t_all), type.c_str(),
                      static_cast<long long>(b));
     }
+    // HNSW: upserts return once their vectors are searchable (the pending buffer); the graph
+    // takes them in the background. The build ends, and searches are measured, only when the
+    // graph holds every vector (otherwise searches would meet the inserter's lock slices and
+    // scan the buffer).
+    for (;;) {
+      auto info = store->get_collection("bench");
+      if (!info.is_ok() || info->index_pending == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
     const double build_s = since(t_build);
     std::fprintf(stderr, "[%.0fs] %s built in %.1f s\n", since(t_all), type.c_str(), build_s);
     json r = {{"index", type}, {"n", o.n}, {"dim", d}, {"build_s", build_s}};
@@ -304,12 +318,18 @@ int main(int argc, char** argv) {
       p.k = o.k;
       p.filter = filter;
       p.use_filter_cache = cached;
+      qsearch::SearchProfile stages, total_stages;
       for (int q = 0; q < o.queries; ++q) {
+        stages = {};
+        p.profile = &stages;
         std::vector<float> qv(queries.begin() + static_cast<size_t>(q) * d,
                               queries.begin() + static_cast<size_t>(q + 1) * d);
         const auto t0 = Clock::now();
         auto got = store->search("bench", qv, p);
         lat.ms.push_back(since(t0) * 1000);
+        total_stages.resolve_us += stages.resolve_us;
+        total_stages.index_us += stages.index_us;
+        total_stages.assemble_us += stages.assemble_us;
         if (!got.is_ok()) {
           std::fprintf(stderr, "search: %s\n", got.status().to_string().c_str());
           std::exit(1);
@@ -322,6 +342,10 @@ int main(int argc, char** argv) {
       }
       json j = lat.summary();
       if (c) j["recall"] = total > 0 ? hits / total : 0.0;
+      // Mean time per stage (collections.h SearchProfile): where a filtered search's time goes.
+      j["stages_us"] = {{"resolve", total_stages.resolve_us / o.queries},
+                        {"index", total_stages.index_us / o.queries},
+                        {"assemble", total_stages.assemble_us / o.queries}};
       return j;
     };
     r["unfiltered"] = measure(json::object(), nullptr);
@@ -334,6 +358,36 @@ int main(int argc, char** argv) {
           cold["mean_ms"].get<double>() / r["unfiltered"]["mean_ms"].get<double>();
       j["uncached"] = cold;
       r[c.name] = j;
+    }
+    for (const char* name : {"0.1%", "1%"}) {
+      for (const json* j : {&r[name], &r[name]["uncached"]}) {
+        std::fprintf(stderr, "[%.0fs] %s %s%s: mean %.3f ms; resolve %.0f us, index %.0f us, assemble %.0f us\n",
+                     since(t_all), type.c_str(), name, j == &r[name] ? "" : " uncached",
+                     (*j)["mean_ms"].get<double>(), (*j)["stages_us"]["resolve"].get<double>(),
+                     (*j)["stages_us"]["index"].get<double>(), (*j)["stages_us"]["assemble"].get<double>());
+      }
+    }
+    if (o.sweep) {
+      // The fan-out knobs of a filtered search, swept on the 1% filter: labels per part of the
+      // exact scan (index/exact_scan.h) and labels per slice of the metadata index's reads.
+      json sweep = json::array();
+      const Case& one = cases.back();
+      for (int64_t grain : {256, 512, 1024, 2048}) {
+        for (int64_t slice : {32768, 65536, 131072}) {
+          qsearch::index_internal::set_exact_scan_grain(grain);
+          qsearch::set_metadata_slice_labels(slice);
+          json hot = measure(one.filter, &one), cold = measure(one.filter, &one, false);
+          std::fprintf(stderr, "[%.0fs] %s sweep %s grain %lld slice %lld: %.3f ms, uncached %.3f ms (resolve %.0f us, index %.0f us)\n",
+                       since(t_all), type.c_str(), one.name.c_str(), static_cast<long long>(grain),
+                       static_cast<long long>(slice), hot["mean_ms"].get<double>(),
+                       cold["mean_ms"].get<double>(), cold["stages_us"]["resolve"].get<double>(),
+                       cold["stages_us"]["index"].get<double>());
+          sweep.push_back({{"grain", grain}, {"slice_labels", slice}, {"cached", hot}, {"uncached", cold}});
+        }
+      }
+      qsearch::index_internal::set_exact_scan_grain(0);
+      qsearch::set_metadata_slice_labels(0);
+      r["sweep_1%"] = sweep;
     }
     std::printf(
         "| %s | %.1f | %.2f | %.2f (%.2fx) | %.2f (%.2fx) | %.4f | %.2f (%.2fx) | %.2f (%.2fx) | "

@@ -1,6 +1,12 @@
 // qsearch-bench-gpu-index: the "gpu" index (exact search on the GPU, issue 14) against FAISS on
-// the CPU, on N x dim random unit vectors (i.i.d. uniform components, normalised; row i depends
-// only on (seed, i), generated in parallel blocks, never all held at once).
+// the CPU, on N x dim unit vectors; row i depends only on (seed, i), generated in parallel
+// blocks, never all held at once here (an int8 index keeps its own fp32 copy for rescoring):
+//   --data uniform   (default) i.i.d. uniform components, normalised;
+//   --data clustered a Gaussian mixture as bench_filter.cc's (--clusters centres, unit normal
+//                    directions, noise 0.5/sqrt(dim) a component around them, normalised);
+//                    queries are fresh samples of the same mixture.
+// The gpu index: --gpus 0,0 (one shard per entry; an ordinal may repeat), --precision bf16|int8
+// (int8: --rescore rows rescored exactly, default 64).
 //
 // For each size of --sizes (ascending; the rows of a smaller size are the first rows of the
 // next, so the index grows in place): the load rate, then
@@ -15,6 +21,8 @@
 // One JSON object a line on stdout (and a readable line on stderr).
 //
 //   qsearch-bench-gpu-index --sizes 1000000,10000000 --dim 1024 --flat-n 1000000 --hnsw-n 100000
+//   qsearch-bench-gpu-index --sizes 1000000,10000000 --gpus 0,0 --precision int8 --data clustered
+//       (continued) --flat-n 0 --hnsw-n 0
 #include <cblas.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -51,7 +59,16 @@ struct Args {
   int64_t faiss_flat_n = 1000000;  // --flat-n
   int64_t hnsw_n = 100000;
   uint64_t seed = 1;
+  std::vector<int> gpus = {0};  // --gpus: the gpu index's shards
+  std::string precision = "bf16";
+  int rescore = 64;
+  std::string data = "uniform";  // or "clustered"
+  int clusters = 1000;
 };
+
+// The mixture's centres (--data clustered), from the seed alone; empty for uniform data.
+std::vector<float> g_centres;
+int g_clusters = 0;
 
 double secs(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
@@ -64,6 +81,48 @@ uint64_t mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
+double uniform01(uint64_t x) { return (static_cast<double>(x >> 11) + 0.5) / 9007199254740992.0; }
+
+// Component j of the i.i.d. standard normal sequence of state s (two per Box-Muller pair).
+void normals(uint64_t s, int d, float* out) {
+  for (int j = 0; j < d; j += 2) {
+    s = mix(s);
+    const double u1 = uniform01(s);
+    s = mix(s);
+    const double u2 = uniform01(s);
+    const double r = std::sqrt(-2.0 * std::log(u1));
+    out[j] = static_cast<float>(r * std::cos(6.283185307179586 * u2));
+    if (j + 1 < d) out[j + 1] = static_cast<float>(r * std::sin(6.283185307179586 * u2));
+  }
+}
+
+void normalise(float* v, int d) {
+  double sq = 0;
+  for (int j = 0; j < d; ++j) sq += static_cast<double>(v[j]) * v[j];
+  const float inv = sq > 0 ? static_cast<float>(1.0 / std::sqrt(sq)) : 0.f;
+  for (int j = 0; j < d; ++j) v[j] *= inv;
+}
+
+void make_centres(const Args& a) {
+  if (a.data != "clustered") return;
+  g_clusters = a.clusters;
+  g_centres.assign(static_cast<size_t>(a.clusters) * a.dim, 0.f);
+  for (int c = 0; c < a.clusters; ++c) {
+    float* v = g_centres.data() + static_cast<size_t>(c) * a.dim;
+    normals(mix(a.seed * 7919 + static_cast<uint64_t>(c)), a.dim, v);
+    normalise(v, a.dim);
+  }
+}
+
+// A clustered row: centre (from the row's state) + noise 0.5 / sqrt(d) a component, normalised.
+void clustered_row(uint64_t s, int d, float* row) {
+  const float* c = g_centres.data() + static_cast<size_t>(mix(s ^ 0xC1u) % g_clusters) * d;
+  normals(s, d, row);
+  const float scale = static_cast<float>(0.5 / std::sqrt(static_cast<double>(d)));
+  for (int j = 0; j < d; ++j) row[j] = c[j] + row[j] * scale;
+  normalise(row, d);
+}
+
 // Rows [first, first + n) into out (n x d), in parallel.
 void make_rows(uint64_t seed, int64_t first, int64_t n, int d, float* out) {
   const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
@@ -73,6 +132,10 @@ void make_rows(uint64_t seed, int64_t first, int64_t n, int d, float* out) {
       for (int64_t i = t * n / threads; i < (t + 1) * n / threads; ++i) {
         float* row = out + i * d;
         uint64_t s = mix(seed * 0x100000001B3ULL ^ static_cast<uint64_t>(first + i));
+        if (!g_centres.empty()) {
+          clustered_row(s, d, row);
+          continue;
+        }
         double norm = 0;
         for (int j = 0; j < d; ++j) {
           s = mix(s);
@@ -142,9 +205,11 @@ std::vector<float> make_queries(const Args& a, int n, uint64_t salt) {
   return q;
 }
 
+std::string g_run_fields;  // the data kind (and, for the gpu index, its shards and precision)
+
 void report(const char* what, int64_t n, const std::string& fields) {
-  std::printf("{\"system\": \"%s\", \"n\": %lld, %s}\n", what, static_cast<long long>(n),
-              fields.c_str());
+  std::printf("{\"system\": \"%s\", \"n\": %lld, %s%s}\n", what, static_cast<long long>(n),
+              fields.c_str(), g_run_fields.c_str());
   std::fflush(stdout);
 }
 
@@ -250,6 +315,11 @@ std::unique_ptr<VectorIndex> make(const Args& a, const char* type) {
   VectorIndexConfig c;
   c.type = type;
   c.dimension = a.dim;
+  if (std::string(type) == "gpu") {
+    c.gpu_devices = a.gpus;
+    c.gpu_precision = a.precision;
+    c.gpu_rescore = a.rescore;
+  }
   auto made = make_vector_index(c);
   if (!made.is_ok()) {
     std::fprintf(stderr, "%s index: %s\n", type, made.status().to_string().c_str());
@@ -259,11 +329,18 @@ std::unique_ptr<VectorIndex> make(const Args& a, const char* type) {
 }
 
 void bench_gpu(const Args& a) {
+  std::string devices;
+  for (int g : a.gpus) devices += (devices.empty() ? "" : ",") + std::to_string(g);
+  g_run_fields = ", \"data\": \"" + a.data + "\", \"precision\": \"" + a.precision +
+                 "\", \"shards\": " + std::to_string(a.gpus.size()) + ", \"gpus\": \"" + devices +
+                 "\"" +
+                 (a.precision == "int8" ? ", \"rescore\": " + std::to_string(a.rescore) : "");
   auto index = make(a, "gpu");
   if (index->type() != "gpu") {
     std::fprintf(stderr, "gpu index fell back to %s: %s\n", index->type().c_str(),
                  index->fallback_reason().c_str());
     report("qsearch-gpu", 0, "\"fallback_reason\": \"" + index->fallback_reason() + "\"");
+    g_run_fields = ", \"data\": \"" + a.data + "\"";
     return;
   }
   int64_t have = 0;
@@ -271,11 +348,19 @@ void bench_gpu(const Args& a) {
   for (int64_t n : a.sizes) {
     load_s += fill(a, index.get(), have, n);
     have = n;
-    std::fprintf(stderr, "qsearch-gpu: %lld rows on the device (%.2f GiB held), %.1f s adding\n",
-                 static_cast<long long>(n),
-                 static_cast<GpuIndex&>(*index).device_bytes() / 1073741824.0, load_s);
+    std::string per_shard;
+    for (const auto& s : index->device_shards())
+      per_shard += (per_shard.empty() ? "" : ", ") + std::to_string(s.rows) + " on device " +
+                   std::to_string(s.device);
+    std::fprintf(stderr,
+                 "qsearch-gpu (%s, %s, %zu shard(s): %s): %lld rows, %.2f GiB on the device, "
+                 "%.2f GiB host, %.1f s adding\n",
+                 a.data.c_str(), a.precision.c_str(), a.gpus.size(), per_shard.c_str(),
+                 static_cast<long long>(n), index->device_bytes() / 1073741824.0,
+                 index->memory_bytes() / 1073741824.0, load_s);
     measure(a, *index, "qsearch-gpu", n, load_s, a.queries);
   }
+  g_run_fields = ", \"data\": \"" + a.data + "\"";
 }
 
 void bench_cpu(const Args& a, const char* type, const char* name, int64_t n, int single) {
@@ -324,16 +409,38 @@ int main(int argc, char** argv) {
       a.seed = std::strtoull(v, nullptr, 10), ++i;
     else if (f == "--no-gpu")
       gpu = false;
+    else if (f == "--gpus") {
+      a.gpus.clear();
+      for (const char* p = v; *p;) {
+        a.gpus.push_back(static_cast<int>(std::strtol(p, const_cast<char**>(&p), 10)));
+        if (*p == ',')
+          ++p;
+        else if (*p)
+          break;
+      }
+      ++i;
+    } else if (f == "--precision")
+      a.precision = v, ++i;
+    else if (f == "--rescore")
+      a.rescore = std::atoi(v), ++i;
+    else if (f == "--data")
+      a.data = v, ++i;
+    else if (f == "--clusters")
+      a.clusters = std::atoi(v), ++i;
     else {
       std::fprintf(stderr, "unknown flag %s (see the header of bench/bench_gpu_index.cc)\n",
                    f.c_str());
       return 2;
     }
   }
-  if (a.dim < 1 || a.k < 1 || a.queries < 1 || a.concurrency < 1 || a.sizes.empty()) {
+  if (a.dim < 1 || a.k < 1 || a.queries < 1 || a.concurrency < 1 || a.sizes.empty() ||
+      a.gpus.empty() || (a.data != "uniform" && a.data != "clustered") || a.clusters < 1 ||
+      (a.precision != "bf16" && a.precision != "int8")) {
     std::fprintf(stderr, "bad arguments\n");
     return 2;
   }
+  make_centres(a);
+  g_run_fields = ", \"data\": \"" + a.data + "\"";
   spdlog::set_default_logger(spdlog::stderr_color_mt("bench"));  // stdout holds only JSON lines
   if (gpu) bench_gpu(a);
   if (a.faiss_flat_n > 0) bench_cpu(a, "flat", "cpu-flat", a.faiss_flat_n, 30);

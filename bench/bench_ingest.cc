@@ -25,6 +25,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -61,6 +62,10 @@ struct Options {
   std::string json_path;
   std::string server_args;    // extra flags for `qsearch serve`, space-separated
   bool skip_import = false;
+  // --search-during: one more client searches the collection (a random unit vector of the
+  // collection's dimension, k 10, include []) back to back while the writes run, and the
+  // latencies are reported: what searches see while an HNSW collection ingests (issue 14).
+  bool search_during = false;
   uint64_t seed = 7;
 };
 
@@ -85,13 +90,14 @@ bool parse(int argc, char** argv, Options* o) {
     else if (a == "--json") o->json_path = val();
     else if (a == "--server-args") o->server_args = val();
     else if (a == "--skip-import") o->skip_import = true;
+    else if (a == "--search-during") o->search_during = true;
     else if (a == "--seed") o->seed = std::stoull(val());
     else {
       std::fprintf(stderr,
                    "usage: qsearch-bench-ingest --model DIR [--device cpu|cuda] (--qsearch BIN | --port N)\n"
                    "  [--docs N] [--tokens N] [--batch N] [--clients N] [--threads N]\n"
                    "  [--max-batch-tokens N] [--index flat|hnsw|ivf] [--server-args \"...\"]\n"
-                   "  [--skip-import] [--json FILE] [--seed N]\n");
+                   "  [--skip-import] [--search-during] [--json FILE] [--seed N]\n");
       return false;
     }
   }
@@ -345,9 +351,53 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "create collection: %s\n", c ? c->body.c_str() : "no response");
     return 1;
   }
+  // Searches while writing (--search-during): latencies in ms, errors counted.
+  std::atomic<bool> writing{true};
+  std::vector<double> search_ms;
+  int64_t search_errors = 0;
+  std::thread searcher;
+  if (o.search_during) {
+    auto ci = cli.Get(("/collections/" + coll).c_str());
+    const int dim = ci && ci->status == 200 ? json::parse(ci->body).value("dimension", 0) : 0;
+    searcher = std::thread([&, dim] {
+      httplib::Client sc("127.0.0.1", port);
+      sc.set_keep_alive(true);
+      sc.set_tcp_nodelay(true);
+      sc.set_read_timeout(60, 0);
+      std::mt19937_64 rng(o.seed + 1);
+      std::normal_distribution<float> g;
+      while (writing.load()) {
+        std::vector<float> v(static_cast<size_t>(std::max(dim, 1)));
+        float n2 = 0;
+        for (float& x : v) { x = g(rng); n2 += x * x; }
+        for (float& x : v) x /= std::sqrt(n2);
+        const std::string body = json{{"vector", v}, {"k", 10}, {"include", json::array()}}.dump();
+        const auto t0 = Clock::now();
+        auto r = sc.Post(("/collections/" + coll + "/search").c_str(), body, "application/json");
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        if (r && r->status == 200) search_ms.push_back(ms);
+        else search_errors++;
+      }
+    });
+  }
   Rate batches, import;
   bool ok = http_batches(o, port, docs, coll, &batches);
   if (!o.skip_import) ok = http_import(port, docs, coll, &import) && ok;
+  writing = false;
+  if (searcher.joinable()) searcher.join();
+  json search_stats;
+  if (o.search_during) {
+    std::sort(search_ms.begin(), search_ms.end());
+    auto pct = [&](double p) {
+      return search_ms.empty() ? 0.0 : search_ms[std::min(search_ms.size() - 1, static_cast<size_t>(p * search_ms.size()))];
+    };
+    search_stats = {{"searches", search_ms.size()}, {"errors", search_errors}, {"p50_ms", pct(0.5)},
+                    {"p99_ms", pct(0.99)}, {"max_ms", search_ms.empty() ? 0.0 : search_ms.back()}};
+    std::printf("searches during ingestion: %zu ok, %lld failed, P50 %.2f ms, P99 %.2f ms, max %.2f ms\n",
+                search_ms.size(), static_cast<long long>(search_errors), pct(0.5), pct(0.99),
+                search_ms.empty() ? 0.0 : search_ms.back());
+    if (search_errors > 0) ok = false;
+  }
   auto info = cli.Get(("/collections/" + coll).c_str());
   int64_t count = info && info->status == 200 ? json::parse(info->body).value("document_count", int64_t{-1}) : -1;
   int64_t expect = static_cast<int64_t>(docs.size()) * (o.skip_import ? 1 : 2);
@@ -380,6 +430,7 @@ int main(int argc, char** argv) {
                 {"clients", o.clients}, {"index", o.index}, {"engine", engine.to_json()},
                 {"tokenize_and_engine", tok_engine.to_json()}, {"http_batches", batches.to_json()},
                 {"ratio_batches_vs_engine", (batches.tokens / batches.seconds) / (engine.tokens / engine.seconds)}};
+    if (o.search_during) out["search_during_ingest"] = search_stats;
     if (!o.skip_import) {
       out["http_import"] = import.to_json();
       out["ratio_import_vs_engine"] = (import.tokens / import.seconds) / (engine.tokens / engine.seconds);

@@ -42,6 +42,15 @@ json collection_json(const CollectionInfo& info) {
           {"options", s.options_json()},
           {"jobs", running_jobs(s.name)}};
   if (!info.index_fallback_reason.empty()) j["fallback_reason"] = info.index_fallback_reason;
+  if (!info.index_devices.empty()) {
+    // The gpu index: device memory apart from index_bytes (host), and its shards.
+    j["device_bytes"] = info.index_device_bytes;
+    json devices = json::array();
+    for (const auto& d : info.index_devices)
+      devices.push_back({{"device", d.device}, {"name", d.name}, {"rows", d.rows},
+                         {"live", d.live}, {"device_bytes", d.bytes}});
+    j["devices"] = std::move(devices);
+  }
   return j;
 }
 

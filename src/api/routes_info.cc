@@ -29,19 +29,21 @@ std::string digest_of(const std::string& identity) {
   return at == std::string::npos ? "" : identity.substr(at + 1);
 }
 
-// Numerics of an engine by its name: the CPU engine is fp32, the CUDA engine bf16 with fp32
-// accumulation (embed/engine/cuda/cuda_engine.h).
-std::string compute_dtype(const std::string& backend) {
-  return backend.rfind("cuda", 0) == 0 ? "bfloat16" : "float32";
+// Numerics of an engine by its name and the server's dtype option: the CPU engine is fp32, the
+// CUDA engine bf16 (or, with dtype fp8, E4M3 GEMMs) with fp32 accumulation
+// (embed/engine/cuda/cuda_engine.h).
+std::string compute_dtype(const std::string& backend, const std::string& engine_dtype) {
+  if (backend.rfind("cuda", 0) != 0) return "float32";
+  return engine_dtype == "fp8" ? "float8_e4m3fn" : "bfloat16";
 }
 
 json model_json(const std::string& name, const std::string& identity, const ModelConfig& config,
-                std::vector<std::string> backends) {
+                std::vector<std::string> backends, const std::string& engine_dtype) {
   json devices = json::array();
   std::string dtype;
   for (const auto& b : backends) {
     devices.push_back(b);
-    if (dtype.empty()) dtype = compute_dtype(b);
+    if (dtype.empty()) dtype = compute_dtype(b, engine_dtype);
   }
   return {{"id", name},
           {"identity", identity},
@@ -80,7 +82,7 @@ void info(RequestContext& ctx) {
     Embedder& e = s->embedder();
     std::vector<std::string> backends;
     for (size_t i = 0; i < e.num_backends(); ++i) backends.push_back(e.backend(i).name());
-    json m = model_json(s->model_name(), s->model_identity(), e.config(), backends);
+    json m = model_json(s->model_name(), s->model_identity(), e.config(), backends, c.dtype);
     m["dimensions"] = {{"min", s->min_dimension()}, {"max", s->hidden_size()}};
     max_tokens = std::min<int64_t>(max_tokens, e.max_input_tokens());
     m["max_tokens"] = max_tokens;
@@ -90,7 +92,8 @@ void info(RequestContext& ctx) {
     if (Reranker* r = s->reranker()) {
       std::vector<std::string> rb;
       for (size_t i = 0; i < r->num_backends(); ++i) rb.push_back(r->backend(i).name());
-      j["reranker"] = model_json(s->reranker_name(), s->reranker_identity(), r->config(), rb);
+      j["reranker"] =
+          model_json(s->reranker_name(), s->reranker_identity(), r->config(), rb, c.dtype);
     }
   }
   j["limits"] = {{"max_request_bytes", c.max_request_bytes},

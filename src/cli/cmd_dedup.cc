@@ -50,6 +50,8 @@ options:
   --dim N                embedding dimension (MRL; default: the model's full size)
   --instruction TEXT     instruction prefix (default none: documents get none)
   --device D             auto (default), cpu, cuda, cuda:0,1  (embedding and comparison)
+  --dtype T              CUDA engine GEMMs: bf16 (default) or fp8 (sm_89+ GPUs only); the
+                         embedding cache is kept apart per dtype
   --max-tokens N         truncate texts to N tokens (default 8192)
   --batch-tokens N       engine token budget per batch (default: the engine's)
   --threads N            CPU threads (default: all cores)
@@ -69,8 +71,8 @@ temporary files and renamed when complete). Exit codes: 0 done, 1 error, 2 bad u
 int run_dedup(const std::vector<std::string>& raw) {
   Args args(raw,
             {"model", "input", "output", "threshold", "text-field", "id-field", "keep", "keep-list",
-             "dim", "instruction", "device", "max-tokens", "batch-tokens", "threads", "cache-dir",
-             "max-pairs", "pairs-per-cluster"},
+             "dim", "instruction", "device", "dtype", "max-tokens", "batch-tokens", "threads",
+             "cache-dir", "max-pairs", "pairs-per-cluster"},
             {"help", "no-cache", "quiet"});
   if (args.has("help")) {
     std::fputs(kUsage, stdout);
@@ -110,6 +112,9 @@ int run_dedup(const std::vector<std::string>& raw) {
   o.keep_list_path = args.get_or("keep-list", "");
   o.instruction = args.get_or("instruction", "");
   o.device = args.get_or("device", "auto");
+  auto dtype = parse_engine_dtype(args.get_or("dtype", "bf16"));
+  if (!dtype.is_ok()) return usage_error("--dtype: " + dtype.status().message());
+  o.dtype = *dtype;
   o.cache_dir = args.get_or("cache-dir", "");
   o.use_cache = !args.has("no-cache");
   o.progress = !args.has("quiet");

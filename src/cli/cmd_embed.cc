@@ -14,14 +14,17 @@ namespace qsearch::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: qsearch embed --model DIR [--device cpu|cuda|auto] [--instruction TEXT] [--dim N]\n"
-    "                     [--max-tokens N] [--ids] [--batch-tokens N] [--threads N]\n"
+    "usage: qsearch embed --model DIR [--device cpu|cuda|auto] [--dtype bf16|fp8]\n"
+    "                     [--instruction TEXT] [--dim N] [--max-tokens N] [--ids]\n"
+    "                     [--batch-tokens N] [--threads N]\n"
     "\n"
     "Reads one JSON string per line from stdin and writes one JSON array of floats per line\n"
     "(float32, L2-normalised, printed with %.9g) to stdout, in the same order.\n"
     "\n"
     "  --model DIR         Hugging Face model directory (config.json, tokenizer.json, weights)\n"
     "  --device D          cpu, cuda, cuda:N or auto (default auto: cuda when a GPU is visible)\n"
+    "  --dtype T           CUDA engine GEMMs: bf16 (default) or fp8 (E4M3 on FP8 tensor cores,\n"
+    "                      sm_89+ GPUs only)\n"
     "  --instruction TEXT  embed as queries: \"Instruct: TEXT\\nQuery:{line}\" (default: none,\n"
     "                      as documents)\n"
     "  --dim N             output dimension 32..hidden_size (MRL; default hidden_size)\n"
@@ -52,9 +55,10 @@ int run_embed(const std::vector<std::string>& argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-  Args args(argv,
-            {"model", "device", "instruction", "dim", "max-tokens", "batch-tokens", "threads"},
-            {"ids"});
+  Args args(
+      argv,
+      {"model", "device", "dtype", "instruction", "dim", "max-tokens", "batch-tokens", "threads"},
+      {"ids"});
   auto fail = [](const std::string& msg, int code) {
     std::fprintf(stderr, "qsearch embed: %s\n", msg.c_str());
     return code;
@@ -78,9 +82,13 @@ int run_embed(const std::vector<std::string>& argv) {
   const bool ids_mode = args.has("ids");
   if (ids_mode && !instruction.empty()) return fail("--instruction does not apply to --ids", 2);
 
+  auto dtype = parse_engine_dtype(args.get_or("dtype", "bf16"));
+  if (!dtype.is_ok()) return fail("--dtype: " + dtype.status().message(), 2);
+
   EmbedderOptions options;
   options.model_dir = *args.get("model");
   options.device = args.get_or("device", "auto");
+  options.dtype = *dtype;
   if (batch_tokens) options.max_batch_tokens = *batch_tokens;
   if (threads) options.threads = static_cast<int>(*threads);
   auto embedder = Embedder::open(options);
@@ -88,9 +96,10 @@ int run_embed(const std::vector<std::string>& argv) {
   Embedder& e = **embedder;
   const ModelConfig& c = e.config();
   std::fprintf(stderr,
-               "qsearch embed: model %s (hidden %d, %d layers, %.2fB parameters), device %s\n",
+               "qsearch embed: model %s (hidden %d, %d layers, %.2fB parameters), device %s%s\n",
                options.model_dir.c_str(), c.hidden_size, c.num_layers,
-               static_cast<double>(c.num_parameters()) / 1e9, e.device_name().c_str());
+               static_cast<double>(c.num_parameters()) / 1e9, e.device_name().c_str(),
+               options.dtype == EngineDType::kFP8 ? " (fp8)" : "");
   const int out_dim = dim ? static_cast<int>(*dim) : 0;
   if (out_dim != 0 && (out_dim < 32 || out_dim > c.hidden_size))
     return fail(

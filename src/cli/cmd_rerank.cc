@@ -16,8 +16,9 @@ namespace qsearch::cli {
 namespace {
 
 constexpr const char* kUsage =
-    "usage: qsearch rerank --model DIR [--device cpu|cuda|auto] [--instruction TEXT]\n"
-    "                      [--max-tokens N] [--batch-tokens N] [--threads N]\n"
+    "usage: qsearch rerank --model DIR [--device cpu|cuda|auto] [--dtype bf16|fp8]\n"
+    "                      [--instruction TEXT] [--max-tokens N] [--batch-tokens N]\n"
+    "                      [--threads N]\n"
     "\n"
     "Reads one JSON object {\"query\", \"document\", \"instruction\"?} per line from stdin and\n"
     "writes one relevance score in [0, 1] per line (a JSON number, %.9g) to stdout, in order:\n"
@@ -26,6 +27,8 @@ constexpr const char* kUsage =
     "\n"
     "  --model DIR         Qwen3-Reranker directory (config.json, tokenizer.json, weights)\n"
     "  --device D          cpu, cuda, cuda:N or auto (default auto: cuda when a GPU is visible)\n"
+    "  --dtype T           CUDA engine GEMMs: bf16 (default) or fp8 (E4M3 on FP8 tensor cores,\n"
+    "                      sm_89+ GPUs only)\n"
     "  --instruction TEXT  instruction of lines without one (default: \"Given a web search\n"
     "                      query, retrieve relevant passages that answer the query\")\n"
     "  --max-tokens N      longest input in tokens (default 8192); a longer pair's document\n"
@@ -44,7 +47,9 @@ int run_rerank(const std::vector<std::string>& argv) {
       std::fputs(kUsage, stdout);
       return 0;
     }
-  Args args(argv, {"model", "device", "instruction", "max-tokens", "batch-tokens", "threads"}, {});
+  Args args(argv,
+            {"model", "device", "dtype", "instruction", "max-tokens", "batch-tokens", "threads"},
+            {});
   auto fail = [](const std::string& msg, int code) {
     std::fprintf(stderr, "qsearch rerank: %s\n", msg.c_str());
     return code;
@@ -68,6 +73,9 @@ int run_rerank(const std::vector<std::string>& argv) {
   EmbedderOptions options;
   options.model_dir = *args.get("model");
   options.device = args.get_or("device", "auto");
+  auto dtype = parse_engine_dtype(args.get_or("dtype", "bf16"));
+  if (!dtype.is_ok()) return fail("--dtype: " + dtype.status().message(), 2);
+  options.dtype = *dtype;
   if (batch_tokens) options.max_batch_tokens = *batch_tokens;
   if (threads) options.threads = static_cast<int>(*threads);
   auto opened = Reranker::open(options);

@@ -46,7 +46,7 @@ Status RocksCollectionStore::load_collections() {
     c->spec = std::move(spec).value();
     c->set_model(c->spec.model);
     QS_RETURN_IF_ERROR(upgrade_model_identity(c.get()));
-    c->index_config = index_config_of(c->spec);
+    c->index_config = index_config_of(c->spec, options_.gpu_devices);
     std::vector<std::string> keys = {store::counter_key(cid, CounterKind::kNextLabel),
                                      store::counter_key(cid, CounterKind::kDocuments),
                                      store::counter_key(cid, CounterKind::kLogSeq),

@@ -18,6 +18,7 @@
 // metric, and the best k by that exact score are returned: a quantized index only has to get
 // the true neighbours into its top R, and the scores shown are exact.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <unordered_map>
 #include <unordered_set>
@@ -94,6 +95,11 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
   PredicateFilter exclude([excluded_begin, excluded_end](int64_t label) {
     return label < excluded_begin || label >= excluded_end;
   });
+  using Clock = std::chrono::steady_clock;
+  auto us_since = [](Clock::time_point t) {
+    return std::chrono::duration<double, std::micro>(Clock::now() - t).count();
+  };
+  Clock::time_point stage = Clock::now();
   std::shared_ptr<const LabelSetFilter> label_set;
   if (has_filter) {
     // The filter's matching set, from the cache while nothing has been written since it was
@@ -120,6 +126,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
     }
     if (label_set && label_set->sorted_labels()->empty()) return std::vector<SearchHit>();
   }
+  if (params.profile) params.profile->resolve_us = us_since(stage);
   const LabelFilter* index_filter =
       label_set ? static_cast<const LabelFilter*>(label_set.get()) : excluded_begin >= 0 ? &exclude : nullptr;
   // A chunking collection holds several labels per document: the records are always read (to
@@ -149,6 +156,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
     bool is_ivf = false;
     std::vector<int64_t> labels;
     std::vector<float> dist;
+    stage = Clock::now();
     {
       std::shared_lock<IndexMutex> lock(c->index_mu);
       total = c->index->size();
@@ -160,6 +168,10 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
       if (exhaustive) index_params.nprobe = 1 << 30;  // IVF: every list (clamped to nlist)
       QS_RETURN_IF_ERROR(c->index->search(1, q.data(), static_cast<int>(fetch), index_params,
                                           index_filter, labels.data(), dist.data()));
+    }
+    if (params.profile) {
+      params.profile->index_us += us_since(stage);
+      stage = Clock::now();
     }
     int64_t returned = 0;
     std::vector<int64_t> fresh;
@@ -234,6 +246,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
       if (chunked) hit_of_id.emplace(hit.id, hits.size());
       hits.push_back(std::move(hit));
     }
+    if (params.profile) params.profile->assemble_us += us_since(stage);
     if (static_cast<int64_t>(hits.size()) >= k) break;
     if (returned < fetch) {
       // Fewer candidates than asked: the index is exhausted, unless IVF skipped unprobed lists.

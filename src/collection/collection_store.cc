@@ -46,7 +46,7 @@ static std::string encode_i64(int64_t v) {
   return s;
 }
 
-VectorIndexConfig index_config_of(const CollectionSpec& spec) {
+VectorIndexConfig index_config_of(const CollectionSpec& spec, const std::vector<int>& gpu_devices) {
   VectorIndexConfig c;
   c.type = spec.index.type;
   c.dimension = spec.dimension;
@@ -60,6 +60,9 @@ VectorIndexConfig index_config_of(const CollectionSpec& spec) {
   c.quantizer = spec.index.quantizer;
   c.pq_m = spec.index.pq_m > 0 ? spec.index.pq_m : IndexSpec::default_pq_m(spec.dimension);
   c.pq_nbits = spec.index.pq_nbits;
+  c.gpu_devices = gpu_devices;
+  c.gpu_precision = spec.index.gpu_precision;
+  c.gpu_rescore = spec.index.gpu_rescore;
   return c;
 }
 
@@ -164,6 +167,8 @@ CollectionInfo RocksCollectionStore::info_of(const CollectionState& c) const {
   info.index_pending = c.index->pending();
   info.index_trained_on = c.index->trained_size();
   info.index_bytes = c.index->memory_bytes();
+  info.index_device_bytes = c.index->device_bytes();
+  info.index_devices = c.index->device_shards();
   info.index_type = c.index->type();
   info.index_fallback_reason = c.index->fallback_reason();
   return info;
@@ -179,7 +184,7 @@ Status RocksCollectionStore::create_collection(const CollectionSpec& spec_in) {
   auto state = std::make_shared<CollectionState>();
   state->spec = spec;
   state->set_model(spec.model);
-  state->index_config = index_config_of(spec);
+  state->index_config = index_config_of(spec, options_.gpu_devices);
   auto index = make_vector_index(state->index_config);
   if (!index.is_ok()) return unprocessable(index.status().message());
   state->index = std::move(index).value();

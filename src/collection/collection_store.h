@@ -307,8 +307,10 @@ class RocksCollectionStore : public CollectionStore {
   bool insert_work_ = false;             // guarded by inserter_mu_
 };
 
-// The index settings of a collection.
-VectorIndexConfig index_config_of(const CollectionSpec& spec);
+// The index settings of a collection; a gpu index shards its rows over gpu_devices
+// (StoreOptions::gpu_devices; empty: every visible GPU).
+VectorIndexConfig index_config_of(const CollectionSpec& spec,
+                                  const std::vector<int>& gpu_devices = {});
 // In-place L2 normalisation (zero vectors stay zero).
 void normalize_l2(float* v, int d);
 // The L2-normalised mean of the rows of `rows` (rows.size() / d vectors of d floats).

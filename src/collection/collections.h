@@ -24,6 +24,7 @@
 #include "collection/filter.h"
 #include "collection/options.h"
 #include "common/status.h"
+#include "index/vector_index.h"
 
 namespace qsearch {
 
@@ -34,6 +35,8 @@ struct CollectionInfo {
   int64_t index_pending = 0;      // HNSW: vectors searchable but not yet in the graph
   int64_t index_trained_on = 0;   // IVF: vectors its centroids were trained on (0: untrained)
   int64_t index_bytes = 0;        // index memory (VectorIndex::memory_bytes())
+  int64_t index_device_bytes = 0; // GPU memory of a gpu index (VectorIndex::device_bytes())
+  std::vector<VectorIndex::DeviceShardInfo> index_devices;  // a gpu index's shards
   std::string index_type;         // effective type now (e.g. "flat" while IVF is untrained)
   // The collection instance (its numeric id in the store): a collection deleted and re-created
   // under the same name is another instance. UpsertOptions::instance binds a write to one.
@@ -90,6 +93,13 @@ struct Document {
 // inner product or squared distance overflows a float (no non-finite score, ever).
 inline constexpr double kMaxVectorNorm = 1e18;
 
+// Wall time of one search's stages, in microseconds.
+struct SearchProfile {
+  double resolve_us = 0;   // the filter's matching set (cache or metadata index)
+  double index_us = 0;     // the vector index's search (all rounds)
+  double assemble_us = 0;  // reading ids and documents, checking the filter, ordering
+};
+
 struct SearchParams {
   int k = 10;                                           // 1..1000
   int offset = 0;                                       // 0..10000: hits skipped before the k
@@ -104,6 +114,8 @@ struct SearchParams {
   // Resolve the filter through the collection's filter cache (collection/filter_cache.h); off
   // only to measure the first search with a filter (qsearch-bench-filter's "cold" figures).
   bool use_filter_cache = true;
+  // When set, filled with where the search's time went (benchmarks: qsearch-bench-filter).
+  SearchProfile* profile = nullptr;
 };
 
 struct SearchHit {
@@ -172,6 +184,9 @@ struct StoreOptions {
   bool background_insert = true;
   int index_insert_slice_ms = 10;
   int64_t index_pending_max = 16384;
+  // The CUDA devices a "gpu" index shards its rows over, one shard per entry (an ordinal may
+  // repeat: several shards on one GPU); empty: every visible device. The service passes --gpus.
+  std::vector<int> gpu_devices;
 };
 
 class CollectionStore {

@@ -1,16 +1,20 @@
 #include "collection/metadata_index.h"
 
 #include <algorithm>
+#include <atomic>
 #include <bit>
 #include <cstring>
 #include <set>
 #include <string>
-#include <thread>
 
+#include "common/thread_pool.h"
 #include "store/keys.h"
 
 namespace qsearch {
 namespace {
+
+constexpr int64_t kDefaultSliceLabels = 1 << 16;
+std::atomic<int64_t> g_slice_labels{kDefaultSliceLabels};
 
 using json = nlohmann::json;
 using Kind = FilterNode::Kind;
@@ -108,14 +112,14 @@ struct Planner {
   uint64_t cid;
   size_t max_documents;
   int64_t label_hint = 0;
-  int64_t slice_labels = 1 << 17;
+  int64_t slice_labels = 0;
 
   // The entries of one exact value (keys `prefix` + label): sliced by label over threads when
   // the collection is large (each slice is a sorted run of labels; the slices are in order).
   StatusOr<bool> scan_value(const std::string& prefix, LabelRuns* out) {
-    const unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-    const int64_t parts = std::min<int64_t>({static_cast<int64_t>(std::min(hw, 8u)),
-                                             label_hint / std::max<int64_t>(1, slice_labels)});
+    ThreadPool& pool = search_pool();
+    const int64_t parts = std::min<int64_t>(static_cast<int64_t>(pool.size()) + 1,
+                                            label_hint / std::max<int64_t>(1, slice_labels));
     if (parts < 2) return scan(prefix, successor(prefix), out);
     auto bound = [&](int64_t p) {  // slice p starts here; the last one runs to the prefix's end
       std::string k = prefix;
@@ -135,10 +139,7 @@ struct Planner {
         ok[static_cast<size_t>(p)] = *r;
       }
     };
-    std::vector<std::thread> threads;
-    for (int64_t p = 1; p < parts; ++p) threads.emplace_back(run, p);
-    run(0);
-    for (auto& t : threads) t.join();
+    pool.run_parts(static_cast<size_t>(parts), [&run](size_t p) { run(static_cast<int64_t>(p)); });
     size_t total = out->size();
     for (int64_t p = 0; p < parts; ++p) {
       QS_RETURN_IF_ERROR(status[static_cast<size_t>(p)]);
@@ -307,7 +308,8 @@ std::vector<std::string> metadata_entry_keys(uint64_t cid, const json& metadata,
 StatusOr<std::optional<LabelRuns>> metadata_candidates(const store::KvStore& kv, uint64_t cid,
                                                        const Filter& filter, size_t max_documents,
                                                        int64_t label_hint, int64_t slice_labels) {
-  Planner p{kv, cid, max_documents, label_hint, slice_labels};
+  Planner p{kv, cid, max_documents, label_hint,
+            slice_labels > 0 ? slice_labels : g_slice_labels.load()};
   return p.plan(filter.root());
 }
 
@@ -317,6 +319,10 @@ std::vector<int64_t> expand_labels(const LabelRuns& runs) {
     for (int64_t l = label; l < label + count; ++l) out.push_back(l);
   std::sort(out.begin(), out.end());
   return out;
+}
+
+void set_metadata_slice_labels(int64_t labels) {
+  g_slice_labels = labels > 0 ? labels : kDefaultSliceLabels;
 }
 
 }  // namespace qsearch

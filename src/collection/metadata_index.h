@@ -51,13 +51,15 @@ std::vector<std::string> metadata_entry_keys(uint64_t cid, const nlohmann::json&
 // The candidate documents of `filter`, or nullopt when the index cannot narrow it down or more
 // than max_documents would come out (then a scan is as cheap). label_hint: about how far the
 // collection's labels reach (0: unknown); with a large one, the entries of one value are read
-// by several threads at once, each over a slice of the label range (a 1% filter over 1M
-// documents is 10k entries: 3 ms on one thread), slices of at least slice_labels labels. Any
-// hint gives the same result.
+// in slices of the label range (at least slice_labels labels each; 0: the default, 65536) on
+// the search pool (common/thread_pool.h), a 1% filter over 1M documents being 10k entries,
+// some 3 ms on one thread. Any hint and slicing give the same result.
 StatusOr<std::optional<LabelRuns>> metadata_candidates(const store::KvStore& kv, uint64_t cid,
                                                        const Filter& filter, size_t max_documents,
                                                        int64_t label_hint = 0,
-                                                       int64_t slice_labels = 1 << 17);
+                                                       int64_t slice_labels = 0);
+// The default slice of metadata_candidates() (benchmarks sweep it); 0 restores 65536.
+void set_metadata_slice_labels(int64_t labels);
 
 // Every label of the runs, ascending.
 std::vector<int64_t> expand_labels(const LabelRuns& runs);

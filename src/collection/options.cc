@@ -78,6 +78,9 @@ nlohmann::json IndexSpec::to_json() const {
     j["nlist"] = ivf_nlist;
     j["nprobe"] = ivf_nprobe;
     j["train_min"] = ivf_train_min;
+  } else if (type == "gpu") {
+    j["precision"] = gpu_precision;
+    if (gpu_precision == "int8") j["rescore"] = gpu_rescore;
   }
   // Only when set: a spec stored before quantizers existed serialises as it always did.
   if (quantized()) j["quantizer"] = quantizer;
@@ -112,11 +115,13 @@ StatusOr<IndexSpec> IndexSpec::from_json(const nlohmann::json& j) {
   static const char* kHnswKeys[] = {"m", "ef_construction", "ef_search", "quantizer", "rescore"};
   static const char* kIvfKeys[] = {"nlist",   "nprobe",   "train_min", "quantizer",
                                    "pq_m",    "pq_nbits", "rescore"};
+  static const char* kGpuKeys[] = {"precision", "rescore"};
   for (const auto& [key, value] : j.items()) {
     (void)value;
     bool known = key == "type";
     if (s.type == "hnsw") for (const char* k : kHnswKeys) known = known || key == k;
     if (s.type == "ivf") for (const char* k : kIvfKeys) known = known || key == k;
+    if (s.type == "gpu") for (const char* k : kGpuKeys) known = known || key == k;
     if (!known && (key == "quantizer" || key == "rescore")) {
       return unprocessable("index." + key + " is not available for type " + s.type +
                            " (an exact index; use hnsw or ivf)");
@@ -131,7 +136,13 @@ StatusOr<IndexSpec> IndexSpec::from_json(const nlohmann::json& j) {
     QS_RETURN_IF_ERROR(read_int(j, "nlist", 0, 1 << 20, &s.ivf_nlist, "index."));
     QS_RETURN_IF_ERROR(read_int(j, "nprobe", 1, 1 << 20, &s.ivf_nprobe, "index."));
     QS_RETURN_IF_ERROR(read_int(j, "train_min", 0, 1 << 30, &s.ivf_train_min, "index."));
-  } else if (s.type != "flat" && s.type != "gpu") {
+  } else if (s.type == "gpu") {
+    QS_RETURN_IF_ERROR(read_string(j, "precision", &s.gpu_precision, "index."));
+    if (s.gpu_precision != "bf16" && s.gpu_precision != "int8")
+      return unprocessable("index.precision must be \"bf16\" or \"int8\", got \"" +
+                           s.gpu_precision + "\"");
+    QS_RETURN_IF_ERROR(read_int(j, "rescore", 1, 4096, &s.gpu_rescore, "index."));
+  } else if (s.type != "flat") {
     return unprocessable("unknown index type '" + s.type + "' (flat, hnsw, ivf, gpu)");
   }
   QS_RETURN_IF_ERROR(read_string(j, "quantizer", &s.quantizer, "index."));
@@ -147,8 +158,11 @@ StatusOr<IndexSpec> IndexSpec::from_json(const nlohmann::json& j) {
   }
   QS_RETURN_IF_ERROR(read_int(j, "pq_m", 1, 4096, &s.pq_m, "index."));
   QS_RETURN_IF_ERROR(read_int(j, "pq_nbits", 4, 12, &s.pq_nbits, "index."));
+  // hnsw/ivf: the collection's rescoring from the stored vectors. (gpu's "rescore" is the gpu
+  // index's own, read into gpu_rescore above.)
   s.rescore = s.quantized() ? kDefaultRescore : 0;
-  QS_RETURN_IF_ERROR(read_int(j, "rescore", 0, kMaxRescore, &s.rescore, "index."));
+  if (s.type == "hnsw" || s.type == "ivf")
+    QS_RETURN_IF_ERROR(read_int(j, "rescore", 0, kMaxRescore, &s.rescore, "index."));
   return s;
 }
 

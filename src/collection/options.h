@@ -45,6 +45,8 @@ struct IndexSpec {
   int ivf_nlist = 0;              // 0: chosen at training time, about 4*sqrt(n)
   int ivf_nprobe = 16;
   int ivf_train_min = 0;          // vectors needed before training (0: 39*nlist); flat until then
+  std::string gpu_precision = "bf16";  // gpu: rows as "bf16" or "int8" (+ exact rescoring)
+  int gpu_rescore = 64;           // gpu int8: rows a search rescores exactly, max(k, this); 1..4096
   // Compressed vectors in the index (issue 14): "none" (fp32, the default), for hnsw "sq8"
   // (8-bit scalar quantizer, 1 byte per component) or "fp16" (2 bytes), for ivf "pq" (product
   // quantizer: pq_m sub-vectors of pq_nbits bits each).
@@ -66,8 +68,10 @@ struct IndexSpec {
   static int default_pq_m(int dimension);
   nlohmann::json to_json() const;
   // Keys: type; hnsw: m, ef_construction, ef_search, quantizer, rescore; ivf: nlist, nprobe,
-  // train_min, quantizer, pq_m, pq_nbits, rescore. Keys of the quantizer appear in to_json()
-  // only when a quantizer is set (or rescore is), so specs stored before them read back equal.
+  // train_min, quantizer, pq_m, pq_nbits, rescore; gpu: precision, rescore (int8 only: the
+  // gpu index's own rescoring, gpu_rescore, not the collection's `rescore` above). Keys of the
+  // quantizer appear in to_json() only when a quantizer is set (or rescore is), so specs
+  // stored before them read back equal.
   static StatusOr<IndexSpec> from_json(const nlohmann::json& j);
 };
 

@@ -1,6 +1,7 @@
 #include "common/thread_pool.h"
 
 #include <algorithm>
+#include <exception>
 
 namespace qsearch {
 
@@ -45,6 +46,27 @@ void ThreadPool::parallel_for(size_t n, const std::function<void(size_t, size_t)
   }
   fn(0, std::min(n, chunk));
   for (auto& f : futs) f.get();
+}
+
+void ThreadPool::run_parts(size_t parts, const std::function<void(size_t)>& fn) {
+  if (parts == 0) return;
+  std::vector<std::future<void>> futs;
+  futs.reserve(parts - 1);
+  for (size_t p = 1; p < parts; ++p) futs.push_back(submit([&fn, p] { fn(p); }));
+  std::exception_ptr error;
+  try {
+    fn(0);
+  } catch (...) {
+    error = std::current_exception();
+  }
+  for (auto& f : futs) f.wait();  // fn is referenced by every part: none may outlive this call
+  if (error) std::rethrow_exception(error);
+  for (auto& f : futs) f.get();
+}
+
+ThreadPool& search_pool() {
+  static ThreadPool pool(std::min(16u, std::max(1u, std::thread::hardware_concurrency())));
+  return pool;
 }
 
 }  // namespace qsearch

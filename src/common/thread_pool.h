@@ -38,6 +38,9 @@ class ThreadPool {
 
   // Runs fn(begin, end) over [0, n) split into contiguous chunks, on the pool and the caller.
   void parallel_for(size_t n, const std::function<void(size_t, size_t)>& fn);
+  // Runs fn(part) for part in [0, parts): parts 1.. on the pool, part 0 on the caller; returns
+  // when all have run. The caller must not be one of this pool's workers.
+  void run_parts(size_t parts, const std::function<void(size_t)>& fn);
 
  private:
   void worker_loop();
@@ -47,5 +50,12 @@ class ThreadPool {
   std::condition_variable cv_;
   bool stop_ = false;
 };
+
+// The process-wide pool for the fan-out inside one search request (a filtered search's exact
+// scan of its matches, the metadata index's sliced reads): min(hardware threads, 16) workers
+// started once, so a search does not pay for thread start-ups (tens of microseconds each) and
+// concurrent searches queue their parts instead of oversubscribing the CPU. Never use it for
+// long jobs (imports, rebuilds): a search's parts would wait behind them.
+ThreadPool& search_pool();
 
 }  // namespace qsearch

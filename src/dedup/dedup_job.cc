@@ -70,6 +70,7 @@ EmbedderOptions embedder_options(const DedupJobOptions& o) {
   EmbedderOptions e;
   e.model_dir = o.model_dir;
   e.max_batch_tokens = o.max_batch_tokens;
+  e.dtype = o.dtype;
   e.threads = o.threads;
   e.device = o.device;
   if (o.device.rfind("cuda:", 0) == 0 && o.device.find(',') != std::string::npos) {
@@ -173,6 +174,8 @@ StatusOr<DedupJobResult> run_dedup_job(const DedupJobOptions& o) {
     EmbeddingCacheKeyInputs key_in{o.model_dir, o.input_path,  o.text_field, o.id_field,
                                    dim,         o.instruction, o.max_tokens};
     QS_ASSIGN_OR_RETURN(cache_key, embedding_cache_key(key_in));
+    // fp8 vectors differ from bf16 ones; bf16 keeps the key (and the caches) of before --dtype
+    if (o.dtype == EngineDType::kFP8) cache_key += "\ndtype fp8";
     r.cache_path = embedding_cache_file(
         o.cache_dir.empty() ? default_embedding_cache_dir() : o.cache_dir, o.input_path, cache_key);
     Status loaded = load_embedding_cache(r.cache_path, cache_key, n, dim, &vectors);

@@ -27,6 +27,7 @@
 
 #include "common/status.h"
 #include "dedup/clusters.h"
+#include "embed/engine/backend.h"
 
 namespace qsearch {
 
@@ -46,6 +47,7 @@ struct DedupJobOptions {
   bool use_cache = true;                 // false: neither read nor write the cache
   int max_tokens = 0;                    // truncation per text (0: 8192)
   int64_t max_batch_tokens = 0;          // engine token budget (0: engine default)
+  EngineDType dtype = EngineDType::kBF16;  // CUDA engine GEMM numerics (part of the cache key)
   int threads = 0;                       // CPU threads (0: all cores)
   int64_t max_pairs = 200'000'000;       // stop when more similar pairs than this
   int pairs_per_cluster = 100;           // pairs listed per cluster line (-1: all)

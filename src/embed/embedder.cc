@@ -114,6 +114,10 @@ StatusOr<std::vector<std::unique_ptr<Backend>>> make_backends(const EmbedderOpti
   if (device == "auto") device = cuda_device_count() > 0 ? "cuda" : "cpu";
 
   std::vector<std::unique_ptr<Backend>> backends;
+  if (options.dtype == EngineDType::kFP8 && device == "cpu")
+    return unavailable(std::string(kFp8NeedsGpuMessage) + (options.device == "cpu"
+                                                               ? "; the CPU engine is fp32 only"
+                                                               : "; no CUDA GPU is visible"));
   if (device == "cpu") {
     QS_ASSIGN_OR_RETURN(auto b,
                         make_cpu_backend(dir, config, options.max_batch_tokens, options.threads));
@@ -128,7 +132,8 @@ StatusOr<std::vector<std::unique_ptr<Backend>>> make_backends(const EmbedderOpti
       if (g >= count)
         return invalid_argument("GPU " + std::to_string(g) + " requested but only " +
                                 std::to_string(count) + " visible");
-      QS_ASSIGN_OR_RETURN(auto b, make_cuda_backend(dir, config, options.max_batch_tokens, g));
+      QS_ASSIGN_OR_RETURN(
+          auto b, make_cuda_backend(dir, config, options.max_batch_tokens, g, options.dtype));
       backends.push_back(std::move(b));
     }
   } else {

@@ -35,6 +35,9 @@ struct EmbedderOptions {
   int64_t max_batch_tokens = 0;     // token budget of one engine batch (0: engine default)
   int threads = 0;                  // CPU engine threads (0: all cores)
   std::vector<int> gpus;            // CUDA devices to run replicas on (empty: all visible)
+  // CUDA engine GEMM numerics (backend.h). kFP8 is refused on the CPU engine, without a GPU and
+  // on GPUs without FP8 tensor cores (kFp8NeedsGpuMessage).
+  EngineDType dtype = EngineDType::kBF16;
 };
 
 struct PreparedText {
@@ -98,7 +101,8 @@ class Embedder {
 };
 
 // The backends options ask for: one CPU engine, or one CUDA engine per selected GPU
-// (options.device "cpu", "cuda", "cuda:N" or "auto"; options.gpus).
+// (options.device "cpu", "cuda", "cuda:N" or "auto"; options.gpus; options.dtype: kFP8 with
+// device "cpu", or "auto" without a visible GPU, is kUnavailable with kFp8NeedsGpuMessage).
 StatusOr<std::vector<std::unique_ptr<Backend>>> make_backends(const EmbedderOptions& options,
                                                              const ModelConfig& config);
 
@@ -109,7 +113,8 @@ StatusOr<std::unique_ptr<Backend>> make_cpu_backend(const std::string& model_dir
                                                     int64_t max_batch_tokens, int threads);
 StatusOr<std::unique_ptr<Backend>> make_cuda_backend(const std::string& model_dir,
                                                      const ModelConfig& config,
-                                                     int64_t max_batch_tokens, int device);
+                                                     int64_t max_batch_tokens, int device,
+                                                     EngineDType dtype = EngineDType::kBF16);
 // Number of visible CUDA devices (0 without CUDA or without a GPU). Never fails.
 int cuda_device_count();
 

@@ -16,13 +16,23 @@ namespace qsearch::index_internal {
 // searching its structure with the filter as a selector.
 int64_t exact_scan_limit(int64_t index_size);
 
-// Scores each label of `labels` whose vector `get` finds (get copies it into the buffer and
-// returns true; false for a label the index does not hold) against each query; writes the best
-// k per query (padded with -1), as VectorIndex::search does (inner product, or squared L2).
-// Large sets are split over a few threads.
+// The vector of `label`: a pointer into the index's own storage (no copy), or `scratch` (d
+// floats) filled by decoding it; nullptr when the index does not hold the label. Called from
+// several threads at once, each with its own scratch.
+using RowFn = std::function<const float*(int64_t label, float* scratch)>;
+
+// Scores each label of `labels` that `row` finds against each query; writes the best k per
+// query (padded with -1), as VectorIndex::search does (inner product, or squared L2). The scan
+// is memory-bound (4 KB per row at 1024 dims): the next row is prefetched while one is scored,
+// and sets above one grain of labels are split over the search pool (common/thread_pool.h),
+// one part per grain, up to the pool's size.
 Status exact_search(int64_t n, const float* queries, int d, IndexMetric metric, int k,
-                    const std::vector<int64_t>& labels,
-                    const std::function<bool(int64_t, float*)>& get, int64_t* out_labels,
+                    const std::vector<int64_t>& labels, const RowFn& row, int64_t* out_labels,
                     float* out_distances);
+
+// Labels per part of a split exact scan (default 512); benchmarks sweep it. 0 restores the
+// default.
+void set_exact_scan_grain(int64_t labels);
+int64_t exact_scan_grain();
 
 }  // namespace qsearch::index_internal

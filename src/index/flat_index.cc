@@ -88,14 +88,13 @@ Status FlatIndex::search(int64_t n, const float* queries, int k, const IndexSear
   // An explicit label set up to a quarter of the index: score only those rows.
   if (const std::vector<int64_t>* set = filter ? filter->sorted_labels() : nullptr;
       set && static_cast<int64_t>(set->size()) <= std::max<int64_t>(size() / 4, 1024)) {
-    const size_t row_bytes = static_cast<size_t>(dimension_) * sizeof(float);
+    const float* rows = vectors();
+    const int d = dimension_;
     return index_internal::exact_search(
         n, queries, dimension_, metric_, k, *set,
-        [this, row_bytes](int64_t label, float* out) {
+        [this, rows, d](int64_t label, float*) -> const float* {
           auto it = positions_.find(label);
-          if (it == positions_.end()) return false;
-          std::memcpy(out, index_->codes.data() + it->second * row_bytes, row_bytes);
-          return true;
+          return it == positions_.end() ? nullptr : rows + it->second * d;
         },
         out_labels, out_distances);
   }

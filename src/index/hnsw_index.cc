@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cfloat>
-#include <cstring>
 
 #include "index/distances.h"
 #include "index/exact_scan.h"
@@ -218,13 +217,16 @@ Status HnswIndex::search_graph(int64_t n, const float* queries, int k,
       // A selective filter: the graph would be walked mostly through non-matches (and lose
       // recall); scoring the matches exactly is cheaper and exact (on decoded rows when
       // quantized).
+      const float* xb = stored_vectors();
+      const int d = config_.dimension;
       return index_internal::exact_search(
-          n, queries, config_.dimension, config_.metric, k, *set,
-          [this](int64_t label, float* out) {
+          n, queries, d, config_.metric, k, *set,
+          [this, xb, d](int64_t label, float* scratch) -> const float* {
             auto it = positions_.find(label);
-            if (it == positions_.end()) return false;
-            get_row(it->second, out);
-            return true;
+            if (it == positions_.end()) return nullptr;
+            if (xb != nullptr) return xb + it->second * d;
+            get_row(it->second, scratch);
+            return scratch;
           },
           out_labels, out_distances);
     }

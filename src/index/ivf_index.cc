@@ -208,10 +208,10 @@ Status IvfIndex::search(int64_t n, const float* queries, int k, const IndexSearc
       // themselves (the hashtable direct map finds each one's row).
       return index_internal::exact_search(
           n, queries, config_.dimension, config_.metric, k, *set,
-          [this](int64_t label, float* out) {
-            if (!live_.count(label)) return false;
-            ivf_->reconstruct(label, out);
-            return true;
+          [this](int64_t label, float* scratch) -> const float* {
+            if (!live_.count(label)) return nullptr;
+            ivf_->reconstruct(label, scratch);
+            return scratch;
           },
           out_labels, out_distances);
     }

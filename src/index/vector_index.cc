@@ -41,6 +41,12 @@ static Status validate(const VectorIndexConfig& c) {
   if (c.type == "gpu") {
     if (c.gpu_max_batch < 1 || c.gpu_max_batch > 1024) return invalid_argument("gpu max batch must be in 1..1024");
     if (c.gpu_chunk_rows < 0 || c.gpu_batch_wait_us < 0) return invalid_argument("gpu chunk rows and batch wait must be >= 0");
+    if (c.gpu_precision != "bf16" && c.gpu_precision != "int8")
+      return invalid_argument("gpu precision must be \"bf16\" or \"int8\", got \"" + c.gpu_precision + "\"");
+    if (c.gpu_rescore < 1 || c.gpu_rescore > 4096) return invalid_argument("gpu rescore must be in 1..4096");
+    if (c.gpu_devices.size() > 64) return invalid_argument("a gpu index has at most 64 shards");
+    for (int d : c.gpu_devices)
+      if (d < 0) return invalid_argument("gpu device ordinals must be >= 0");
     return Status::ok();
   }
   return invalid_argument("unknown index type '" + c.type + "' (flat, hnsw, ivf, gpu)");

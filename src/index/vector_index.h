@@ -40,13 +40,23 @@ struct VectorIndexConfig {
   int ivf_nlist = 0;               // 0: chosen at training time, about 4*sqrt(n) (>= 1)
   int ivf_nprobe = 16;             // default lists probed per query
   int ivf_train_min = 0;           // vectors needed before training (0: 39*nlist); flat until then
-  // "gpu" (gpu_index.h): the CUDA device, rows a device chunk (0: about 1 GiB of bf16 rows),
-  // most queries one batched product takes, and how long a search waits for company while
-  // searches arrive concurrently.
-  int gpu_device = 0;
+  // "gpu" (gpu_index.h): the CUDA devices the rows are sharded over, one shard per entry (an
+  // ordinal may repeat: several shards on one GPU; empty: one shard on every visible device),
+  // rows a device chunk (0: about 1 GiB of rows), most queries one batched product takes, and
+  // how long a search waits for company while searches arrive concurrently.
+  std::vector<int> gpu_devices;
   int64_t gpu_chunk_rows = 0;
   int gpu_max_batch = 64;
   int gpu_batch_wait_us = 200;
+  // "bf16" (default) or "int8": rows held on the device as int8 with a per-row scale; a search
+  // then takes the best max(k, gpu_rescore) rows by their int8 scores and rescores them exactly
+  // from fp32 vectors, which come from gpu_vector_source when set (labels -> n x dimension
+  // floats; called from the index's search worker, possibly from several threads at once,
+  // while searches hold the owner's shared lock) and otherwise from a host fp32 copy the index keeps (4 * dimension bytes a row,
+  // counted in memory_bytes()).
+  std::string gpu_precision = "bf16";
+  int gpu_rescore = 64;
+  std::function<Status(int64_t n, const int64_t* labels, float* out)> gpu_vector_source;
   // A trained IVF index retrains (optimize(), in the background) once it holds this many times
   // the vectors it was trained on: its centroids (and an nlist chosen from n) then fit the
   // collection again. 0: never.
@@ -124,6 +134,19 @@ class VectorIndex {
   // centroids, and our label maps (hash tables counted at index_internal::kHashEntryBytes per
   // entry, an estimate). 0 where unknown.
   virtual int64_t memory_bytes() const { return 0; }
+  // Device memory the index holds (the gpu index: every shard's rows, bitmaps and buffers), not
+  // part of memory_bytes(); 0 for CPU indexes.
+  virtual int64_t device_bytes() const { return 0; }
+  // The gpu index's shards: device ordinal, device name, rows stored (incl. tombstones), live
+  // rows and device bytes, one entry per shard; empty for CPU indexes and in fallback.
+  struct DeviceShardInfo {
+    int device = 0;
+    std::string name;
+    int64_t rows = 0;
+    int64_t live = 0;
+    int64_t bytes = 0;
+  };
+  virtual std::vector<DeviceShardInfo> device_shards() const { return {}; }
   // Moves up to max_vectors pending vectors into the approximate structure (HNSW: one FAISS
   // batch insert, parallel over OpenMP threads). A mutation: the owner holds it exclusively, and
   // bounds the time it holds the lock through max_vectors (CollectionStore's inserter thread).

@@ -131,7 +131,11 @@ const std::vector<OptionDef>& option_table() {
        string_setter(&ServerConfig::reranker)},
       {"device", Kind::kString, "auto", "engine: auto (CUDA when a GPU is visible), cpu, cuda",
        choice_setter(&ServerConfig::device, {"auto", "cpu", "cuda"}, "device")},
-      {"gpus", Kind::kString, "(all visible)", "CUDA devices for engine replicas, e.g. 0,1",
+      {"dtype", Kind::kString, "bf16",
+       "CUDA engine GEMMs (model and reranker): bf16, or fp8 (E4M3 on FP8 tensor cores, sm_89+)",
+       choice_setter(&ServerConfig::dtype, {"bf16", "fp8"}, "dtype")},
+      {"gpus", Kind::kString, "(all visible)", "CUDA devices for engine replicas (one per distinct device) and the shards of a gpu index "
+       "(one per entry, a device may repeat), e.g. 0,1",
        [](ServerConfig& c, const std::string& v) -> Status {
          std::stringstream ss(v);
          std::string part;
@@ -315,8 +319,8 @@ std::map<std::string, std::string> qsearch_environment() {
 
 std::string server_config_help() {
   std::string out =
-      "usage: qsearch serve [--model DIR] [--device auto|cpu|cuda] [--data-dir DIR]\n"
-      "                     [--host ADDR] [--port N] [--config FILE] [options]\n\n"
+      "usage: qsearch serve [--model DIR] [--device auto|cpu|cuda] [--dtype bf16|fp8]\n"
+      "                     [--data-dir DIR] [--host ADDR] [--port N] [--config FILE] [options]\n\n"
       "Every option is a flag, an environment variable and a key of the JSON config file\n"
       "(--config FILE or QSEARCH_CONFIG). Precedence: flag > environment > file > default.\n\n";
   char buf[512];

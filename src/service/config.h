@@ -21,6 +21,8 @@ struct ServerConfig {
   std::string reranker;
   // Engine: "auto" (CUDA when a GPU is visible, else CPU), "cpu" or "cuda".
   std::string device = "auto";
+  // CUDA engine GEMM numerics: "bf16" or "fp8" (refused without an sm_89+ GPU).
+  std::string dtype = "bf16";
   // CUDA devices to run engine replicas on, e.g. "0,1" (empty: all visible GPUs).
   std::string gpus;
   // RocksDB and index files.

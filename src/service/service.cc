@@ -67,7 +67,11 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
   eo.device = config.device;
   eo.max_batch_tokens = config.max_batch_tokens;
   eo.threads = config.threads;
-  eo.gpus = parse_gpus(config.gpus);
+  // One engine replica per distinct GPU: "--gpus 0,0" asks for two gpu-index shards on GPU 0,
+  // not for two copies of the model there.
+  for (int g : parse_gpus(config.gpus))
+    if (std::find(eo.gpus.begin(), eo.gpus.end(), g) == eo.gpus.end()) eo.gpus.push_back(g);
+  QS_ASSIGN_OR_RETURN(eo.dtype, parse_engine_dtype(config.dtype));
   auto t0 = std::chrono::steady_clock::now();
   auto embedder = Embedder::open(eo);
   if (!embedder.is_ok()) return embedder.status().with_context("loading the model from " + config.model);
@@ -81,10 +85,10 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
                "{:.2f} s",
                identity->identity, static_cast<double>(identity->bytes_hashed) / 1e6,
                identity->seconds);
-  spdlog::info("model {} loaded in {:.1f} s: hidden size {}, {} engine replica(s) on {}",
-               svc->model_identity_, load_s,
-               svc->embedder_->hidden_size(), svc->embedder_->num_backends(),
-               svc->embedder_->device_name());
+  spdlog::info("model {} loaded in {:.1f} s: hidden size {}, {} engine replica(s) on {}{}",
+               svc->model_identity_, load_s, svc->embedder_->hidden_size(),
+               svc->embedder_->num_backends(), svc->embedder_->device_name(),
+               eo.dtype == EngineDType::kFP8 ? " (fp8)" : "");
   if (svc->embedder_->num_backends() == 0) return internal_error("the embedder has no engine");
 
   if (!config.reranker.empty()) {
@@ -119,6 +123,7 @@ StatusOr<std::unique_ptr<Service>> Service::open(const ServerConfig& config, Met
   so.legacy_model = identity->legacy_identity;
   so.index_save_interval_s = config.save_interval;  // the store saves in the background
   so.progress_log_interval_s = config.progress_interval;
+  so.gpu_devices = parse_gpus(config.gpus);  // a "gpu" index shards over these (empty: all)
   auto store = CollectionStore::open(so);
   if (!store.is_ok()) return store.status().with_context("opening the data directory " + config.data_dir);
   svc->store_ = std::move(store).value();

@@ -91,14 +91,34 @@ TEST_F(Collections, GpuIndexReportsItsEffectiveType) {
   json got = s().get(path()).json_body();
   EXPECT_EQ(got["index"]["type"], "gpu");
   EXPECT_EQ(got["index_size"], 2);
+  EXPECT_EQ(got["index"]["precision"], "bf16");
   if (got["index_type"] == "gpu") {
     EXPECT_FALSE(got.contains("fallback_reason")) << got;
+    // The shards (one per --gpus entry, all visible GPUs here) and device memory apart from
+    // index_bytes.
+    ASSERT_TRUE(got.contains("devices")) << got;
+    int64_t rows = 0;
+    for (const auto& d : got["devices"]) rows += d["rows"].get<int64_t>();
+    EXPECT_EQ(rows, 2) << got;
+    EXPECT_GT(got["device_bytes"].get<int64_t>(), 0) << got;
   } else {
     EXPECT_EQ(got["index_type"], "flat") << got;
     ASSERT_TRUE(got.contains("fallback_reason")) << got;
     EXPECT_FALSE(got["fallback_reason"].get<std::string>().empty());
+    EXPECT_FALSE(got.contains("devices")) << got;
   }
+  EXPECT_GT(got["index_bytes"].get<int64_t>(), 0) << got;
   EXPECT_EQ(s().post("/collections", json{{"name", name_ + "x"}, {"index", {{"type", "gpu"}, {"m", 4}}}}).status, 422);
+  HttpResult bad = s().post("/collections", json{{"name", name_ + "x"}, {"index", {{"type", "gpu"}, {"precision", "fp8"}}}});
+  EXPECT_EQ(bad.status, 422);
+  EXPECT_NE(bad.body.find("precision"), std::string::npos) << bad.body;
+  HttpResult int8 = s().post("/collections", json{{"name", name_ + "x"}, {"dimension", 64},
+                                                  {"index", {{"type", "gpu"}, {"precision", "int8"}, {"rescore", 40}}}});
+  ASSERT_EQ(int8.status, 201) << int8.body;
+  json back = s().get("/collections/" + name_ + "x").json_body();
+  EXPECT_EQ(back["index"]["precision"], "int8") << back;
+  EXPECT_EQ(back["index"]["rescore"], 40) << back;
+  EXPECT_EQ(s().del("/collections/" + name_ + "x").status, 200);
 }
 
 TEST_F(Collections, CreateValidation) {

@@ -29,6 +29,7 @@ TEST(ServerConfig, Defaults) {
   EXPECT_EQ(c->port, 8080);
   EXPECT_EQ(c->data_dir, "./qsearch-data");
   EXPECT_EQ(c->device, "auto");
+  EXPECT_EQ(c->dtype, "bf16");
   EXPECT_TRUE(c->truncate);
   EXPECT_FALSE(c->sync);
   EXPECT_FALSE(c->auth_enabled());
@@ -85,6 +86,16 @@ TEST(ServerConfig, FlagsBeatEnvironmentBeatsFileBeatsDefaults) {
   EXPECT_EQ(d->port, 2222);
 }
 
+TEST(ServerConfig, DtypeFromFlagAndEnvironment) {
+  auto flag = load_server_config({"--dtype", "fp8"}, {});
+  ASSERT_TRUE(flag.is_ok()) << flag.status().to_string();
+  EXPECT_EQ(flag->dtype, "fp8");
+  auto env = load_server_config({}, {{"QSEARCH_DTYPE", "fp8"}});
+  ASSERT_TRUE(env.is_ok()) << env.status().to_string();
+  EXPECT_EQ(env->dtype, "fp8");
+  EXPECT_NE(server_config_help().find("--dtype"), std::string::npos);
+}
+
 TEST(ServerConfig, RejectsBadValuesWithAClearMessage) {
   auto bad = [](std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
     auto c = load_server_config(args, env);
@@ -94,6 +105,7 @@ TEST(ServerConfig, RejectsBadValuesWithAClearMessage) {
   EXPECT_NE(bad({"--port", "70000"}).find("out of range"), std::string::npos);
   EXPECT_NE(bad({"--port", "80x"}).find("integer"), std::string::npos);
   EXPECT_NE(bad({"--device", "tpu"}).find("not one of"), std::string::npos);
+  EXPECT_NE(bad({"--dtype", "fp16"}).find("not one of"), std::string::npos);
   EXPECT_NE(bad({"--bogus", "1"}).find("unknown option --bogus"), std::string::npos);
   EXPECT_NE(bad({"--port"}).find("needs a value"), std::string::npos);
   EXPECT_NE(bad({"--sync=yes"}).find("takes no value"), std::string::npos);

@@ -64,6 +64,32 @@ TEST_F(Collections, SpecJsonRoundTripAndValidation) {
   EXPECT_EQ(IndexSpec::from_json({{"type", "ivf"}, {"nprobe", 0}}).status().code(), StatusCode::kUnprocessable);
   EXPECT_EQ(IndexSpec::from_json({{"type", "flat"}, {"m", 3}}).status().code(), StatusCode::kUnprocessable);
   EXPECT_EQ(IndexSpec::from_json({{"type", "hnsw"}, {"m", "x"}}).status().code(), StatusCode::kUnprocessable);
+  // gpu: precision bf16 (default) or int8, rescore 1..4096; a bad value is 422 naming the key.
+  {
+    auto gpu = IndexSpec::from_json({{"type", "gpu"}});
+    ASSERT_TRUE(gpu.is_ok());
+    EXPECT_EQ(gpu->gpu_precision, "bf16");
+    auto int8 = IndexSpec::from_json({{"type", "gpu"}, {"precision", "int8"}, {"rescore", 200}});
+    ASSERT_TRUE(int8.is_ok()) << int8.status().to_string();
+    EXPECT_EQ(int8->gpu_precision, "int8");
+    EXPECT_EQ(int8->gpu_rescore, 200);
+    auto again = IndexSpec::from_json(int8->to_json());  // stored form round trip
+    ASSERT_TRUE(again.is_ok());
+    EXPECT_EQ(again->gpu_precision, "int8");
+    EXPECT_EQ(again->gpu_rescore, 200);
+    for (const nlohmann::json& bad :
+         {nlohmann::json{{"type", "gpu"}, {"precision", "fp8"}},
+          nlohmann::json{{"type", "gpu"}, {"precision", 8}},
+          nlohmann::json{{"type", "gpu"}, {"rescore", 0}},
+          nlohmann::json{{"type", "gpu"}, {"rescore", 5000}}}) {
+      auto r = IndexSpec::from_json(bad);
+      EXPECT_EQ(r.status().code(), StatusCode::kUnprocessable) << bad.dump();
+      const std::string key = bad.contains("precision") ? "precision" : "rescore";
+      EXPECT_NE(r.status().message().find(key), std::string::npos) << r.status().message();
+    }
+    EXPECT_EQ(IndexSpec::from_json({{"type", "flat"}, {"precision", "int8"}}).status().code(),
+              StatusCode::kUnprocessable);
+  }
   EXPECT_EQ(CollectionSpec::from_json({{"name", "a"}, {"metric", "dot"}}).status().code(), StatusCode::kUnprocessable);
   EXPECT_EQ(parse_metric("ip").value(), Metric::kInnerProduct);
   EXPECT_STREQ(metric_name(Metric::kL2), "l2");

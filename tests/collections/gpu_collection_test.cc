@@ -99,5 +99,56 @@ TEST(GpuCollection, WorksAsFlatReportsItsTypeAndRebuildsAfterKill) {
   std::filesystem::remove_all(dir);
 }
 
+// Two shards on one GPU ("--gpus 0,0") and int8 rows with exact rescoring: the same hits as
+// flat (int8 rescoring returns exact fp32 scores), GET collection's view of the shards (rows per
+// device adding up, device and host bytes), and the spec's precision and rescore kept. Without
+// a GPU: flat, with a reason, no devices, host bytes still reported.
+TEST(GpuCollection, ShardedInt8ReportsDevicesAndMatchesFlat) {
+  const std::string dir = make_temp_dir("gpushard");
+  StoreOptions o;
+  o.data_dir = dir;
+  o.model = "test-model@1";
+  o.index_save_interval_s = 0;
+  o.gpu_devices = {0, 0};
+  auto opened = CollectionStore::open(o);
+  ASSERT_TRUE(opened.is_ok()) << opened.status().to_string();
+  auto s = std::move(opened).value();
+  CollectionSpec g = spec("g", kDim, "gpu");
+  g.index.gpu_precision = "int8";
+  g.index.gpu_rescore = 32;
+  ASSERT_TRUE(s->create_collection(g).is_ok());
+  ASSERT_TRUE(s->create_collection(spec("f", kDim, "flat")).is_ok());
+  fill(s.get(), "g");
+  fill(s.get(), "f");
+  auto info = s->get_collection("g");
+  ASSERT_TRUE(info.is_ok());
+  EXPECT_EQ(info->spec.index.gpu_precision, "int8");
+  EXPECT_EQ(info->spec.index.gpu_rescore, 32);
+  EXPECT_GT(info->index_bytes, 0);
+  if (info->index_type == "gpu") {
+    ASSERT_EQ(info->index_devices.size(), 2u);
+    int64_t rows = 0;
+    for (const auto& d : info->index_devices) {
+      EXPECT_EQ(d.device, 0);
+      EXPECT_GT(d.rows, 0);
+      EXPECT_GT(d.bytes, 0);
+      rows += d.rows;
+    }
+    EXPECT_EQ(rows, info->index_vectors);
+    EXPECT_GT(info->index_device_bytes, 0);
+    // The int8 index keeps fp32 copies on the host for rescoring: at least 4 * dim a vector.
+    EXPECT_GE(info->index_bytes, info->index_vectors * 4 * kDim);
+  } else {
+    EXPECT_FALSE(info->index_fallback_reason.empty());
+    EXPECT_TRUE(info->index_devices.empty());
+    EXPECT_EQ(info->index_device_bytes, 0);
+    GTEST_LOG_(INFO) << "gpu collection fell back: " << info->index_fallback_reason;
+  }
+  expect_same_hits(s.get(), top_k(10));
+  expect_same_hits(s.get(), top_k(5, {{"even", true}}));
+  s.reset();
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace qsearch

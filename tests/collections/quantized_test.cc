@@ -259,7 +259,10 @@ TEST(QuantizedIndex, SpecValidationNamesTheOffendingKey) {
   s = code({{"type", "flat"}, {"quantizer", "sq8"}});
   EXPECT_EQ(s.code(), StatusCode::kUnprocessable);
   EXPECT_NE(s.to_string().find("quantizer"), std::string::npos) << s.to_string();
-  s = code({{"type", "gpu"}, {"rescore", 10}});
+  s = code({{"type", "gpu"}, {"quantizer", "sq8"}});
+  EXPECT_EQ(s.code(), StatusCode::kUnprocessable);
+  EXPECT_NE(s.to_string().find("quantizer"), std::string::npos) << s.to_string();
+  s = code({{"type", "flat"}, {"rescore", 10}});  // (gpu has its own "rescore": int8 rows)
   EXPECT_EQ(s.code(), StatusCode::kUnprocessable);
   EXPECT_NE(s.to_string().find("rescore"), std::string::npos) << s.to_string();
   s = code({{"type", "ivf"}, {"quantizer", "pq"}, {"pq_nbits", 13}});
@@ -301,6 +304,12 @@ TEST(QuantizedIndex, SpecDefaultsAndStoredFormOfOldSpecsUnchanged) {
   EXPECT_EQ(plain->rescore, 0);
   EXPECT_EQ(plain->to_json(), (nlohmann::json{{"type", "hnsw"}, {"m", 16}, {"ef_construction", 200},
                                               {"ef_search", 128}}));
+  // gpu's "rescore" stays the gpu index's own; the collection does not rescore it again.
+  auto gpu = IndexSpec::from_json({{"type", "gpu"}, {"precision", "int8"}, {"rescore", 32}});
+  ASSERT_TRUE(gpu.is_ok());
+  EXPECT_EQ(gpu->gpu_rescore, 32);
+  EXPECT_EQ(gpu->rescore, 0);
+  EXPECT_EQ(IndexSpec::from_json(gpu->to_json())->to_json(), gpu->to_json());
   // Rescoring an unquantized index is allowed (e.g. to widen the candidate set).
   auto r = IndexSpec::from_json({{"type", "ivf"}, {"rescore", 50}});
   ASSERT_TRUE(r.is_ok());

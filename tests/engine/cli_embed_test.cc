@@ -125,5 +125,26 @@ TEST(CliEmbed, Contract) {
   EXPECT_NE(mhelp.out.find("--shards"), std::string::npos);
 }
 
+// --dtype: bf16 or fp8; a bad value is a usage error (2); fp8 on the CPU engine is refused with
+// the engine's message (1) before anything is written.
+TEST(CliEmbed, DtypeOption) {
+  if (!testing::have_qwen3_tokenizer()) return;
+  testing::TempDir dir;
+  testing::make_tiny_model(dir.file("model"));
+  const std::string model = " --model " + dir.file("model") + " --device cpu";
+  CliRun bad = run_cli(dir, "embed" + model + " --dtype fp16", "\"x\"\n");
+  EXPECT_EQ(bad.code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("bf16 or fp8"), std::string::npos) << bad.err;
+  CliRun fp8 = run_cli(dir, "embed" + model + " --dtype fp8", "\"x\"\n");
+  EXPECT_EQ(fp8.code, 1) << fp8.err;
+  EXPECT_NE(fp8.err.find(kFp8NeedsGpuMessage), std::string::npos) << fp8.err;
+  EXPECT_EQ(fp8.out, "");
+  CliRun bf16 = run_cli(dir, "embed" + model + " --dtype bf16", "\"x\"\n");
+  ASSERT_EQ(bf16.code, 0) << bf16.err;
+  EXPECT_EQ(parse_lines(bf16.out).size(), 1u);
+  CliRun help = run_cli(dir, "embed --help", "");
+  EXPECT_NE(help.out.find("--dtype"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace qsearch

@@ -388,5 +388,50 @@ TEST_F(EmbedderTest, OpenErrors) {
   }
 }
 
+TEST(EngineDType, ParsesBf16AndFp8Only) {
+  ASSERT_TRUE(parse_engine_dtype("bf16").is_ok());
+  EXPECT_EQ(*parse_engine_dtype("bf16"), EngineDType::kBF16);
+  ASSERT_TRUE(parse_engine_dtype("fp8").is_ok());
+  EXPECT_EQ(*parse_engine_dtype("fp8"), EngineDType::kFP8);
+  EXPECT_STREQ(engine_dtype_name(EngineDType::kFP8), "fp8");
+  EXPECT_STREQ(engine_dtype_name(EngineDType::kBF16), "bf16");
+  for (const char* bad : {"", "FP8", "fp16", "e4m3", "bf16 "}) {
+    auto d = parse_engine_dtype(bad);
+    ASSERT_FALSE(d.is_ok()) << bad;
+    EXPECT_EQ(d.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(d.status().message().find("bf16 or fp8"), std::string::npos) << d.status().message();
+  }
+}
+
+// --dtype fp8 is refused with one clear message where there is no FP8 engine to run it: the CPU
+// engine, and "auto" on a machine without a GPU. bf16 (the default) is unchanged.
+TEST_F(EmbedderTest, Fp8RefusedOnTheCpuEngine) {
+  EmbedderOptions o;
+  o.model_dir = dir_->path();
+  o.device = "cpu";
+  o.dtype = EngineDType::kFP8;
+  auto cpu = Embedder::open(o);
+  ASSERT_FALSE(cpu.is_ok());
+  EXPECT_EQ(cpu.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(cpu.status().message().find(kFp8NeedsGpuMessage), std::string::npos)
+      << cpu.status().message();
+  EXPECT_NE(cpu.status().message().find("CPU engine"), std::string::npos);
+  if (cuda_device_count() == 0) {
+    o.device = "auto";
+    auto autod = Embedder::open(o);
+    ASSERT_FALSE(autod.is_ok());
+    EXPECT_EQ(autod.status().code(), StatusCode::kUnavailable);
+    EXPECT_NE(autod.status().message().find(kFp8NeedsGpuMessage), std::string::npos)
+        << autod.status().message();
+    o.device = "cuda";
+    EXPECT_EQ(Embedder::open(o).status().code(), StatusCode::kUnavailable);
+  }
+  o.device = "cpu";
+  o.dtype = EngineDType::kBF16;
+  auto ok = Embedder::open(o);
+  ASSERT_TRUE(ok.is_ok()) << ok.status().to_string();
+  EXPECT_EQ((*ok)->device_name(), "cpu");
+}
+
 }  // namespace
 }  // namespace qsearch

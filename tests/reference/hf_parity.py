@@ -14,8 +14,14 @@ cosine(HF bf16, HF fp32). Per length bucket the check is
 (random weights make long inputs numerically fragile, so the bar is HF's own bf16 path, not a fixed
 number). Prints a table, writes a JSON report, exits 1 on any failed bucket.
 
+--dtype fp8 (or both) also runs `qsearch embed --dtype fp8` on the same texts (issue 13's FP8
+engine, sm_89+) and checks, per bucket, issue 13's fidelity gate
+  mean cosine(ours fp8, fp32) >= 0.995
+with ours bf16 and HF bf16 reported beside it (keys fp8_mean, fp8_min, fp8_ok in the report).
+
 usage: python3 hf_parity.py --qsearch "CMD" --tokenizer-dir DIR [--shapes 0.6B 4B 8B]
                             [--lengths 1 7 32 ...] [--out report.json] [--workdir /tmp/hf_parity]
+                            [--dtype bf16|fp8|both]
   --qsearch        how to run the qsearch binary, e.g. ".devpack/run.sh qsearch" or build/qsearch
   --tokenizer-dir  a directory holding tokenizer.json (+ tokenizer_config.json), e.g. one written by
                    `qsearch make-test-model`
@@ -32,6 +38,7 @@ SHAPES = {
 }
 EOS = 151643
 TOLERANCE = 0.002
+FP8_GATE = 0.995
 
 
 def texts_for(lengths, seed):
@@ -66,9 +73,9 @@ def make_model(shape, seed, model_dir, tokenizer_dir):
     return model
 
 
-def run_ours(qsearch, model_dir, texts):
+def run_ours(qsearch, model_dir, texts, dtype="bf16"):
     cmd = shlex.split(qsearch) + ["embed", "--model", model_dir, "--device", "cuda", "--ids",
-                                  "--max-tokens", "32768"]
+                                  "--max-tokens", "32768", "--dtype", dtype]
     stdin = "".join(json.dumps(t) + "\n" for t in texts)
     t0 = time.time()
     p = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
@@ -103,7 +110,10 @@ def main():
     ap.add_argument("--out", default="hf_parity.json")
     ap.add_argument("--workdir", default="/tmp/hf_parity")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dtype", choices=["bf16", "fp8", "both"], default="bf16",
+                    help="bf16: the parity check; fp8 / both: also the FP8 engine's gate")
     args = ap.parse_args()
+    with_fp8 = args.dtype in ("fp8", "both")
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
 
@@ -119,6 +129,8 @@ def main():
         hf_bf16 = run_hf(model, texts)
         torch.cuda.empty_cache()  # our engine runs beside the bf16 model (8B: 16 + 19 GB)
         ours, ours_s, ours_log = run_ours(args.qsearch, model_dir, texts)
+        if with_fp8:
+            ours8, ours8_s, ours8_log = run_ours(args.qsearch, model_dir, texts, "fp8")
         model.float()
         hf_fp32 = run_hf(model, texts)
         del model
@@ -132,22 +144,41 @@ def main():
             sel = [i for i, t in enumerate(texts) if len(t) == L]
             ours_mean = float(c_ours[sel].mean())
             bf16_mean = float(c_bf16[sel].mean())
+            # with --dtype fp8 the bf16 parity is reported, the fp8 gate decides
             ok = ours_mean >= bf16_mean - TOLERANCE
-            ok_all &= ok
-            buckets[str(L)] = dict(texts=len(sel), ours_mean=ours_mean, hf_bf16_mean=bf16_mean,
-                                   ours_min=float(c_ours[sel].min()), ok=ok)
-            rows.append((shape, L, len(sel), ours_mean, bf16_mean, float(c_ours[sel].min()), ok))
+            b = dict(texts=len(sel), ours_mean=ours_mean, hf_bf16_mean=bf16_mean,
+                     ours_min=float(c_ours[sel].min()), ok=ok)
+            fp8 = None
+            if with_fp8:
+                c8 = cos(ours8, hf_fp32)
+                fp8 = (float(c8[sel].mean()), float(c8[sel].min()))
+                b.update(fp8_mean=fp8[0], fp8_min=fp8[1], fp8_ok=fp8[0] >= FP8_GATE)
+            if args.dtype != "fp8":
+                ok_all &= ok
+            if with_fp8:
+                ok_all &= b["fp8_ok"]
+            buckets[str(L)] = b
+            rows.append((shape, L, len(sel), ours_mean, bf16_mean, float(c_ours[sel].min()), ok, fp8))
         report["shapes"][shape] = dict(buckets=buckets, texts=per_text, ours_seconds=round(ours_s, 2),
                                        ours_log=ours_log[-5:], seconds=round(time.time() - t0, 1))
+        if with_fp8:
+            report["shapes"][shape].update(fp8_seconds=round(ours8_s, 2), fp8_log=ours8_log[-5:])
         print(json.dumps(dict(shape=shape, buckets=buckets, seconds=round(time.time() - t0, 1))), flush=True)
         shutil.rmtree(model_dir, ignore_errors=True)
     report["ok"] = ok_all
     with open(args.out, "w") as f:
         json.dump(report, f, indent=1)
-    print(f"\n{'shape':6} {'tokens':>6} {'n':>2} {'ours~fp32':>10} {'hfbf16~fp32':>12} {'ours min':>9}  result")
-    for shape, L, n, a, b, mn, ok in rows:
-        print(f"{shape:6} {L:6d} {n:2d} {a:10.6f} {b:12.6f} {mn:9.6f}  {'ok' if ok else 'FAIL'}")
-    print(f"\nhf_parity: {'PASS' if ok_all else 'FAIL'} (per bucket: ours mean >= HF bf16 mean - {TOLERANCE})")
+    fp8_head = f" {'fp8~fp32':>10} {'fp8 min':>9}  fp8 >= {FP8_GATE}" if with_fp8 else ""
+    print(f"\n{'shape':6} {'tokens':>6} {'n':>2} {'ours~fp32':>10} {'hfbf16~fp32':>12} {'ours min':>9}  result{fp8_head}")
+    for shape, L, n, a, b, mn, ok, fp8 in rows:
+        tail = f" {fp8[0]:10.6f} {fp8[1]:9.6f}  {'ok' if fp8[0] >= FP8_GATE else 'FAIL'}" if fp8 else ""
+        print(f"{shape:6} {L:6d} {n:2d} {a:10.6f} {b:12.6f} {mn:9.6f}  {'ok  ' if ok else 'FAIL'}{tail}")
+    rule = f"ours mean >= HF bf16 mean - {TOLERANCE}"
+    if args.dtype == "fp8":
+        rule = f"fp8 mean >= {FP8_GATE}"
+    elif args.dtype == "both":
+        rule += f" and fp8 mean >= {FP8_GATE}"
+    print(f"\nhf_parity: {'PASS' if ok_all else 'FAIL'} (per bucket: {rule})")
     sys.exit(0 if ok_all else 1)
 
 

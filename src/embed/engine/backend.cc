@@ -6,6 +6,14 @@
 
 namespace qsearch {
 
+StatusOr<EngineDType> parse_engine_dtype(std::string_view s) {
+  if (s == "bf16") return EngineDType::kBF16;
+  if (s == "fp8") return EngineDType::kFP8;
+  return invalid_argument("unknown dtype \"" + std::string(s) + "\" (bf16 or fp8)");
+}
+
+const char* engine_dtype_name(EngineDType d) { return d == EngineDType::kFP8 ? "fp8" : "bf16"; }
+
 Status validate_batch(const EngineBatch& batch, int64_t vocab_size, int hidden_size,
                       int64_t max_batch_tokens, int64_t max_sequence_tokens) {
   size_t n = batch.num_sequences();

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/status.h"
@@ -40,6 +41,20 @@ struct EngineBatch {
     dims.push_back(dim);
   }
 };
+
+// Numerics of the CUDA engine's matrix products (--dtype): bf16 weights and activations, or FP8
+// E4M3 ones with per-channel / per-token scales on FP8 tensor cores (cuda_engine.h). Norms,
+// attention and the fp32 residual stream are the same in both; the CPU engine is fp32 and has
+// no FP8 mode.
+enum class EngineDType { kBF16, kFP8 };
+
+// "bf16" or "fp8" (anything else: kInvalidArgument naming the choices).
+StatusOr<EngineDType> parse_engine_dtype(std::string_view s);
+const char* engine_dtype_name(EngineDType d);  // "bf16" / "fp8"
+
+// Why --dtype fp8 was refused: the CPU engine, no GPU, or a GPU without FP8 tensor cores.
+inline constexpr const char* kFp8NeedsGpuMessage =
+    "--dtype fp8 needs a CUDA GPU with FP8 tensor cores (sm_89+)";
 
 // Memory a backend holds, reported at start and on /metrics.
 struct EngineMemory {

@@ -4,7 +4,7 @@
 namespace qsearch {
 
 StatusOr<std::unique_ptr<Backend>> make_cuda_backend(const std::string&, const ModelConfig&,
-                                                     int64_t, int) {
+                                                     int64_t, int, EngineDType) {
   return unavailable("this qsearch was built without CUDA (cmake -DQSEARCH_CUDA=OFF)");
 }
 

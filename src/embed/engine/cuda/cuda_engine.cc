@@ -19,6 +19,7 @@
 #include "embedding.cuh"
 #include "pool.cuh"
 #include "qk_norm_rope.cuh"
+#include "quant_fp8.cuh"
 #include "rms_norm.cuh"
 #include "swiglu.cuh"
 
@@ -87,6 +88,11 @@ class CudaEngine final : public Backend {
  private:
   Status allocate_workspace();
   Status enqueue_forward(int64_t t_run, int64_t grid_tiles, int block_m, const BatchLayout& lay);
+  Status enqueue_forward_fp8(int64_t t_run, int64_t grid_tiles, int block_m,
+                             const BatchLayout& lay);
+  bool fp8() const { return opt_.dtype == EngineDType::kFP8; }
+  // Bytes of the E4M3 activation buffer and its scales (0 with bf16).
+  int64_t act_bytes() const;
   Status prepare_gemms(int64_t t_run);
   Status graph_for(int64_t t_run, int64_t tile_cap, int block_m, const BatchLayout& lay,
                    cudaGraphExec_t* out);
@@ -105,6 +111,8 @@ class CudaEngine final : public Backend {
   bf16* normed_ = nullptr;  // [ws_tokens, hidden] RMSNorm output (GEMM input)
   bf16* buf_a_ = nullptr;   // qkv, then o-proj delta; gate|up, then down delta
   bf16* buf_b_ = nullptr;   // attention output; SwiGLU output; pooled fp32 output
+  fp8e4* act_q_ = nullptr;  // kFP8: the next GEMM's E4M3 input [ws_tokens, <= act_cols]
+  float* act_s_ = nullptr;  // kFP8: its per-token scales [ws_tokens]
   int32_t* meta_dev_ = nullptr;
   int64_t meta_elems_ = 0;
   int32_t* meta_host_ = nullptr;  // pinned
@@ -138,6 +146,17 @@ Status CudaEngine::init(const ModelWeights* weights, uint64_t seed) {
   if (c_.max_position_embeddings > 0) max_seq_ = std::min(max_seq_, c_.max_position_embeddings);
   ws_tokens_ = round_up(std::max(budget_, max_seq_), kRowAlign);
 
+  if (fp8()) {
+    int major = 0, minor = 0;
+    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, opt_.device));
+    CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, opt_.device));
+    if (major * 10 + minor < 89)
+      return unavailable(std::string(kFp8NeedsGpuMessage) +
+                         "; cuda:" + std::to_string(opt_.device) + " is sm_" +
+                         std::to_string(major) + std::to_string(minor));
+    gemm_.set_fp8_fast_accum(opt_.fp8_fast_accum);
+  }
+
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 
   // Does it fit? Weights + workspace + margin against what is free now.
@@ -149,11 +168,14 @@ Status CudaEngine::init(const ModelWeights* weights, uint64_t seed) {
   const int64_t b_cols = std::max<int64_t>({c_.q_width(), c_.intermediate_size, 2 * h});
   meta_elems_ = 9 * ws_tokens_ + 256;
   const int64_t t = ws_tokens_;
-  ws_bytes_ = round_up(t * h * 4, 256) + round_up(t * h * 2, 256) + round_up(t * a_cols * 2, 256) +
-              round_up(t * b_cols * 2, 256) + round_up(meta_elems_ * 4, 256);
-  const int64_t weight_bytes = DeviceWeights::bytes_needed(c_);
-  const int64_t need =
-      weight_bytes + ws_bytes_ + static_cast<int64_t>(kGemmWorkspace) + kMarginBytes;
+  const int64_t normed_bytes = fp8() ? 0 : round_up(t * h * 2, 256);  // kFP8 writes act_q_
+  ws_bytes_ = round_up(t * h * 4, 256) + normed_bytes + round_up(t * a_cols * 2, 256) +
+              round_up(t * b_cols * 2, 256) + round_up(meta_elems_ * 4, 256) + act_bytes();
+  const int64_t weight_bytes = DeviceWeights::bytes_needed(c_, opt_.dtype);
+  // the kFP8 staging buffer is freed before the workspace is allocated: the larger of the two
+  const int64_t need = weight_bytes +
+                       std::max(ws_bytes_, DeviceWeights::staging_bytes(c_, opt_.dtype)) +
+                       static_cast<int64_t>(kGemmWorkspace) + kMarginBytes;
   if (need > static_cast<int64_t>(free_b)) {
     char msg[512];
     std::snprintf(msg, sizeof msg,
@@ -167,7 +189,7 @@ Status CudaEngine::init(const ModelWeights* weights, uint64_t seed) {
     return resource_exhausted(msg);
   }
 
-  QS_RETURN_IF_ERROR(w_.allocate(c_));
+  QS_RETURN_IF_ERROR(w_.allocate(c_, opt_.dtype));
   if (weights) {
     QS_RETURN_IF_ERROR(w_.upload(*weights, stream_));
   } else {
@@ -178,9 +200,9 @@ Status CudaEngine::init(const ModelWeights* weights, uint64_t seed) {
 
   CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
   engine_log()->info(
-      "{}: weights {:.2f} GiB, workspace {:.2f} GiB ({} tokens), {:.2f} of {:.2f} GiB free", name(),
-      gib(w_.bytes()), gib(ws_bytes_ + static_cast<int64_t>(kGemmWorkspace)), ws_tokens_,
-      gib(free_b), gib(total_b));
+      "{}: {} weights {:.2f} GiB, workspace {:.2f} GiB ({} tokens), {:.2f} of {:.2f} GiB free",
+      name(), engine_dtype_name(opt_.dtype), gib(w_.bytes()),
+      gib(ws_bytes_ + static_cast<int64_t>(kGemmWorkspace)), ws_tokens_, gib(free_b), gib(total_b));
 
   // Warm-up: loads the kernels, configures shared memory, plans the smallest GEMMs.
   EngineBatch warm;
@@ -205,14 +227,24 @@ Status CudaEngine::allocate_workspace() {
     return r;
   };
   resid_ = reinterpret_cast<float*>(take(t * h * 4));
-  normed_ = reinterpret_cast<bf16*>(take(t * h * 2));
+  if (!fp8()) normed_ = reinterpret_cast<bf16*>(take(t * h * 2));
   buf_a_ = reinterpret_cast<bf16*>(take(t * a_cols * 2));
   buf_b_ = reinterpret_cast<bf16*>(take(t * b_cols * 2));
   meta_dev_ = reinterpret_cast<int32_t*>(take(meta_elems_ * 4));
+  if (fp8()) {
+    act_s_ = reinterpret_cast<float*>(take(t * 4));
+    act_q_ = reinterpret_cast<fp8e4*>(take(act_bytes() - round_up(t * 4, 256)));
+  }
   CUDA_CHECK(
       cudaHostAlloc(reinterpret_cast<void**>(&meta_host_), meta_elems_ * 4, cudaHostAllocDefault));
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   return Status::ok();
+}
+
+int64_t CudaEngine::act_bytes() const {
+  if (!fp8()) return 0;
+  const int64_t cols = std::max<int64_t>({c_.hidden_size, c_.q_width(), c_.intermediate_size});
+  return round_up(ws_tokens_ * 4, 256) + round_up(ws_tokens_ * cols, 256);
 }
 
 EngineMemory CudaEngine::memory() const {
@@ -232,6 +264,13 @@ EngineMemory CudaEngine::memory() const {
 
 Status CudaEngine::prepare_gemms(int64_t t_run) {
   const int m = static_cast<int>(t_run), h = c_.hidden_size, inter = c_.intermediate_size;
+  if (fp8()) {
+    QS_RETURN_IF_ERROR(gemm_.prepare_fp8(m, c_.q_width() + 2 * c_.kv_width(), h));
+    QS_RETURN_IF_ERROR(gemm_.prepare_fp8(m, h, c_.q_width()));
+    QS_RETURN_IF_ERROR(gemm_.prepare_fp8(m, 2 * inter, h));
+    QS_RETURN_IF_ERROR(gemm_.prepare_fp8(m, h, inter));
+    return Status::ok();
+  }
   QS_RETURN_IF_ERROR(gemm_.prepare(m, c_.q_width() + 2 * c_.kv_width(), h));
   QS_RETURN_IF_ERROR(gemm_.prepare(m, h, c_.q_width()));
   QS_RETURN_IF_ERROR(gemm_.prepare(m, 2 * inter, h));
@@ -242,6 +281,7 @@ Status CudaEngine::prepare_gemms(int64_t t_run) {
 // Everything from the token ids to the last layer's output; stream-ordered, capturable.
 Status CudaEngine::enqueue_forward(int64_t t_run, int64_t grid_tiles, int block_m,
                                    const BatchLayout& lay) {
+  if (fp8()) return enqueue_forward_fp8(t_run, grid_tiles, block_m, lay);
   const int t = static_cast<int>(t_run), h = c_.hidden_size, inter = c_.intermediate_size;
   const int qkv_w = c_.q_width() + 2 * c_.kv_width();
   const float eps = static_cast<float>(c_.rms_norm_eps);
@@ -269,6 +309,45 @@ Status CudaEngine::enqueue_forward(int64_t t_run, int64_t grid_tiles, int block_
     QS_RETURN_IF_ERROR(gemm_.gemm(normed_, l.gate_up, buf_a_, t, 2 * inter, h, stream_));
     QS_RETURN_IF_ERROR(launch_swiglu(buf_a_, t, inter, buf_b_, stream_));
     QS_RETURN_IF_ERROR(gemm_.gemm(buf_b_, l.down, buf_a_, t, h, inter, stream_));
+  }
+  return Status::ok();
+}
+
+// enqueue_forward with FP8 GEMMs: every GEMM input is written as E4M3 + per-token scales into
+// act_q_/act_s_ by the kernel before it (each consumed by the next GEMM before it is rewritten).
+Status CudaEngine::enqueue_forward_fp8(int64_t t_run, int64_t grid_tiles, int block_m,
+                                       const BatchLayout& lay) {
+  const int t = static_cast<int>(t_run), h = c_.hidden_size, inter = c_.intermediate_size;
+  const int qkv_w = c_.q_width() + 2 * c_.kv_width();
+  const float eps = static_cast<float>(c_.rms_norm_eps);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(c_.head_dim));
+  const int32_t* tokens = meta_dev_ + lay.tokens;
+  const int32_t* positions = meta_dev_ + lay.positions;
+  const auto* tiles = reinterpret_cast<const AttentionTile*>(meta_dev_ + lay.tiles);
+  const int32_t* num_tiles = meta_dev_ + lay.num_tiles;
+
+  QS_RETURN_IF_ERROR(launch_embedding_gather(w_.embed(), tokens, t, h, resid_, stream_));
+  for (int i = 0; i < c_.num_layers; ++i) {
+    const DeviceLayer& l = w_.layer(i);
+    QS_RETURN_IF_ERROR(launch_add_rms_norm_fp8(resid_, i == 0 ? nullptr : buf_a_, l.input_norm,
+                                               act_q_, act_s_, t, h, eps, stream_));
+    QS_RETURN_IF_ERROR(
+        gemm_.gemm_fp8(act_q_, act_s_, l.qkv_q, l.qkv_s, buf_a_, t, qkv_w, h, stream_));
+    QS_RETURN_IF_ERROR(launch_qk_norm_rope(buf_a_, t, c_.num_heads, c_.num_kv_heads, positions,
+                                           w_.inv_freq(), l.q_norm, l.k_norm, eps, stream_));
+    QS_RETURN_IF_ERROR(launch_attention(buf_a_, c_.num_heads, c_.num_kv_heads, block_m, tiles,
+                                        num_tiles, static_cast<int>(grid_tiles), scale, buf_b_,
+                                        stream_));
+    QS_RETURN_IF_ERROR(launch_quantize_rows_fp8(buf_b_, t, c_.q_width(), act_q_, act_s_, stream_));
+    QS_RETURN_IF_ERROR(
+        gemm_.gemm_fp8(act_q_, act_s_, l.o_q, l.o_s, buf_a_, t, h, c_.q_width(), stream_));
+    QS_RETURN_IF_ERROR(
+        launch_add_rms_norm_fp8(resid_, buf_a_, l.post_norm, act_q_, act_s_, t, h, eps, stream_));
+    QS_RETURN_IF_ERROR(
+        gemm_.gemm_fp8(act_q_, act_s_, l.gate_up_q, l.gate_up_s, buf_a_, t, 2 * inter, h, stream_));
+    QS_RETURN_IF_ERROR(launch_swiglu_fp8(buf_a_, t, inter, act_q_, act_s_, stream_));
+    QS_RETURN_IF_ERROR(
+        gemm_.gemm_fp8(act_q_, act_s_, l.down_q, l.down_s, buf_a_, t, h, inter, stream_));
   }
   return Status::ok();
 }
@@ -395,10 +474,12 @@ StatusOr<std::unique_ptr<Backend>> make_random_cuda_engine(const ModelConfig& co
 
 StatusOr<std::unique_ptr<Backend>> make_cuda_backend(const std::string& model_dir,
                                                      const ModelConfig& config,
-                                                     int64_t max_batch_tokens, int device) {
+                                                     int64_t max_batch_tokens, int device,
+                                                     EngineDType dtype) {
   CudaEngineOptions options;
   options.device = device;
   options.max_batch_tokens = max_batch_tokens;
+  options.dtype = dtype;
   return make_cuda_engine(model_dir, config, options);
 }
 
