@@ -72,7 +72,8 @@ struct VectorIndexConfig {
 };
 
 // Vectors an sq8 HNSW index holds (exactly, in its pending buffer) before it trains its
-// quantizer on them and builds the graph (in optimize(), off the hot path).
+// quantizer on them (a min/max pass, in the first absorb_pending() after that, i.e. on the
+// inserter thread) and starts filling the graph.
 inline constexpr int64_t kSqTrainMin = 10000;
 
 // Per-call search knobs; 0 means the index's configured default.
