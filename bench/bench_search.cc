@@ -24,6 +24,11 @@
 // time limit keeps the types already done). Progress lines (stderr) carry elapsed seconds.
 //
 //   qsearch-bench-search --n 1000000 --dim 1024 --types flat,hnsw,ivf --json out.json
+//
+// Quantized types (issue 14): hnsw-sq8, hnsw-fp16 (HNSW over scalar-quantized vectors) and ivf-pq
+// (--pq-m, 0: dimension/4; --pq-nbits), each rescoring its best --rescore candidates exactly
+// from the stored embeddings. Every type reports bytes_per_vector (GET collection's figure),
+// and the build time includes waiting until the HNSW inserter has emptied its pending buffer.
 #include <cblas.h>
 #include <unistd.h>
 
@@ -69,6 +74,9 @@ struct Options {
   int nlist = 0;                 // 0: the store's default (about 4*sqrt(n) at training time)
   int nprobe = 16;
   int ivf_train_min = 0;         // 0: the store's default (39 * nlist, or 24336 with nlist 0)
+  int rescore = 100;             // quantized types: candidates rescored exactly
+  int pq_m = 0;                  // ivf-pq: sub-quantizers (0: dim/4)
+  int pq_nbits = 8;
   double latency_seconds = 60;   // one-thread phase: stop after this long (>= 10 queries)
   double qps_seconds = 10;       // multi-thread phase length
   double ingest_seconds = 0;     // > 0: stop ingesting after this long and measure what is in
@@ -85,7 +93,8 @@ struct Options {
                "  [--clusters C] [--noise X] [--hnsw-m M] [--ef-construction E] [--ef-search E]\n"
                "  [--nlist L] [--nprobe P] [--ivf-train-min N] [--latency-seconds S]\n"
                "  [--qps-seconds S] [--ingest-seconds S] [--save-interval S] [--data-dir DIR]\n"
-               "  [--json FILE] [--seed S]\n");
+               "  [--json FILE] [--seed S] [--rescore R] [--pq-m M] [--pq-nbits B]\n"
+               "  types: flat, hnsw, ivf, hnsw-sq8, hnsw-fp16, ivf-pq\n");
   std::exit(code);
 }
 
@@ -106,8 +115,9 @@ bool parse(int argc, char** argv, Options* o) {
         std::stringstream ss(val());
         std::string t;
         while (std::getline(ss, t, ',')) {
-          if (t != "flat" && t != "hnsw" && t != "ivf") {
-            std::fprintf(stderr, "--types: unknown index type '%s' (flat, hnsw, ivf)\n", t.c_str());
+          if (t != "flat" && t != "hnsw" && t != "ivf" && t != "hnsw-sq8" && t != "hnsw-fp16" &&
+              t != "ivf-pq") {
+            std::fprintf(stderr, "--types: unknown index type '%s' (flat, hnsw, ivf, hnsw-sq8, hnsw-fp16, ivf-pq)\n", t.c_str());
             return false;
           }
           o->types.push_back(t);
@@ -124,6 +134,9 @@ bool parse(int argc, char** argv, Options* o) {
       else if (a == "--nlist") o->nlist = std::stoi(val());
       else if (a == "--nprobe") o->nprobe = std::stoi(val());
       else if (a == "--ivf-train-min") o->ivf_train_min = std::stoi(val());
+      else if (a == "--rescore") o->rescore = std::stoi(val());
+      else if (a == "--pq-m") o->pq_m = std::stoi(val());
+      else if (a == "--pq-nbits") o->pq_nbits = std::stoi(val());
       else if (a == "--latency-seconds") o->latency_seconds = std::stod(val());
       else if (a == "--qps-seconds") o->qps_seconds = std::stod(val());
       else if (a == "--ingest-seconds") o->ingest_seconds = std::stod(val());
@@ -299,7 +312,14 @@ json run_type(const Options& o, const std::vector<float>& xs, qsearch::Collectio
   spec.name = "bench_" + type;
   spec.dimension = o.dim;
   spec.metric = Metric::kCosine;
-  spec.index.type = type;
+  const size_t dash = type.find('-');
+  spec.index.type = type.substr(0, dash);
+  if (dash != std::string::npos) {
+    spec.index.quantizer = type.substr(dash + 1);
+    spec.index.rescore = o.rescore;
+    spec.index.pq_m = o.pq_m > 0 ? o.pq_m : IndexSpec::default_pq_m(o.dim);
+    spec.index.pq_nbits = o.pq_nbits;
+  }
   spec.index.hnsw_m = o.hnsw_m;
   spec.index.hnsw_ef_construction = o.ef_construction;
   spec.index.hnsw_ef_search = o.ef_search;
@@ -345,8 +365,17 @@ json run_type(const Options& o, const std::vector<float>& xs, qsearch::Collectio
       break;
     }
   }
+  // The graph complete: wait for the background inserter (counted in the build time).
+  for (;;) {
+    auto pending = store.get_collection(spec.name);
+    if (!pending.is_ok() || pending->index_pending == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   const double ingest_s = since(t0);
   auto info = store.get_collection(spec.name);
+  const int64_t index_bytes = info.is_ok() ? info->index_bytes : 0;
+  const int64_t bytes_per_vector =
+      info.is_ok() && info->index_vectors > 0 ? info->index_bytes / info->index_vectors : 0;
   const std::string effective = info.is_ok() ? info->index_type : "?";
   std::fprintf(stderr, "  [%6.1f s] %s: ingested %lld vectors in %.1f s (index now %s; slowest upsert %.2f s, at %lld)\n",
                since(start), type.c_str(), static_cast<long long>(ingested), ingest_s, effective.c_str(),
@@ -418,8 +447,18 @@ json run_type(const Options& o, const std::vector<float>& xs, qsearch::Collectio
             {"threads", o.threads}, {"qps", load_lat.size() / qps_s}, {"qps_seconds", qps_s},
             {"queries_under_load", load_lat.size()}, {"errors_under_load", errors.load()},
             {"latency_under_load_ms", {{"mean", mean_of(load_lat)}, {"p50", pct(load_lat, 0.5)}, {"p99", pct(load_lat, 0.99)}}}};
-  if (type == "hnsw") r["params"] = {{"m", o.hnsw_m}, {"ef_construction", o.ef_construction}, {"ef_search", o.ef_search}};
-  if (type == "ivf") r["params"] = {{"nlist", o.nlist}, {"nprobe", o.nprobe}, {"train_min", o.ivf_train_min}};
+  r["index_bytes"] = index_bytes;
+  r["bytes_per_vector"] = bytes_per_vector;
+  if (spec.index.type == "hnsw") r["params"] = {{"m", o.hnsw_m}, {"ef_construction", o.ef_construction}, {"ef_search", o.ef_search}};
+  if (spec.index.type == "ivf") r["params"] = {{"nlist", o.nlist}, {"nprobe", o.nprobe}, {"train_min", o.ivf_train_min}};
+  if (dash != std::string::npos) {
+    r["params"]["quantizer"] = spec.index.quantizer;
+    r["params"]["rescore"] = spec.index.rescore;
+    if (spec.index.quantizer == "pq") {
+      r["params"]["pq_m"] = spec.index.pq_m;
+      r["params"]["pq_nbits"] = spec.index.pq_nbits;
+    }
+  }
   const auto d0 = Clock::now();
   store.delete_collection(spec.name).ignore();
   std::fprintf(stderr, "  [%6.1f s] %s: collection deleted in %.1f s\n", since(start), type.c_str(), since(d0));
@@ -478,17 +517,18 @@ int main(int argc, char** argv) {
     if (!o.json_path.empty()) std::ofstream(o.json_path) << out.dump(2) << '\n';
   }
 
-  std::printf("\n| index | n | dim | ingest s | ingest vec/s | recall@%d | mean ms | P50 ms | P99 ms | QPS 1 thread | QPS %d threads | P99 ms (%d threads) |\n",
+  std::printf("\n| index | n | dim | ingest s | ingest vec/s | recall@%d | mean ms | P50 ms | P99 ms | QPS 1 thread | QPS %d threads | P99 ms (%d threads) | bytes/vector |\n",
               o.k, o.threads, o.threads);
-  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   for (const auto& r : out["results"])
-    std::printf("| %s | %lld | %d | %.1f | %.0f | %.4f | %.3f | %.3f | %.3f | %.1f | %.1f | %.3f |\n",
+    std::printf("| %s | %lld | %d | %.1f | %.0f | %.4f | %.3f | %.3f | %.3f | %.1f | %.1f | %.3f | %lld |\n",
                 r["index"].get<std::string>().c_str(), static_cast<long long>(r["n"].get<int64_t>()), o.dim,
                 r["ingest_seconds"].get<double>(), r["ingest_vectors_per_s"].get<double>(),
                 r["recall_at_k"].get<double>(), r["latency_ms"]["mean"].get<double>(),
                 r["latency_ms"]["p50"].get<double>(), r["latency_ms"]["p99"].get<double>(),
                 r["single_thread_qps"].get<double>(), r["qps"].get<double>(),
-                r["latency_under_load_ms"]["p99"].get<double>());
+                r["latency_under_load_ms"]["p99"].get<double>(),
+                static_cast<long long>(r["bytes_per_vector"].get<int64_t>()));
   store->reset();
   if (own_dir) fs::remove_all(o.data_dir);
   return 0;

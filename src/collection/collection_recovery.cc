@@ -369,12 +369,18 @@ Status RocksCollectionStore::optimize_index(CollectionState* c) {
   std::vector<int64_t> labels;
   std::vector<float> vectors;
   uint64_t seq = 0;
+  bool lossy = false;
   {
     std::shared_lock<IndexMutex> lock(c->index_mu);
     if (!c->index->wants_optimize()) return Status::ok();
-    QS_RETURN_IF_ERROR(c->index->export_live(&labels, &vectors));
+    lossy = c->index->lossy();
+    if (!lossy) QS_RETURN_IF_ERROR(c->index->export_live(&labels, &vectors));
     seq = c->applied_seq;
   }
+  // A quantized index holds approximations: the replacement (IVF-PQ retraining, an sq8 graph
+  // rebuild) learns from the stored embeddings instead. Read after `seq`, so whatever the scan
+  // sees beyond it is replayed again by catch_up (idempotent).
+  if (lossy) QS_RETURN_IF_ERROR(scan_stored_vectors(c, &labels, &vectors));
   const int64_t t0 = now_ms();
   JobHandle job = JobRegistry::global().start("index_optimize", c->spec.name,
                                               static_cast<int64_t>(labels.size()));
@@ -429,6 +435,29 @@ Status RocksCollectionStore::optimize_index(CollectionState* c) {
   spdlog::info("store: collection '{}': optimised {} index of {} vectors in {} ms", c->spec.name,
                c->index_config.type, built, now_ms() - t0);
   return Status::ok();
+}
+
+Status RocksCollectionStore::scan_stored_vectors(CollectionState* c, std::vector<int64_t>* labels,
+                                                 std::vector<float>* vectors) {
+  const size_t d = static_cast<size_t>(c->spec.dimension);
+  labels->clear();
+  vectors->clear();
+  Status inner;
+  QS_RETURN_IF_ERROR(kv_->scan(store::collection_range_begin(KeyPrefix::kDocument, c->id),
+                               store::collection_range_end(KeyPrefix::kDocument, c->id),
+                               [&](std::string_view, std::string_view value) {
+                                 store::DocumentRecord rec;
+                                 inner = store::decode_document(value, &rec, store::kPartEmbedding);
+                                 if (!inner.is_ok()) return false;
+                                 if (rec.embedding.size() != static_cast<size_t>(rec.label_count()) * d) {
+                                   inner = corruption("stored embedding has the wrong dimension");
+                                   return false;
+                                 }
+                                 for (int64_t l = 0; l < rec.label_count(); ++l) labels->push_back(rec.label + l);
+                                 vectors->insert(vectors->end(), rec.embedding.begin(), rec.embedding.end());
+                                 return true;
+                               }));
+  return inner;
 }
 
 Status RocksCollectionStore::optimize_due_indexes() {

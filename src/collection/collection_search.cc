@@ -12,6 +12,11 @@
 // the filter. exclude_id is an IDSelector on its labels inside the index scan.
 // Chunking collections: one label per chunk; a hit's record tells which chunk it is, and each
 // document is returned once with the score and offsets of its best chunk (k distinct documents).
+// Rescoring (index "rescore": R > 0, the default with a quantizer): the index is asked for at
+// least R candidates (not only k + offset), each candidate's stored embedding (its chunk's row
+// in a chunked collection) is read with its record and scored exactly with the collection's
+// metric, and the best k by that exact score are returned: a quantized index only has to get
+// the true neighbours into its top R, and the scores shown are exact.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -23,6 +28,21 @@
 #include "store/record.h"
 
 namespace qsearch {
+
+// The score a flat index gives: inner product (cosine: of normalised vectors, as stored), or
+// the L2 distance. Accumulated in double, so it matches FAISS's float sums to ~1e-6.
+static float exact_score(const float* q, const float* v, int d, bool l2) {
+  double acc = 0;
+  for (int j = 0; j < d; ++j) {
+    if (l2) {
+      const double diff = static_cast<double>(q[j]) - v[j];
+      acc += diff * diff;
+    } else {
+      acc += static_cast<double>(q[j]) * v[j];
+    }
+  }
+  return static_cast<float>(l2 ? std::sqrt(acc) : acc);
+}
 
 StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string& collection,
                                                               const std::vector<float>& query,
@@ -112,7 +132,9 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
   // A chunking collection holds several labels per document: the records are always read (to
   // find the chunk a label is) and each document is returned once, by its best chunk.
   const bool chunked = c->spec.chunked();
-  const bool need_docs = chunked || has_filter || params.include_text || params.include_metadata;
+  const int rescore = c->spec.index.rescore;
+  const bool need_docs =
+      chunked || has_filter || params.include_text || params.include_metadata || rescore > 0;
   const unsigned parts = (params.include_text ? store::kPartText : 0u) |
                          (has_filter || params.include_metadata ? store::kPartMetadata : 0u);
   const bool l2 = c->spec.metric == Metric::kL2;
@@ -124,6 +146,7 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
   int64_t fetch = chunked                   ? std::max(4LL * k, 32LL)
                   : has_filter && !label_set ? std::max<int64_t>(4LL * k, 64)
                                              : k;
+  fetch = std::max<int64_t>(fetch, rescore);
   IndexSearchParams index_params;
   index_params.ef_search = params.ef_search;
   index_params.nprobe = params.nprobe;
@@ -181,8 +204,15 @@ StatusOr<std::vector<SearchHit>> RocksCollectionStore::search(const std::string&
       if (need_docs) {
         if (!docs[i]) continue;
         store::DocumentRecord rec;
-        QS_RETURN_IF_ERROR(store::decode_document(*docs[i], &rec, store::kPartLabel));
+        QS_RETURN_IF_ERROR(store::decode_document(*docs[i], &rec,
+                                                  rescore > 0 ? store::kPartEmbedding : store::kPartLabel));
         if (!rec.owns(fresh[i])) continue;  // the document changed meanwhile
+        if (rescore > 0) {
+          const size_t row = static_cast<size_t>(fresh[i] - rec.label);
+          if (rec.embedding.size() < (row + 1) * static_cast<size_t>(d))
+            return corruption("document '" + hit.id + "': stored embedding has the wrong dimension");
+          hit.score = exact_score(q.data(), rec.embedding.data() + row * d, d, l2);
+        }
         if (!rec.chunks.empty()) {
           hit.chunk = static_cast<int32_t>(fresh[i] - rec.label);
           const store::ChunkRecord& ch = rec.chunks[hit.chunk];

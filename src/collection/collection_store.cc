@@ -57,6 +57,9 @@ VectorIndexConfig index_config_of(const CollectionSpec& spec, const std::vector<
   c.ivf_nlist = spec.index.ivf_nlist;
   c.ivf_nprobe = spec.index.ivf_nprobe;
   c.ivf_train_min = spec.index.ivf_train_min;
+  c.quantizer = spec.index.quantizer;
+  c.pq_m = spec.index.pq_m > 0 ? spec.index.pq_m : IndexSpec::default_pq_m(spec.dimension);
+  c.pq_nbits = spec.index.pq_nbits;
   c.gpu_devices = gpu_devices;
   c.gpu_precision = spec.index.gpu_precision;
   c.gpu_rescore = spec.index.gpu_rescore;

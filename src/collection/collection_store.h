@@ -222,6 +222,10 @@ class RocksCollectionStore : public CollectionStore {
   // vectors without blocking searches or writes, replays the writes made meanwhile from the
   // change log, and swaps it in.
   Status optimize_index(CollectionState* c);
+  // Every stored vector of the collection (labels and rows, chunk rows under their labels),
+  // read from the document records: the source of a replacement for a lossy (quantized) index.
+  Status scan_stored_vectors(CollectionState* c, std::vector<int64_t>* labels,
+                             std::vector<float>* vectors);
   Status optimize_due_indexes();
   void after_write(CollectionState* c, int64_t writes, bool want_optimize);
   Status save_collection(CollectionState* c);

@@ -82,15 +82,39 @@ nlohmann::json IndexSpec::to_json() const {
     j["precision"] = gpu_precision;
     if (gpu_precision == "int8") j["rescore"] = gpu_rescore;
   }
+  // Only when set: a spec stored before quantizers existed serialises as it always did.
+  if (quantized()) j["quantizer"] = quantizer;
+  if (quantizer == "pq") {
+    j["pq_m"] = pq_m;
+    j["pq_nbits"] = pq_nbits;
+  }
+  if (quantized() || rescore != 0) j["rescore"] = rescore;
   return j;
+}
+
+int IndexSpec::default_pq_m(int dimension) {
+  for (int m = std::max(1, dimension / 4); m > 1; --m) {
+    if (dimension % m == 0) return m;
+  }
+  return 1;
+}
+
+Status IndexSpec::check_dimension(int dimension) const {
+  if (quantizer != "pq" || dimension <= 0 || pq_m == 0) return Status::ok();
+  if (dimension % pq_m != 0) {
+    return unprocessable("index.pq_m must divide the dimension " + std::to_string(dimension) +
+                         ", got " + std::to_string(pq_m));
+  }
+  return Status::ok();
 }
 
 StatusOr<IndexSpec> IndexSpec::from_json(const nlohmann::json& j) {
   if (!j.is_object()) return invalid_argument("\"index\" must be an object");
   IndexSpec s;
   QS_RETURN_IF_ERROR(read_string(j, "type", &s.type, "index."));
-  static const char* kHnswKeys[] = {"m", "ef_construction", "ef_search"};
-  static const char* kIvfKeys[] = {"nlist", "nprobe", "train_min"};
+  static const char* kHnswKeys[] = {"m", "ef_construction", "ef_search", "quantizer", "rescore"};
+  static const char* kIvfKeys[] = {"nlist",   "nprobe",   "train_min", "quantizer",
+                                   "pq_m",    "pq_nbits", "rescore"};
   static const char* kGpuKeys[] = {"precision", "rescore"};
   for (const auto& [key, value] : j.items()) {
     (void)value;
@@ -98,6 +122,10 @@ StatusOr<IndexSpec> IndexSpec::from_json(const nlohmann::json& j) {
     if (s.type == "hnsw") for (const char* k : kHnswKeys) known = known || key == k;
     if (s.type == "ivf") for (const char* k : kIvfKeys) known = known || key == k;
     if (s.type == "gpu") for (const char* k : kGpuKeys) known = known || key == k;
+    if (!known && (key == "quantizer" || key == "rescore")) {
+      return unprocessable("index." + key + " is not available for type " + s.type +
+                           " (an exact index; use hnsw or ivf)");
+    }
     if (!known) return unprocessable("unknown index parameter '" + key + "' for type " + s.type);
   }
   if (s.type == "hnsw") {
@@ -117,6 +145,24 @@ StatusOr<IndexSpec> IndexSpec::from_json(const nlohmann::json& j) {
   } else if (s.type != "flat") {
     return unprocessable("unknown index type '" + s.type + "' (flat, hnsw, ivf, gpu)");
   }
+  QS_RETURN_IF_ERROR(read_string(j, "quantizer", &s.quantizer, "index."));
+  const bool ok_quantizer = s.quantizer == "none" ||
+                            (s.type == "hnsw" && (s.quantizer == "sq8" || s.quantizer == "fp16")) ||
+                            (s.type == "ivf" && s.quantizer == "pq");
+  if (!ok_quantizer) {
+    return unprocessable("unknown index.quantizer '" + s.quantizer + "' for type " + s.type +
+                         (s.type == "hnsw" ? " (none, sq8, fp16)" : " (none, pq)"));
+  }
+  if (s.quantizer != "pq" && (j.contains("pq_m") || j.contains("pq_nbits"))) {
+    return unprocessable("index.pq_m and index.pq_nbits need \"quantizer\": \"pq\"");
+  }
+  QS_RETURN_IF_ERROR(read_int(j, "pq_m", 1, 4096, &s.pq_m, "index."));
+  QS_RETURN_IF_ERROR(read_int(j, "pq_nbits", 4, 12, &s.pq_nbits, "index."));
+  // hnsw/ivf: the collection's rescoring from the stored vectors. (gpu's "rescore" is the gpu
+  // index's own, read into gpu_rescore above.)
+  s.rescore = s.quantized() ? kDefaultRescore : 0;
+  if (s.type == "hnsw" || s.type == "ivf")
+    QS_RETURN_IF_ERROR(read_int(j, "rescore", 0, kMaxRescore, &s.rescore, "index."));
   return s;
 }
 
@@ -215,6 +261,10 @@ StatusOr<CollectionSpec> CollectionSpec::from_json(const nlohmann::json& j, bool
   if (auto it = j.find("index"); it != j.end() && !it->is_null()) {
     QS_ASSIGN_OR_RETURN(s.index, IndexSpec::from_json(*it));
   }
+  // A dimension of 0 is the model's: the service checks pq_m once it has resolved it.
+  QS_RETURN_IF_ERROR(s.index.check_dimension(s.dimension));
+  if (s.index.quantizer == "pq" && s.index.pq_m == 0 && s.dimension > 0)
+    s.index.pq_m = IndexSpec::default_pq_m(s.dimension);
   QS_RETURN_IF_ERROR(read_string(j, "query_instruction", &s.query_instruction, "", kType));
   QS_RETURN_IF_ERROR(
       read_int(j, "max_tokens", stored ? 1 : kMinMaxTokens, kMaxMaxTokens, &s.max_tokens, "", kType));

@@ -1,6 +1,7 @@
 #include "index/hnsw_index.h"
 
 #include <faiss/IndexFlat.h>
+#include <faiss/IndexScalarQuantizer.h>
 
 #include <algorithm>
 #include <cfloat>
@@ -20,13 +21,20 @@ HnswIndex::HnswIndex(const VectorIndexConfig& config)
       index_(new_graph()),
       pending_(std::make_unique<FlatIndex>(config.dimension, config.metric)) {}
 
-std::unique_ptr<faiss::IndexHNSWFlat> HnswIndex::new_graph() const {
-  auto g = std::make_unique<faiss::IndexHNSWFlat>(config_.dimension, config_.hnsw_m,
-                                                   index_internal::to_faiss(config_.metric));
-  // SIMD distances (see distances.h); serialised by FAISS as a plain IndexFlat.
-  delete g->storage;
-  g->storage = new index_internal::FastFlatStorage(config_.dimension,
-                                                   index_internal::to_faiss(config_.metric));
+std::unique_ptr<faiss::IndexHNSW> HnswIndex::new_graph() const {
+  const faiss::MetricType metric = index_internal::to_faiss(config_.metric);
+  std::unique_ptr<faiss::IndexHNSW> g;
+  if (config_.quantizer == "sq8" || config_.quantizer == "fp16") {
+    g = std::make_unique<faiss::IndexHNSWSQ>(
+        config_.dimension,
+        config_.quantizer == "sq8" ? faiss::ScalarQuantizer::QT_8bit : faiss::ScalarQuantizer::QT_fp16,
+        config_.hnsw_m, metric);
+  } else {
+    g = std::make_unique<faiss::IndexHNSWFlat>(config_.dimension, config_.hnsw_m, metric);
+    // SIMD distances (see distances.h); serialised by FAISS as a plain IndexFlat.
+    delete g->storage;
+    g->storage = new index_internal::FastFlatStorage(config_.dimension, metric);
+  }
   g->hnsw.efConstruction = config_.hnsw_ef_construction;
   g->hnsw.efSearch = config_.hnsw_ef_search;
   return g;
@@ -35,6 +43,28 @@ std::unique_ptr<faiss::IndexHNSWFlat> HnswIndex::new_graph() const {
 const float* HnswIndex::stored_vectors() const {
   auto* flat = dynamic_cast<const faiss::IndexFlat*>(index_->storage);
   return flat ? flat->get_xb() : nullptr;
+}
+
+void HnswIndex::get_row(int64_t pos, float* out) const {
+  if (const float* xb = stored_vectors()) {
+    std::memcpy(out, xb + pos * config_.dimension, sizeof(float) * config_.dimension);
+  } else {
+    index_->storage->reconstruct(pos, out);  // decodes the row's code
+  }
+}
+
+int64_t HnswIndex::pending() const {
+  // An untrained sq8 index below its training size: the buffer is the index (exact), not work
+  // waiting for the inserter.
+  if (!trained() && pending_->size() < kSqTrainMin) return 0;
+  return pending_->size();
+}
+
+Status HnswIndex::train_if_due() {
+  if (trained() || pending_->size() < kSqTrainMin) return Status::ok();
+  return guard_faiss("IndexHNSWSQ::train", [&] {
+    index_->train(static_cast<faiss::Index::idx_t>(pending_->size()), pending_->vectors());
+  });
 }
 
 Status HnswIndex::add(int64_t n, const int64_t* labels, const float* vectors) {
@@ -63,6 +93,8 @@ Status HnswIndex::remove(int64_t n, const int64_t* labels) {
 }
 
 Status HnswIndex::absorb_pending(int64_t max_vectors) {
+  QS_RETURN_IF_ERROR(train_if_due());
+  if (!trained()) return Status::ok();
   const int64_t m = std::min<int64_t>(max_vectors, pending_->size());
   if (m <= 0) return Status::ok();
   const int d = config_.dimension;
@@ -89,8 +121,6 @@ bool HnswIndex::wants_optimize() const {
 
 Status HnswIndex::export_live(std::vector<int64_t>* labels, std::vector<float>* vectors) const {
   const int d = config_.dimension;
-  const float* xb = stored_vectors();
-  if (!xb && stored() > 0) return internal_error("HNSW storage is not a flat index");
   labels->clear();
   vectors->clear();
   labels->reserve(size());
@@ -98,7 +128,8 @@ Status HnswIndex::export_live(std::vector<int64_t>* labels, std::vector<float>* 
   for (size_t pos = 0; pos < labels_.size(); ++pos) {
     if (dead_[pos]) continue;
     labels->push_back(labels_[pos]);
-    vectors->insert(vectors->end(), xb + pos * d, xb + (pos + 1) * d);
+    vectors->resize(vectors->size() + d);
+    get_row(static_cast<int64_t>(pos), vectors->data() + vectors->size() - d);
   }
   const std::vector<int64_t>& pl = pending_->labels();
   labels->insert(labels->end(), pl.begin(), pl.end());
@@ -112,6 +143,15 @@ Status HnswIndex::optimize() {
   std::vector<float> rows;
   QS_RETURN_IF_ERROR(export_live(&live, &rows));
   auto graph = new_graph();
+  if (!graph->is_trained) {
+    // Keep the trained ranges: the decoded rows then encode to the codes they came from.
+    auto* from = dynamic_cast<const faiss::IndexScalarQuantizer*>(index_->storage);
+    auto* to = dynamic_cast<faiss::IndexScalarQuantizer*>(graph->storage);
+    if (!from || !to) return internal_error("HNSW rebuild: scalar quantizer storage expected");
+    to->sq.trained = from->sq.trained;
+    to->is_trained = true;
+    graph->is_trained = true;
+  }
   QS_RETURN_IF_ERROR(guard_faiss("IndexHNSWFlat::add (rebuild)", [&] {
     if (!live.empty()) graph->add(static_cast<faiss::Index::idx_t>(live.size()), rows.data());
   }));
@@ -175,14 +215,18 @@ Status HnswIndex::search_graph(int64_t n, const float* queries, int k,
     const int64_t m = static_cast<int64_t>(set->size());
     if (m <= index_internal::exact_scan_limit(graph_live)) {
       // A selective filter: the graph would be walked mostly through non-matches (and lose
-      // recall); scoring the matches exactly is cheaper and exact.
+      // recall); scoring the matches exactly is cheaper and exact (on decoded rows when
+      // quantized).
       const float* xb = stored_vectors();
       const int d = config_.dimension;
       return index_internal::exact_search(
           n, queries, d, config_.metric, k, *set,
-          [this, xb, d](int64_t label, float*) -> const float* {
+          [this, xb, d](int64_t label, float* scratch) -> const float* {
             auto it = positions_.find(label);
-            return it == positions_.end() || xb == nullptr ? nullptr : xb + it->second * d;
+            if (it == positions_.end()) return nullptr;
+            if (xb != nullptr) return xb + it->second * d;
+            get_row(it->second, scratch);
+            return scratch;
           },
           out_labels, out_distances);
     }
@@ -244,8 +288,17 @@ StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::read_payload(const VectorIndexCo
   }
   QS_ASSIGN_OR_RETURN(std::unique_ptr<faiss::Index> raw,
                       index_internal::faiss_from_bytes(graph_bytes));
-  auto* hnsw = dynamic_cast<faiss::IndexHNSWFlat*>(raw.get());
+  auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(raw.get());
   if (!hnsw) return corruption("HNSW index payload holds another FAISS index type");
+  // The storage must be what the configuration asks for (a file of another quantizer is
+  // rejected, and the index rebuilt from the store).
+  auto* sq = dynamic_cast<const faiss::IndexScalarQuantizer*>(hnsw->storage);
+  const bool storage_ok =
+      config.quantizer == "none"
+          ? dynamic_cast<const faiss::IndexFlat*>(hnsw->storage) != nullptr
+          : sq != nullptr && sq->sq.qtype == (config.quantizer == "sq8" ? faiss::ScalarQuantizer::QT_8bit
+                                                                         : faiss::ScalarQuantizer::QT_fp16);
+  if (!storage_ok) return corruption("HNSW index payload holds another vector storage than " + config.quantizer);
   raw.release();
   index->index_.reset(hnsw);
   if (auto* flat = dynamic_cast<faiss::IndexFlat*>(hnsw->storage)) {
@@ -255,7 +308,7 @@ StatusOr<std::unique_ptr<HnswIndex>> HnswIndex::read_payload(const VectorIndexCo
   if (index->dead_.size() != index->labels_.size() ||
       index->index_->ntotal != static_cast<faiss::Index::idx_t>(index->labels_.size()) ||
       index->index_->d != config.dimension ||
-      (index->stored_vectors() == nullptr && !index->labels_.empty())) {
+      (!index->index_->is_trained && !index->labels_.empty())) {
     return corruption("HNSW index payload: sizes do not agree");
   }
   index->index_->hnsw.efSearch = config.hnsw_ef_search;

@@ -13,6 +13,15 @@
 // the owner calls it in short slices so that searches never wait long (CollectionStore's
 // inserter thread). A label lives in the graph or in the pending buffer, never in both.
 // serialize() writes the pending vectors after the graph, so a saved index loses nothing.
+//
+// Quantizers (VectorIndexConfig::quantizer): "sq8" and "fp16" store the graph's vectors as a
+// faiss::IndexScalarQuantizer (1 or 2 bytes per component) instead of fp32; the graph is
+// walked with approximate distances and the collection rescores the candidates exactly.
+// sq8 learns each component's range from data: until kSqTrainMin vectors were added the index
+// is exact (everything stays in the pending buffer, pending() reports 0 and type() "flat");
+// the first absorb_pending() after that trains on the whole buffer (a min/max pass, cheap) and
+// the graph fills as usual. A rebuild keeps the trained ranges. Rows the exact paths need
+// (selective filters, export_live) are decoded from the codes.
 // Thread-safety: see vector_index.h.
 #pragma once
 
@@ -46,13 +55,14 @@ class HnswIndex : public VectorIndex {
   bool contains(int64_t label) const override {
     return positions_.count(label) > 0 || pending_->contains(label);
   }
-  std::string type() const override { return "hnsw"; }
+  std::string type() const override { return trained() ? "hnsw" : "flat"; }
   int dimension() const override { return config_.dimension; }
   Status serialize(std::string* out) const override;
   Status export_live(std::vector<int64_t>* labels, std::vector<float>* vectors) const override;
   bool wants_optimize() const override;
   Status optimize() override;
-  int64_t pending() const override { return pending_->size(); }
+  int64_t pending() const override;
+  bool lossy() const override { return config_.quantizer == "sq8" && trained(); }
   Status absorb_pending(int64_t max_vectors) override;
   int64_t memory_bytes() const override;
 
@@ -63,13 +73,17 @@ class HnswIndex : public VectorIndex {
   }
 
  private:
-  std::unique_ptr<faiss::IndexHNSWFlat> new_graph() const;
-  const float* stored_vectors() const;
+  std::unique_ptr<faiss::IndexHNSW> new_graph() const;
+  bool trained() const { return index_->is_trained; }
+  // Trains an sq8 graph on the pending buffer (no-op when trained or too few vectors).
+  Status train_if_due();
+  const float* stored_vectors() const;  // the fp32 rows of an unquantized graph, else null
+  void get_row(int64_t pos, float* out) const;  // one graph row, decoded when quantized
   Status search_graph(int64_t n, const float* queries, int k, const IndexSearchParams& params,
                       const LabelFilter* filter, int64_t* out_labels, float* out_distances) const;
 
   VectorIndexConfig config_;
-  std::unique_ptr<faiss::IndexHNSWFlat> index_;
+  std::unique_ptr<faiss::IndexHNSW> index_;
   std::vector<int64_t> labels_;                     // position -> label (also for dead ones)
   std::vector<uint8_t> dead_;                       // position -> tombstone flag
   std::unordered_map<int64_t, int64_t> positions_;  // live label -> position

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <typeinfo>
 #include <unordered_map>
 
 #include "index/distances.h"
@@ -73,9 +74,15 @@ IvfIndex::IvfIndex(const VectorIndexConfig& config)
     : config_(config), flat_(std::make_unique<FlatIndex>(config.dimension, config.metric)) {}
 
 int64_t IvfIndex::train_threshold() const {
-  if (config_.ivf_train_min > 0) return config_.ivf_train_min;
-  if (config_.ivf_nlist > 0) return 39LL * config_.ivf_nlist;
-  return 24336;
+  int64_t n = 24336;
+  if (config_.ivf_train_min > 0) {
+    n = config_.ivf_train_min;
+  } else if (config_.ivf_nlist > 0) {
+    n = 39LL * config_.ivf_nlist;
+  }
+  // PQ codebooks: k-means of 2^nbits centroids per sub-quantizer, 39 points each.
+  if (config_.quantizer == "pq") n = std::max<int64_t>(n, 39LL << config_.pq_nbits);
+  return n;
 }
 
 int64_t IvfIndex::size() const {
@@ -96,11 +103,20 @@ Status IvfIndex::train_from_flat() {
   }
   nlist = std::min<int64_t>(nlist, n);
   const faiss::MetricType metric = index_internal::to_faiss(config_.metric);
-  std::unique_ptr<faiss::IndexIVFFlat> ivf = std::make_unique<FastIvfFlat>(
-      new faiss::IndexFlat(config_.dimension, metric), config_.dimension, nlist, metric);
+  std::unique_ptr<faiss::IndexIVF> ivf;
+  if (config_.quantizer == "pq") {
+    auto pq = std::make_unique<faiss::IndexIVFPQ>(new faiss::IndexFlat(config_.dimension, metric),
+                                                  config_.dimension, nlist, config_.pq_m,
+                                                  config_.pq_nbits, metric);
+    pq->pq.cp.seed = 1234;
+    ivf = std::move(pq);
+  } else {
+    ivf = std::make_unique<FastIvfFlat>(new faiss::IndexFlat(config_.dimension, metric),
+                                        config_.dimension, nlist, metric);
+  }
   ivf->own_fields = true;
   ivf->cp.seed = 1234;  // reproducible training
-  QS_RETURN_IF_ERROR(guard_faiss("IndexIVFFlat::train", [&] {
+  QS_RETURN_IF_ERROR(guard_faiss("IndexIVF::train", [&] {
     ivf->train(n, flat_->vectors());
     ivf->set_direct_map_type(faiss::DirectMap::Hashtable);
     ivf->add_with_ids(n, flat_->vectors(), flat_->labels().data());
@@ -216,15 +232,25 @@ Status IvfIndex::export_live(std::vector<int64_t>* labels, std::vector<float>* v
   vectors->clear();
   labels->reserve(live_.size());
   vectors->reserve(live_.size() * config_.dimension);
-  for (size_t list = 0; list < ivf_->nlist; ++list) {
-    const size_t len = ivf_->invlists->list_size(list);
-    faiss::InvertedLists::ScopedIds ids(ivf_->invlists, list);
-    faiss::InvertedLists::ScopedCodes codes(ivf_->invlists, list);
-    const float* rows = reinterpret_cast<const float*>(codes.get());
-    labels->insert(labels->end(), ids.get(), ids.get() + len);
-    vectors->insert(vectors->end(), rows, rows + len * config_.dimension);
-  }
-  return Status::ok();
+  const bool flat_codes = config_.quantizer == "none";
+  return guard_faiss("IndexIVF::reconstruct_from_offset", [&] {
+    for (size_t list = 0; list < ivf_->nlist; ++list) {
+      const size_t len = ivf_->invlists->list_size(list);
+      faiss::InvertedLists::ScopedIds ids(ivf_->invlists, list);
+      labels->insert(labels->end(), ids.get(), ids.get() + len);
+      if (flat_codes) {
+        faiss::InvertedLists::ScopedCodes codes(ivf_->invlists, list);
+        const float* rows = reinterpret_cast<const float*>(codes.get());
+        vectors->insert(vectors->end(), rows, rows + len * config_.dimension);
+        continue;
+      }
+      for (size_t j = 0; j < len; ++j) {  // decoded (lossy) rows
+        vectors->resize(vectors->size() + config_.dimension);
+        ivf_->reconstruct_from_offset(static_cast<int64_t>(list), static_cast<int64_t>(j),
+                                      vectors->data() + vectors->size() - config_.dimension);
+      }
+    }
+  });
 }
 
 int64_t IvfIndex::memory_bytes() const {
@@ -235,6 +261,10 @@ int64_t IvfIndex::memory_bytes() const {
                                   (ivf_->invlists->code_size + sizeof(faiss::Index::idx_t)));
   }
   bytes += static_cast<int64_t>(ivf_->nlist) * config_.dimension * static_cast<int64_t>(sizeof(float));
+  if (auto* pq = dynamic_cast<const faiss::IndexIVFPQ*>(ivf_.get())) {
+    // Codebooks and, for L2 with residuals, FAISS's table of centroid x codebook terms.
+    bytes += static_cast<int64_t>((pq->pq.centroids.size() + pq->precomputed_table.size()) * sizeof(float));
+  }
   // The live label set and the hashtable direct map (label -> list, offset).
   return bytes + 2 * static_cast<int64_t>(live_.size()) * index_internal::kHashEntryBytes;
 }
@@ -285,6 +315,20 @@ StatusOr<std::unique_ptr<IvfIndex>> IvfIndex::read_payload(const VectorIndexConf
   std::string_view bytes;
   if (!r->get_bytes(&bytes)) return corruption("IVF index payload is truncated");
   QS_ASSIGN_OR_RETURN(std::unique_ptr<faiss::Index> raw, index_internal::faiss_from_bytes(bytes));
+  if (config.quantizer == "pq") {
+    auto* pq = dynamic_cast<faiss::IndexIVFPQ*>(raw.get());
+    if (!pq || typeid(*pq) != typeid(faiss::IndexIVFPQ) || pq->d != config.dimension ||
+        !pq->is_trained || !pq->quantizer ||
+        pq->quantizer->ntotal != static_cast<faiss::Index::idx_t>(pq->nlist) ||
+        static_cast<int>(pq->pq.M) != config.pq_m || static_cast<int>(pq->pq.nbits) != config.pq_nbits) {
+      return corruption("IVF index payload holds another FAISS index than IVF-PQ m=" +
+                        std::to_string(config.pq_m) + " nbits=" + std::to_string(config.pq_nbits));
+    }
+    raw.release();
+    index->ivf_.reset(pq);
+    index->flat_.reset();
+    QS_RETURN_IF_ERROR(guard_faiss("IndexIVFPQ::precompute_table", [&] { pq->precompute_table(); }));
+  } else {
   auto* loaded = dynamic_cast<faiss::IndexIVFFlat*>(raw.get());
   if (!loaded || loaded->d != config.dimension || !loaded->is_trained || !loaded->quantizer ||
       loaded->quantizer->ntotal != static_cast<faiss::Index::idx_t>(loaded->nlist)) {
@@ -300,6 +344,7 @@ StatusOr<std::unique_ptr<IvfIndex>> IvfIndex::read_payload(const VectorIndexConf
   fast->ntotal = loaded->ntotal;
   index->ivf_ = std::move(fast);
   index->flat_.reset();
+  }
   QS_RETURN_IF_ERROR(index->finish_load());
   uint64_t trained_size = 0;
   if (r->done()) {

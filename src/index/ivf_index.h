@@ -8,9 +8,17 @@
 // 4*sqrt(n), at most n/39, at least 1. Retraining: once the index holds ivf_retrain_factor (4)
 // times the vectors it was trained on, wants_optimize() asks for a new training on all of them
 // (CollectionStore builds it beside the live index and swaps it in).
+//
+// Quantizer "pq" (VectorIndexConfig::quantizer): the trained index is a faiss::IndexIVFPQ
+// (residuals to the list centroid coded as pq_m sub-vectors of pq_nbits bits: pq_m bytes per
+// vector at 8 bits), trained together with the centroids; it needs at least 39 * 2^pq_nbits
+// vectors (9984 at 8 bits) besides the threshold above. Its distances are approximate (the
+// collection rescores candidates exactly) and export_live() returns decoded vectors, so a
+// retraining takes its vectors from the store (lossy()).
 #pragma once
 
 #include <faiss/IndexIVFFlat.h>
+#include <faiss/IndexIVFPQ.h>
 
 #include <memory>
 #include <unordered_set>
@@ -42,6 +50,7 @@ class IvfIndex : public VectorIndex {
   Status optimize() override;
   int64_t trained_size() const override { return trained_size_; }
   int64_t memory_bytes() const override;
+  bool lossy() const override { return config_.quantizer == "pq" && trained(); }
 
   static StatusOr<std::unique_ptr<IvfIndex>> read_payload(const VectorIndexConfig& config,
                                                           index_internal::IndexKind kind,
@@ -56,7 +65,7 @@ class IvfIndex : public VectorIndex {
 
   VectorIndexConfig config_;
   std::unique_ptr<FlatIndex> flat_;           // before training
-  std::unique_ptr<faiss::IndexIVFFlat> ivf_;  // after training (owns its quantizer)
+  std::unique_ptr<faiss::IndexIVF> ivf_;      // after training (owns its quantizer): flat or PQ
   std::unordered_set<int64_t> live_;          // labels in ivf_
   int64_t trained_size_ = 0;                  // vectors the centroids were trained on
 };

@@ -13,6 +13,15 @@ using index_internal::IndexKind;
 
 static Status validate(const VectorIndexConfig& c) {
   if (c.dimension < 1) return invalid_argument("index dimension must be >= 1");
+  if (c.quantizer != "none") {
+    const bool ok = (c.type == "hnsw" && (c.quantizer == "sq8" || c.quantizer == "fp16")) ||
+                    (c.type == "ivf" && c.quantizer == "pq");
+    if (!ok) return invalid_argument("quantizer '" + c.quantizer + "' is not available for index type " + c.type);
+    if (c.quantizer == "pq") {
+      if (c.pq_m < 1 || c.dimension % c.pq_m != 0) return invalid_argument("pq m must divide the dimension");
+      if (c.pq_nbits < 4 || c.pq_nbits > 12) return invalid_argument("pq nbits must be in 4..12");
+    }
+  }
   if (c.type == "flat") return Status::ok();
   if (c.type == "hnsw") {
     if (c.hnsw_m < 2 || c.hnsw_m > 512) return invalid_argument("hnsw m must be in 2..512");

@@ -61,7 +61,20 @@ struct VectorIndexConfig {
   // the vectors it was trained on: its centroids (and an nlist chosen from n) then fit the
   // collection again. 0: never.
   double ivf_retrain_factor = 4.0;
+  // Compressed storage (issue 14). "none": fp32. hnsw: "sq8" (faiss::IndexHNSWSQ, QT_8bit:
+  // per-component min/max trained on the first kSqTrainMin vectors, which stay in the exact
+  // pending buffer until then) or "fp16" (QT_fp16, no training). ivf: "pq" (faiss::IndexIVFPQ,
+  // pq_m codes of pq_nbits bits, trained with the coarse centroids). Distances of a quantized
+  // index are approximate: the collection rescores its candidates with the stored vectors.
+  std::string quantizer = "none";
+  int pq_m = 8;      // must divide dimension
+  int pq_nbits = 8;  // 4..12
 };
+
+// Vectors an sq8 HNSW index holds (exactly, in its pending buffer) before it trains its
+// quantizer on them (a min/max pass, in the first absorb_pending() after that, i.e. on the
+// inserter thread) and starts filling the graph.
+inline constexpr int64_t kSqTrainMin = 10000;
 
 // Per-call search knobs; 0 means the index's configured default.
 struct IndexSearchParams {
@@ -115,6 +128,9 @@ class VectorIndex {
   virtual int64_t pending() const { return 0; }
   // IVF: the number of vectors its centroids were trained on (0 while untrained, other types).
   virtual int64_t trained_size() const { return 0; }
+  // True when the vectors export_live() returns are decoded approximations (a quantizer), so
+  // a replacement index should be built from the stored embeddings instead.
+  virtual bool lossy() const { return false; }
   // Bytes the index holds in memory: FAISS codes (vectors), graph links or inverted lists,
   // centroids, and our label maps (hash tables counted at index_internal::kHashEntryBytes per
   // entry, an estimate). 0 where unknown.

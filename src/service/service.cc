@@ -331,6 +331,9 @@ Status Service::create_collection(CollectionSpec spec) {
     return unprocessable("dimension must be in " + std::to_string(min_dimension()) + ".." +
                          std::to_string(hidden_size()) + ", got " +
                          std::to_string(spec.dimension));
+  QS_RETURN_IF_ERROR(spec.index.check_dimension(spec.dimension));
+  if (spec.index.quantizer == "pq" && spec.index.pq_m == 0)
+    spec.index.pq_m = IndexSpec::default_pq_m(spec.dimension);
   if (spec.chunking && spec.chunking->max_tokens > config_.max_tokens_per_text)
     return unprocessable("\"chunking\".\"max_tokens\" is " + std::to_string(spec.chunking->max_tokens) +
                          ", more than the server's limit per text (" +
